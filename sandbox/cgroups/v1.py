@@ -1,0 +1,130 @@
+"""cgroup v1: one directory per sandbox in each of the cpu, cpuacct, memory
+and pids hierarchies (cpu and cpuacct may share one mount)."""
+
+from __future__ import annotations
+
+import os
+
+from .base import (
+    CgroupBackend,
+    CgroupLimits,
+    SandboxCgroup,
+    kill_pids,
+    read_int,
+    read_keyed,
+    read_pids,
+    remove_stale_parents,
+    remove_tree,
+    rmdir_when_empty,
+    write_text,
+)
+
+CONTROLLERS = ("cpu", "cpuacct", "memory", "pids")
+
+
+class V1SandboxCgroup(SandboxCgroup):
+    def __init__(self, name: str, dirs: dict[str, str]) -> None:
+        self.name = name
+        self._dirs = dirs  # controller -> directory
+        self._unique_dirs = tuple(dict.fromkeys(dirs.values()))
+
+    @property
+    def procs_files(self) -> tuple[str, ...]:
+        return tuple(os.path.join(d, "cgroup.procs") for d in self._unique_dirs)
+
+    def _path(self, controller: str, file: str) -> str:
+        return os.path.join(self._dirs[controller], file)
+
+    def set_limits(self, limits: CgroupLimits) -> None:
+        mem = self._path("memory", "memory.limit_in_bytes")
+        memsw = self._path("memory", "memory.memsw.limit_in_bytes")
+        # memsw must stay >= the memory limit, so order the writes by direction.
+        current = read_int(mem)
+        if os.path.exists(memsw):
+            if limits.memory_bytes >= current:
+                write_text(memsw, str(limits.memory_bytes))
+                write_text(mem, str(limits.memory_bytes))
+            else:
+                write_text(mem, str(limits.memory_bytes))
+                write_text(memsw, str(limits.memory_bytes))
+        else:
+            write_text(mem, str(limits.memory_bytes))
+        swappiness = self._path("memory", "memory.swappiness")
+        if os.path.exists(swappiness):
+            write_text(swappiness, "0")
+        write_text(self._path("cpu", "cpu.cfs_period_us"), str(limits.cpu_period_us))
+        write_text(self._path("cpu", "cpu.cfs_quota_us"), str(limits.cpu_quota_us))
+        burst = self._path("cpu", "cpu.cfs_burst_us")
+        if limits.cpu_burst_us and os.path.exists(burst):
+            write_text(burst, str(min(limits.cpu_burst_us, limits.cpu_quota_us)))
+        write_text(self._path("pids", "pids.max"), str(limits.pids_max))
+
+    def cpu_usage_ns(self) -> int:
+        return read_int(self._path("cpuacct", "cpuacct.usage"))
+
+    def memory_peak_bytes(self) -> int:
+        return read_int(self._path("memory", "memory.max_usage_in_bytes"))
+
+    def reset_memory_peak(self) -> None:
+        write_text(self._path("memory", "memory.max_usage_in_bytes"), "0")
+
+    def memory_current_bytes(self) -> int:
+        return read_int(self._path("memory", "memory.usage_in_bytes"))
+
+    def oom_kills(self) -> int:
+        return read_keyed(self._path("memory", "memory.oom_control")).get("oom_kill", 0)
+
+    def pids(self) -> list[int]:
+        return read_pids(self._path("pids", "cgroup.procs"))
+
+    def kill(self) -> None:
+        # v1 has no cgroup.kill. Killing every listed pid includes the
+        # sandbox's PID 1, whose death makes the kernel kill the rest of its
+        # PID namespace, so a fork bomb cannot outrun the loop.
+        for _ in range(100):
+            pids = self.pids()
+            if not pids:
+                return
+            kill_pids(pids)
+
+    def remove(self) -> None:
+        self.kill()
+        for d in self._unique_dirs:
+            rmdir_when_empty(d)
+
+
+class CgroupV1Backend(CgroupBackend):
+    version = 1
+
+    def __init__(self, controller_dirs: dict[str, str], parent_name: str) -> None:
+        """controller_dirs: controller -> the server's own cgroup directory in it."""
+        missing = [c for c in CONTROLLERS if c not in controller_dirs]
+        if missing:
+            raise ValueError(f"cgroup v1 controllers missing: {', '.join(missing)}")
+        self._parents = {c: os.path.join(controller_dirs[c], parent_name) for c in CONTROLLERS}
+        self.parent_paths = tuple(dict.fromkeys(self._parents.values()))
+        self._own_dirs = tuple(dict.fromkeys(controller_dirs[c] for c in CONTROLLERS))
+        for d in self.parent_paths:
+            os.makedirs(d, exist_ok=True)
+
+    def create(self, name: str, limits: CgroupLimits) -> V1SandboxCgroup:
+        dirs = {c: os.path.join(p, name) for c, p in self._parents.items()}
+        made: list[str] = []
+        try:
+            for d in dict.fromkeys(dirs.values()):
+                os.mkdir(d)
+                made.append(d)
+            cgroup = V1SandboxCgroup(name, dirs)
+            cgroup.set_limits(limits)
+            return cgroup
+        except BaseException:
+            for d in reversed(made):
+                rmdir_when_empty(d)
+            raise
+
+    def remove_stale(self) -> int:
+        return remove_stale_parents(self._own_dirs)
+
+    def close(self) -> None:
+        for d in self.parent_paths:
+            remove_tree(d)

@@ -1,0 +1,32 @@
+"""Credentials: rlimits, then an unprivileged uid/gid with every capability
+gone and no_new_privs set. The last step of setup: nothing after it needs root."""
+
+from __future__ import annotations
+
+import os
+import resource
+
+from . import linux
+from .spec import SandboxSpec
+
+
+def set_rlimits(spec: SandboxSpec) -> None:
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    resource.setrlimit(resource.RLIMIT_NOFILE, (spec.open_files_max, spec.open_files_max))
+    # /tmp is bounded by its tmpfs size; this also bounds writes elsewhere.
+    tmp_bytes = spec.tmp_size_mb * 1024 * 1024
+    resource.setrlimit(resource.RLIMIT_FSIZE, (tmp_bytes, tmp_bytes))
+
+
+def drop_privileges(spec: SandboxSpec) -> None:
+    os.setgroups([])
+    for cap in range(linux.last_capability() + 1):
+        linux.prctl(linux.PR_CAPBSET_DROP, cap)
+    try:
+        linux.prctl(linux.PR_CAP_AMBIENT, linux.PR_CAP_AMBIENT_CLEAR_ALL)
+    except OSError:
+        pass  # kernels before 4.3 have no ambient set to clear
+    os.setresgid(spec.gid, spec.gid, spec.gid)
+    # Leaving uid 0 without SECBIT_KEEP_CAPS clears the permitted and effective sets.
+    os.setresuid(spec.uid, spec.uid, spec.uid)
+    linux.prctl(linux.PR_SET_NO_NEW_PRIVS, 1)

@@ -1,0 +1,57 @@
+"""What of the host a sandbox needs to run Python, computed once per server.
+
+The sandbox is a fork of the zygote, so the interpreter is already loaded;
+it needs the directories on sys.path (for imports after pivot_root) and the
+shared libraries extension modules link against. Each sys.path directory is
+bound at a neutral path (/python/N), so host paths such as /root/.pyenv or
+the repository never appear inside.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from .spec import BindMount
+
+LIB_DIRS = ("/usr/lib", "/usr/lib64", "/lib", "/lib64", "/usr/local/lib")
+
+
+def _project_root() -> str:
+    return os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def python_binds(path: list[str] | None = None) -> tuple[tuple[BindMount, ...], tuple[str, ...]]:
+    """Binds for the interpreter's import path, and the sys.path they make."""
+    project = _project_root()
+    binds: list[BindMount] = []
+    sandbox_path: list[str] = []
+    for entry in path if path is not None else sys.path:
+        real = os.path.realpath(entry) if entry else ""
+        if not real or not os.path.isdir(real) or real == os.path.realpath(os.getcwd()):
+            continue
+        # The repository itself (an editable install puts it on sys.path) stays out.
+        if real == project and os.path.basename(real) not in ("site-packages", "dist-packages"):
+            continue
+        target = f"/python/{len(binds)}"
+        binds.append(BindMount(real, target))
+        sandbox_path.append(target)
+    return tuple(binds), tuple(sandbox_path)
+
+
+def library_binds() -> tuple[BindMount, ...]:
+    """Shared-library directories, at their own paths (the dynamic loader looks there)."""
+    binds = []
+    for d in LIB_DIRS:
+        if os.path.isdir(d) and not os.path.islink(d):
+            binds.append(BindMount(d, d))
+    return tuple(binds)
+
+
+def library_symlinks() -> tuple[tuple[str, str], ...]:
+    """Merged-/usr hosts link /lib -> usr/lib; mirror those links inside."""
+    links = []
+    for d in ("/lib", "/lib64"):
+        if os.path.islink(d):
+            links.append((d, os.readlink(d)))
+    return tuple(links)

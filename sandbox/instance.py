@@ -1,0 +1,145 @@
+"""One running sandbox as the invoker holds it: start, init, call, destroy.
+
+Destroy-on-error lives here: any failure of a call (timeout, death,
+protocol) kills the whole sandbox (every process in its cgroup) before the
+error reaches the caller, so a broken sandbox is never reused.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+from typing import Any
+
+from . import frames
+from .api import CallResult, CallTimedOut, InitError, SandboxDied, SetupError, Usage
+from .cgroups import SandboxCgroup
+from .spec import SandboxSpec
+from .zygote_client import Zygote
+
+
+class Sandbox:
+    def __init__(self, spec: SandboxSpec, cgroup: SandboxCgroup) -> None:
+        self.spec = spec
+        self.cgroup = cgroup
+        self.pid = 0
+        self.calls = 0
+        self.init_ms = 0.0
+        self.init_logs = ""
+        self.last_used = time.monotonic()
+        self.dead = False
+        self._reader: asyncio.StreamReader | None = None
+        self._writer: asyncio.StreamWriter | None = None
+        self._oom_baseline = 0
+        self.last_usage: Usage | None = None
+
+    @property
+    def id(self) -> str:
+        return self.spec.sandbox_id
+
+    async def start(self, zygote: Zygote, timeout_s: float) -> None:
+        """Fork the sandbox and wait for its init (the handler's import).
+
+        Raises SetupError, InitError, SandboxDied or CallTimedOut; the
+        sandbox is destroyed in every case.
+        """
+        t0 = time.monotonic()
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            try:
+                self.pid = await zygote.spawn(self.spec, theirs)
+            finally:
+                theirs.close()
+            self._reader, self._writer = await asyncio.open_unix_connection(sock=ours, limit=1 << 20)
+            msg = await self._receive(t0 + timeout_s, what="init")
+            if msg["t"] == "setup_error":
+                raise SetupError(f"sandbox setup failed: {msg.get('error')}")
+            if msg["t"] == "init_error":
+                raise InitError(f"function init failed: {msg.get('error')}", str(msg.get("logs", "")))
+            if msg["t"] != "ready":
+                raise SandboxDied("protocol", f"sandbox broke the protocol: expected ready, got {msg['t']!r}")
+            self.init_logs = str(msg.get("logs", ""))
+            self.init_ms = (time.monotonic() - t0) * 1000
+        except BaseException:
+            ours.close()
+            await self.destroy()
+            raise
+
+    async def _receive(self, deadline: float, what: str) -> dict[str, Any]:
+        assert self._reader is not None
+        try:
+            async with asyncio.timeout_at(_loop_time(deadline)):
+                header = await self._reader.readexactly(frames.HEADER.size)
+                (length,) = frames.HEADER.unpack(header)
+                payload = await self._reader.readexactly(frames.check_length(length))
+            return frames.decode_payload(payload)
+        except TimeoutError:
+            raise CallTimedOut(f"{what} timed out") from None
+        except asyncio.IncompleteReadError:
+            raise self._death() from None
+        except (ConnectionError, OSError):
+            raise self._death() from None
+        except frames.FrameError as exc:
+            raise SandboxDied("protocol", f"sandbox broke the protocol: {exc}") from None
+
+    def _death(self) -> SandboxDied:
+        if self.cgroup.oom_kills() > self._oom_baseline:
+            return SandboxDied("oom", f"memory limit of {self.spec.memory_mb} MiB exceeded")
+        return SandboxDied("crash", "sandbox exited or crashed during the call")
+
+    async def call(self, request: dict[str, Any], deadline: float) -> CallResult:
+        """Run one call. `deadline` is a time.monotonic() value."""
+        assert self._writer is not None
+        self.calls += 1
+        cgroup = self.cgroup
+        self._oom_baseline = cgroup.oom_kills()
+        cgroup.reset_memory_peak()
+        cpu_before = cgroup.cpu_usage_ns()
+        t0 = time.monotonic()
+        request["timeout_ms"] = max(0, int((deadline - t0) * 1000))
+        try:
+            self._writer.write(frames.encode(request))
+            msg = await self._receive(deadline, what="call")
+            if msg["t"] != "result":
+                raise SandboxDied("protocol", f"sandbox broke the protocol: expected result, got {msg['t']!r}")
+            result = CallResult(
+                status=int(msg["status"]),
+                headers=tuple((str(k), str(v)) for k, v in msg["headers"]),
+                body=bytes(msg["body"]),
+                logs=str(msg.get("logs", "")),
+                error=msg.get("error"),
+                usage=self._usage(t0, cpu_before),
+            )
+        except BaseException as exc:
+            self.last_usage = self._usage(t0, cpu_before)
+            await self.destroy()
+            if isinstance(exc, (KeyError, TypeError, ValueError)):
+                raise SandboxDied("protocol", f"sandbox broke the protocol: bad result ({exc})") from None
+            raise
+        self.last_used = time.monotonic()
+        return result
+
+    def _usage(self, t0: float, cpu_before: int) -> Usage:
+        wall_ms = (time.monotonic() - t0) * 1000
+        try:
+            cpu_ms = (self.cgroup.cpu_usage_ns() - cpu_before) / 1e6
+            peak = self.cgroup.memory_peak_bytes()
+        except OSError:
+            cpu_ms, peak = 0.0, 0
+        return Usage(wall_ms=wall_ms, cpu_ms=max(0.0, cpu_ms), max_memory_bytes=peak)
+
+    async def destroy(self) -> None:
+        """Kill every process of the sandbox and remove its cgroup. Idempotent."""
+        if self.dead:
+            return
+        self.dead = True
+        if self._writer is not None:
+            self._writer.close()
+        # remove() waits for the kernel to empty the cgroup: keep that off the loop.
+        await asyncio.to_thread(self.cgroup.remove)
+
+
+def _loop_time(monotonic_deadline: float) -> float:
+    loop = asyncio.get_running_loop()
+    return loop.time() + (monotonic_deadline - time.monotonic())

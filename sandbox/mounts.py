@@ -1,0 +1,86 @@
+"""Mount namespace: a minimal read-only root built from bind mounts, entered
+with pivot_root. Runs inside the new mount and PID namespaces, as root."""
+
+from __future__ import annotations
+
+import os
+
+from . import linux
+from .spec import SandboxSpec
+
+DEVICES = ("null", "zero", "random", "urandom")
+RO_BIND_FLAGS = linux.MS_REMOUNT | linux.MS_BIND | linux.MS_RDONLY | linux.MS_NOSUID | linux.MS_NODEV
+
+
+def _bind(source: str, target: str, readonly: bool, extra_flags: int = 0) -> None:
+    if os.path.isdir(source):
+        os.makedirs(target, exist_ok=True)
+    else:
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        with open(target, "a"):
+            pass
+    linux.mount(source, target, None, linux.MS_BIND | linux.MS_REC)
+    flags = linux.MS_REMOUNT | linux.MS_BIND | linux.MS_NOSUID | extra_flags
+    if readonly:
+        flags |= linux.MS_RDONLY | linux.MS_NODEV
+    linux.mount(None, target, None, flags)
+
+
+def _write(path: str, text: str) -> None:
+    with open(path, "w") as f:
+        f.write(text)
+
+
+def _etc_files(root: str, spec: SandboxSpec) -> None:
+    etc = os.path.join(root, "etc")
+    os.makedirs(etc, exist_ok=True)
+    _write(
+        os.path.join(etc, "passwd"),
+        f"root:x:0:0::/:/bin/false\nsandbox:x:{spec.uid}:{spec.gid}::/tmp:/bin/false\n",
+    )
+    _write(os.path.join(etc, "group"), f"root:x:0:\nsandbox:x:{spec.gid}:\n")
+    _write(os.path.join(etc, "hostname"), spec.hostname + "\n")
+    _write(os.path.join(etc, "hosts"), f"127.0.0.1 localhost {spec.hostname}\n::1 localhost\n")
+
+
+def enter_root(spec: SandboxSpec) -> None:
+    """Build the sandbox's root on spec.new_root_dir and pivot into it."""
+    # Nothing we mount may propagate back to the host's namespace.
+    linux.mount(None, "/", None, linux.MS_REC | linux.MS_PRIVATE)
+    root = spec.new_root_dir
+    linux.mount("tmpfs", root, "tmpfs", linux.MS_NOSUID | linux.MS_NODEV, "size=1m,nr_inodes=4096,mode=0755")
+
+    for bind in spec.runtime_binds:
+        _bind(bind.source, root + bind.target, readonly=True)
+    for path, points_to in spec.symlinks:
+        os.symlink(points_to, root + path)
+    _bind(spec.code_dir, os.path.join(root, "var/task"), readonly=True)
+
+    dev = os.path.join(root, "dev")
+    os.makedirs(dev)
+    for name in DEVICES:
+        # Device nodes stay writable (writes to /dev/null must work) but no exec or suid.
+        _bind(f"/dev/{name}", os.path.join(dev, name), readonly=False, extra_flags=linux.MS_NOEXEC)
+    os.symlink("/proc/self/fd", os.path.join(dev, "fd"))
+    for i, name in enumerate(("stdin", "stdout", "stderr")):
+        os.symlink(f"/proc/self/fd/{i}", os.path.join(dev, name))
+
+    tmp = os.path.join(root, "tmp")
+    os.makedirs(tmp)
+    linux.mount(
+        "tmpfs", tmp, "tmpfs", linux.MS_NOSUID | linux.MS_NODEV, f"size={spec.tmp_size_mb}m,mode=1777"
+    )
+
+    proc = os.path.join(root, "proc")
+    os.makedirs(proc)
+    linux.mount("proc", proc, "proc", linux.MS_NOSUID | linux.MS_NODEV | linux.MS_NOEXEC)
+
+    _etc_files(root, spec)
+
+    # pivot_root(".", ".") stacks the old root on top of the new one; detaching
+    # it leaves only the new root, with no put_old directory to clean up.
+    os.chdir(root)
+    linux.pivot_root(".", ".")
+    linux.umount2(".", linux.MNT_DETACH)
+    os.chdir("/")
+    linux.mount(None, "/", None, linux.MS_REMOUNT | linux.MS_RDONLY | linux.MS_NOSUID | linux.MS_NODEV)

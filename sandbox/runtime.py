@@ -1,0 +1,199 @@
+"""The runtime inside a sandbox: load the handler once (init), then serve
+calls one at a time over the channel. Imports nothing from gateway/invoker."""
+
+from __future__ import annotations
+
+import importlib.util
+import inspect
+import io
+import json
+import logging
+import os
+import socket
+import sys
+import time
+import traceback
+from typing import Any
+
+from . import frames
+from .event import Context, Event, Headers
+from .response import UnsupportedReturn, to_http
+from .spec import SandboxSpec
+
+LOG_CAP_BYTES = 64 * 1024
+TRUNCATION_MARKER = "[faas] log output truncated: more than 64 KiB in this call\n"
+
+
+class LogBuffer:
+    """Output of one call (or of init), capped at LOG_CAP_BYTES."""
+
+    def __init__(self, cap: int = LOG_CAP_BYTES) -> None:
+        self._parts: list[str] = []
+        self._size = 0
+        self._cap = cap
+        self.truncated = False
+
+    def write(self, text: str) -> None:
+        if self.truncated or not text:
+            return
+        size = len(text.encode("utf-8", "replace"))
+        if self._size + size > self._cap:
+            room = self._cap - self._size
+            self._parts.append(text.encode("utf-8", "replace")[:room].decode("utf-8", "ignore"))
+            self.truncated = True
+            return
+        self._parts.append(text)
+        self._size += size
+
+    def text(self) -> str:
+        out = "".join(self._parts)
+        if self.truncated:
+            if out and not out.endswith("\n"):
+                out += "\n"
+            out += TRUNCATION_MARKER
+        return out
+
+
+class CapturedStream(io.TextIOBase):
+    """Stands in for sys.stdout/sys.stderr for the sandbox's whole life, so
+    references taken at init (logging handlers) keep working; writes go to
+    whichever call is current."""
+
+    def __init__(self, runtime: Runtime, name: str) -> None:
+        self._runtime = runtime
+        self.name = name
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        if not isinstance(text, str):
+            raise TypeError(f"write() argument must be str, not {type(text).__name__}")
+        self._runtime.logs.write(text)
+        return len(text)
+
+    @property
+    def encoding(self) -> str:  # type: ignore[override]
+        return "utf-8"
+
+    def isatty(self) -> bool:
+        return False
+
+
+def _error_body(message: str, call_id: str) -> bytes:
+    return json.dumps({"error": message, "call_id": call_id}).encode()
+
+
+class Runtime:
+    def __init__(self, spec: SandboxSpec, channel: socket.socket) -> None:
+        self.spec = spec
+        self.channel = channel
+        self.logs = LogBuffer()
+        self.handler: Any = None
+        self._loop: Any = None
+        self._cold = True
+
+    def install_streams(self) -> None:
+        sys.stdout = CapturedStream(self, "<stdout>")
+        sys.stderr = CapturedStream(self, "<stderr>")
+        logging.basicConfig(level=logging.INFO, stream=sys.stderr, force=True)
+
+    def load_handler(self) -> None:
+        """The init phase: import the handler module once and find its entry."""
+        path = os.path.join("/var/task", self.spec.handler_module.replace(".", "/") + ".py")
+        name = self.spec.handler_module
+        module_spec = importlib.util.spec_from_file_location(name, path)
+        if module_spec is None or module_spec.loader is None:
+            raise ImportError(f"cannot load {path}")
+        module = importlib.util.module_from_spec(module_spec)
+        # Register under its own name unless a preloaded module owns it.
+        if name not in sys.modules:
+            sys.modules[name] = module
+        module_spec.loader.exec_module(module)
+        handler = getattr(module, self.spec.entry, None)
+        if handler is None:
+            raise AttributeError(f"{self.spec.handler_module}.py has no function {self.spec.entry!r}")
+        if not callable(handler):
+            raise TypeError(f"{self.spec.handler_module}.{self.spec.entry} is not callable")
+        self.handler = handler
+
+    def init(self) -> dict[str, Any]:
+        self.logs = LogBuffer()
+        try:
+            self.load_handler()
+        except BaseException as exc:  # the user's module may raise anything, SystemExit included
+            self.logs.write(traceback.format_exc())
+            return {"t": "init_error", "error": f"{type(exc).__name__}: {exc}", "logs": self.logs.text()}
+        return {"t": "ready", "logs": self.logs.text()}
+
+    def _run_handler(self, event: Event, context: Context) -> Any:
+        result = self.handler(event, context)
+        if inspect.isawaitable(result):
+            if self._loop is None:
+                import asyncio
+
+                self._loop = asyncio.new_event_loop()
+            result = self._loop.run_until_complete(result)
+        return result
+
+    def call(self, msg: dict[str, Any]) -> dict[str, Any]:
+        call_id = msg["id"]
+        self.logs = LogBuffer()
+        event = Event(
+            method=msg["method"],
+            path=msg["path"],
+            query=msg["query"],
+            headers=Headers(msg["headers"]),
+            body=msg["body"],
+        )
+        context = Context(
+            request_id=call_id,
+            function_name=self.spec.function_name,
+            function_version=str(self.spec.function_version),
+            memory_limit_in_mb=self.spec.memory_mb,
+            timeout_s=self.spec.timeout_s,
+            cold_start=self._cold,
+            deadline_monotonic=time.monotonic() + msg["timeout_ms"] / 1000,
+        )
+        self._cold = False
+        error: str | None = None
+        try:
+            status, headers, body = to_http(self._run_handler(event, context))
+        except UnsupportedReturn as exc:
+            error = str(exc)
+            self.logs.write(f"{error}\n")
+        except BaseException as exc:  # SystemExit and KeyboardInterrupt are handler errors too
+            error = f"{type(exc).__name__}: {exc}"
+            self.logs.write(traceback.format_exc())
+        if error is not None:
+            status, headers, body = 500, [("Content-Type", "application/json")], _error_body(error, call_id)
+        return {
+            "t": "result",
+            "status": status,
+            "headers": headers,
+            "body": body,
+            "error": error,
+            "logs": self.logs.text(),
+        }
+
+    def serve(self) -> None:
+        frames.send_blocking(self.channel, self.init())
+        while True:
+            msg = frames.recv_blocking(self.channel)
+            if msg is None:
+                return
+            if msg["t"] != "call":
+                raise frames.FrameError(f"unexpected message {msg['t']!r}")
+            frames.send_blocking(self.channel, self.call(msg))
+            _reap_zombies()
+
+
+def _reap_zombies() -> None:
+    """We are PID 1 of the sandbox: orphans the handler left become ours."""
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return

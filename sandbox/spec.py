@@ -1,0 +1,69 @@
+"""The one description of a sandbox, passed down explicitly (no globals).
+
+Like an nsjail config: namespaces, mounts and limits, with units in the
+field names. It crosses a process boundary (server -> zygote) as a plain
+dict, so every field is a msgpack-friendly scalar or tuple.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+ALL_NAMESPACES = ("mount", "pid", "net", "ipc", "uts")
+
+
+@dataclass(frozen=True)
+class BindMount:
+    """A read-only bind of a host path into the sandbox's root."""
+
+    source: str
+    target: str
+
+
+@dataclass(frozen=True)
+class SandboxSpec:
+    sandbox_id: str
+    function_name: str
+    function_version: int
+    # Host directory holding the function's code; appears read-only at /var/task.
+    code_dir: str
+    handler_module: str
+    entry: str
+    env: tuple[tuple[str, str], ...] = ()
+    # Limits.
+    memory_mb: int = 128
+    cpu_cores: float = 1.0
+    pids_max: int = 64
+    tmp_size_mb: int = 64
+    open_files_max: int = 1024
+    timeout_s: float = 30.0
+    # Identity inside the sandbox.
+    uid: int = 65534
+    gid: int = 65534
+    hostname: str = "sandbox"
+    namespaces: tuple[str, ...] = ALL_NAMESPACES
+    # The runtime the sandbox needs (Python's paths, shared libraries), read-only.
+    runtime_binds: tuple[BindMount, ...] = ()
+    # Symbolic links to recreate in the root (merged-/usr hosts: /lib -> usr/lib).
+    symlinks: tuple[tuple[str, str], ...] = ()
+    # sys.path inside the sandbox, after the binds are in place.
+    python_path: tuple[str, ...] = ()
+    # An empty host directory the sandbox mounts its private root on (in its
+    # own mount namespace, so the host never sees it).
+    new_root_dir: str = "/run/faas/root"
+    # cgroup.procs files the sandbox attaches itself to before unsharing.
+    cgroup_procs_files: tuple[str, ...] = field(default=())
+
+    def to_wire(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_wire(cls, data: dict[str, Any]) -> SandboxSpec:
+        data = dict(data)
+        data["env"] = tuple(tuple(kv) for kv in data["env"])
+        data["symlinks"] = tuple(tuple(link) for link in data["symlinks"])
+        data["runtime_binds"] = tuple(BindMount(**b) for b in data["runtime_binds"])
+        for key in ("namespaces", "python_path", "cgroup_procs_files"):
+            data[key] = tuple(data[key])
+        return cls(**data)

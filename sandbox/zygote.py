@@ -1,0 +1,144 @@
+"""The zygote: a single-threaded, pre-imported process that forks sandboxes.
+
+Started once per server, before any event loop or thread exists. It reads
+spawn requests (a msgpack SandboxSpec plus the sandbox's end of a socketpair,
+passed with SCM_RIGHTS) from its control socket, and answers each with the
+sandbox's host pid, in order. It is a child subreaper, so every sandbox is
+its child and is reaped here. When the server goes away (EOF on the control
+socket) it kills every sandbox it made and exits.
+
+    python -m sandbox.zygote CONTROL_FD
+"""
+
+from __future__ import annotations
+
+import array
+import os
+import signal
+import socket
+import sys
+from typing import Any
+
+import msgpack
+
+# Pre-import what every sandbox needs, so that forks share it.
+from . import linux, namespaces, setup  # noqa: F401
+from .spec import SandboxSpec
+
+MAX_REQUEST_BYTES = 1 << 20
+
+
+def _recv_request(control: socket.socket) -> tuple[bytes, list[int]] | None:
+    fds = array.array("i")
+    msg, ancdata, _flags, _addr = control.recvmsg(MAX_REQUEST_BYTES, socket.CMSG_SPACE(4 * fds.itemsize))
+    if not msg:
+        return None
+    for level, kind, data in ancdata:
+        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+            fds.frombytes(data[: len(data) - (len(data) % fds.itemsize)])
+    return msg, list(fds)
+
+
+def _spawn(control: socket.socket, spec: SandboxSpec, channel_fd: int) -> int:
+    """Fork, join the cgroup, unshare, fork again (the grandchild is PID 1 of
+    the new PID namespace) and return the grandchild's host pid."""
+    read_end, write_end = os.pipe()
+    child = os.fork()
+    if child == 0:
+        try:
+            os.close(read_end)
+            control.close()
+            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+            me = str(os.getpid())
+            for procs in spec.cgroup_procs_files:
+                with open(procs, "w") as f:
+                    f.write(me)
+            linux.unshare(namespaces.unshare_flags(spec))
+            grandchild = os.fork()
+            if grandchild == 0:
+                os.close(write_end)
+                setup.run_sandbox(spec, channel_fd)  # never returns
+            os.write(write_end, msgpack.packb({"pid": grandchild}))
+            os._exit(0)
+        except BaseException as exc:
+            try:
+                os.write(write_end, msgpack.packb({"error": f"{type(exc).__name__}: {exc}"}))
+            finally:
+                os._exit(1)
+    os.close(write_end)
+    chunks = []
+    while chunk := os.read(read_end, 4096):
+        chunks.append(chunk)
+    os.close(read_end)
+    reply: dict[str, Any] = msgpack.unpackb(b"".join(chunks)) if chunks else {"error": "sandbox fork failed"}
+    if "error" in reply:
+        raise OSError(reply["error"])
+    return int(reply["pid"])
+
+
+def _reap(_signum: int = 0, _frame: Any = None) -> None:
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+
+
+def serve(control: socket.socket) -> None:
+    linux.prctl(linux.PR_SET_CHILD_SUBREAPER, 1)
+    signal.signal(signal.SIGCHLD, _reap)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the server decides when we stop
+    while True:
+        request = _recv_request(control)
+        if request is None:
+            break
+        payload, fds = request
+        try:
+            if len(fds) != 1:
+                raise ValueError(f"expected one channel fd, got {len(fds)}")
+            spec = SandboxSpec.from_wire(msgpack.unpackb(payload))
+            pid = _spawn(control, spec, fds[0])
+            reply: dict[str, Any] = {"pid": pid}
+        except Exception as exc:
+            reply = {"error": f"{type(exc).__name__}: {exc}"}
+        finally:
+            for fd in fds:
+                os.close(fd)
+        control.send(msgpack.packb(reply))
+    # Killing a sandbox's PID 1 takes down its whole PID namespace.
+    for pid in _children():
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+def _children() -> list[int]:
+    """Our live children: every sandbox, since we are their subreaper. Read
+    from /proc rather than remembered, so a recycled pid is never killed."""
+    me = os.getpid()
+    out = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        # The command name may hold spaces and parentheses: split after the last ")".
+        fields = stat[stat.rfind(")") + 2 :].split()
+        if len(fields) > 1 and int(fields[1]) == me:
+            out.append(int(entry))
+    return out
+
+
+def main() -> None:
+    control = socket.socket(fileno=int(sys.argv[1]))
+    serve(control)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,118 @@
+"""The server's side of the zygote: start it, ask it for sandboxes.
+
+`Zygote` is an async context manager. Requests and replies are one
+SEQPACKET datagram each and the zygote answers in order, so a FIFO of
+futures matches replies to requests without ids.
+"""
+
+from __future__ import annotations
+
+import array
+import asyncio
+import collections
+import os
+import socket
+import subprocess
+import sys
+from typing import Any
+
+import msgpack
+
+from .api import SpawnError
+from .spec import SandboxSpec
+
+
+class Zygote:
+    def __init__(self, python: str = sys.executable) -> None:
+        self._python = python
+        self._sock: socket.socket | None = None
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._pending: collections.deque[asyncio.Future[dict[str, Any]]] = collections.deque()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._dead: str | None = None
+
+    @property
+    def pid(self) -> int | None:
+        return self._proc.pid if self._proc else None
+
+    async def __aenter__(self) -> Zygote:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        try:
+            self._proc = subprocess.Popen(
+                [self._python, "-m", "sandbox.zygote", str(theirs.fileno())],
+                pass_fds=[theirs.fileno()],
+                stdin=subprocess.DEVNULL,
+                cwd="/",
+                env={k: v for k, v in os.environ.items() if k in ("PATH", "PYTHONPATH", "LANG", "LC_ALL")},
+            )
+        finally:
+            theirs.close()
+        ours.setblocking(False)
+        self._sock = ours
+        self._loop = asyncio.get_running_loop()
+        self._loop.add_reader(ours.fileno(), self._on_readable)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        if self._sock is not None and self._loop is not None:
+            self._loop.remove_reader(self._sock.fileno())
+            self._sock.close()  # EOF tells the zygote to kill its sandboxes and exit
+            self._sock = None
+        self._fail_pending("zygote closed")
+        proc, self._proc = self._proc, None
+        if proc is not None:
+            try:
+                await asyncio.wait_for(asyncio.to_thread(proc.wait), 5)
+            except TimeoutError:
+                proc.kill()
+                await asyncio.to_thread(proc.wait)
+
+    def _fail_pending(self, why: str) -> None:
+        self._dead = why
+        while self._pending:
+            fut = self._pending.popleft()
+            if not fut.done():
+                fut.set_exception(SpawnError(why))
+
+    def _on_readable(self) -> None:
+        assert self._sock is not None
+        try:
+            data = self._sock.recv(65536)
+        except BlockingIOError:
+            return
+        except OSError as exc:
+            data = b""
+            why = f"zygote channel failed: {exc}"
+        else:
+            why = "zygote exited"
+        if not data:
+            assert self._loop is not None
+            self._loop.remove_reader(self._sock.fileno())
+            self._fail_pending(why)
+            return
+        fut = self._pending.popleft()
+        if not fut.done():
+            fut.set_result(msgpack.unpackb(data))
+
+    async def spawn(self, spec: SandboxSpec, channel: socket.socket) -> int:
+        """Create a sandbox whose end of the channel is `channel`; its host pid."""
+        if self._sock is None or self._dead:
+            raise SpawnError(self._dead or "zygote not started")
+        assert self._loop is not None
+        payload = msgpack.packb(spec.to_wire(), use_bin_type=True)
+        fds = array.array("i", [channel.fileno()])
+        fut: asyncio.Future[dict[str, Any]] = self._loop.create_future()
+        while True:
+            try:
+                self._sock.sendmsg([payload], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, fds)])
+                break
+            except BlockingIOError:
+                await asyncio.sleep(0.001)
+        self._pending.append(fut)
+        reply = await fut
+        if "error" in reply:
+            raise SpawnError(f"could not create sandbox: {reply['error']}")
+        return int(reply["pid"])
