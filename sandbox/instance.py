@@ -25,6 +25,8 @@ class Sandbox:
         self.cgroup = cgroup
         self.pid = 0
         self.calls = 0
+        # Which deploy of its function this sandbox runs (set by the invoker).
+        self.generation = 0
         self.init_ms = 0.0
         self.init_logs = ""
         self.last_used = time.monotonic()
@@ -102,7 +104,9 @@ class Sandbox:
             self._writer.write(frames.encode(request))
             msg = await self._receive(deadline, what="call")
             if msg["t"] != "result":
-                raise SandboxDied("protocol", f"sandbox broke the protocol: expected result, got {msg['t']!r}")
+                raise SandboxDied(
+                    "protocol", f"sandbox broke the protocol: expected result, got {msg['t']!r}"
+                )
             result = CallResult(
                 status=int(msg["status"]),
                 headers=tuple((str(k), str(v)) for k, v in msg["headers"]),

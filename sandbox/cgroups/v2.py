@@ -243,10 +243,13 @@ class CgroupV2Backend(CgroupBackend):
             return
         try:
             write_text(os.path.join(self.own_dir, "cgroup.procs"), str(os.getpid()))
-            os.rmdir(self.supervisor_path)
         except OSError:
             return
-        self.supervisor_path = None
+        supervisor, self.supervisor_path = self.supervisor_path, None
+        try:
+            os.rmdir(supervisor)
+        except OSError:
+            pass
 
     def _enable_controllers(self, path: str) -> None:
         try:

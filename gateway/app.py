@@ -1,0 +1,80 @@
+"""create_app(config): the one factory that builds the aiohttp application.
+
+Dependencies (metrics, invoker) are made here and passed to each route's
+factory; nothing is global. The invoker is entered on startup and exited on
+cleanup, so teardown runs in reverse order of setup.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from invoker.errors import Unauthorized
+from invoker.invoker import Invoker, InvokerConfig
+from invoker.metrics import Metrics
+
+from .config import ServerConfig
+from .errors import Handler, error_middleware
+from .routes.functions import FunctionRoutes
+from .routes.invoke import make_invoke_handler
+from .routes.logs import make_logs_handler
+from .routes.ops import OpsRoutes
+
+INVOKER = web.AppKey("invoker", Invoker)
+METRICS = web.AppKey("metrics", Metrics)
+CONFIG = web.AppKey("config", ServerConfig)
+
+
+def make_auth_middleware(token: str | None) -> web.Middleware:  # type: ignore[name-defined]
+    expected = f"Bearer {token}".encode() if token else None
+
+    @web.middleware
+    async def auth(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if expected is not None and request.path.startswith("/system"):
+            given = request.headers.get("Authorization", "").encode()
+            if not hmac.compare_digest(given, expected):
+                raise Unauthorized("missing or wrong token: send Authorization: Bearer TOKEN")
+        return await handler(request)
+
+    return auth
+
+
+def create_app(config: ServerConfig) -> web.Application:
+    config.check()
+    metrics = Metrics()
+    invoker = Invoker(
+        InvokerConfig(
+            data_dir=config.data_dir,
+            keepalive_s=config.keepalive_s,
+            pids_max=config.pids_max,
+            code_limit_bytes=config.code_limit_bytes,
+        ),
+        metrics,
+    )
+    # Room for a deploy of code_limit_bytes in base64 (4/3) plus JSON framing;
+    # invocations enforce their own, smaller limit while reading.
+    max_request = max(config.max_body_bytes, config.code_limit_bytes * 4 // 3 + 1024 * 1024)
+    app = web.Application(
+        middlewares=[error_middleware, make_auth_middleware(config.token)],
+        client_max_size=max_request,
+    )
+    app[CONFIG] = config
+    app[METRICS] = metrics
+    app[INVOKER] = invoker
+
+    invoke = make_invoke_handler(invoker, metrics, config.max_body_bytes)
+    app.router.add_route("*", "/function/{name}", invoke)
+    app.router.add_route("*", "/function/{name}/{path:.*}", invoke)
+    FunctionRoutes(invoker).add_to(app.router)
+    app.router.add_get("/system/logs", make_logs_handler(invoker))
+    OpsRoutes(invoker, metrics).add_to(app.router)
+
+    async def invoker_context(app: web.Application) -> AsyncIterator[None]:
+        async with invoker:
+            yield
+
+    app.cleanup_ctx.append(invoker_context)
+    return app

@@ -1,0 +1,108 @@
+"""Server configuration: defaults, then a TOML/JSON file, then flags."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import tomllib
+from dataclasses import dataclass, field, fields, replace
+from typing import Any
+
+DEFAULT_MAX_BODY_BYTES = 6 * 1024 * 1024
+
+
+class ConfigError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class PricePlan:
+    per_request: float = 0.20 / 1_000_000
+    per_gb_second: float = 0.0000166667
+    per_cpu_second: float = 0.0
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    data_dir: str = "/var/lib/faas"
+    token: str | None = None
+    keepalive_s: float = 600.0
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    code_limit_bytes: int = 20 * 1024 * 1024
+    # How long SIGTERM waits for in-flight calls before tearing down.
+    shutdown_timeout_s: float = 30.0
+    pids_max: int = 128
+    pricing: PricePlan = field(default_factory=PricePlan)
+    # Functions (files or directories of them) deployed at start.
+    deploy_paths: tuple[str, ...] = ()
+
+    def check(self) -> None:
+        if not (0 <= self.port <= 65535):
+            raise ConfigError(f"port must be 0-65535, got {self.port}")
+        if not self.token and not is_loopback(self.host):
+            raise ConfigError(
+                f"refusing to listen on {self.host} without a token: set --token or FAAS_TOKEN, "
+                "or listen on 127.0.0.1"
+            )
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def load(config_file: str | None = None, **overrides: Any) -> ServerConfig:
+    """Defaults < config file < FAAS_TOKEN < explicit overrides (None = not given)."""
+    config = ServerConfig()
+    if config_file:
+        config = _apply(config, _read_file(config_file), source=config_file)
+    if os.environ.get("FAAS_TOKEN"):
+        config = replace(config, token=os.environ["FAAS_TOKEN"])
+    given = {k: v for k, v in overrides.items() if v is not None}
+    if "deploy_paths" in given:
+        given["deploy_paths"] = tuple(given["deploy_paths"])
+    config = replace(config, **given)
+    config.check()
+    return config
+
+
+def _read_file(path: str) -> dict[str, Any]:
+    try:
+        with open(path, "rb") as f:
+            raw = f.read()
+    except OSError as exc:
+        raise ConfigError(f"cannot read config {path}: {exc.strerror}") from None
+    try:
+        if path.endswith(".json"):
+            return json.loads(raw)
+        return tomllib.loads(raw.decode())
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ConfigError(
+            f"config {path} is not valid {'JSON' if path.endswith('.json') else 'TOML'}: {exc}"
+        ) from None
+
+
+def _apply(config: ServerConfig, data: dict[str, Any], source: str) -> ServerConfig:
+    known = {f.name: f for f in fields(ServerConfig)}
+    changes: dict[str, Any] = {}
+    for key, value in data.items():
+        if key not in known:
+            raise ConfigError(f"{source}: unknown setting {key!r}")
+        if key == "pricing":
+            if not isinstance(value, dict):
+                raise ConfigError(f"{source}: pricing must be a table")
+            try:
+                value = PricePlan(**{k: float(v) for k, v in value.items()})
+            except (TypeError, ValueError) as exc:
+                raise ConfigError(f"{source}: bad pricing: {exc}") from None
+        elif key == "deploy_paths":
+            value = tuple(value)
+        changes[key] = value
+    return replace(config, **changes)

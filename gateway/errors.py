@@ -1,0 +1,54 @@
+"""The one place errors become HTTP responses: JSON {"error", "call_id"}."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+
+from aiohttp import web
+
+from invoker.errors import FaasError
+
+log = logging.getLogger("faas.gateway")
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def new_call_id() -> str:
+    return str(uuid.uuid4())
+
+
+def error_response(
+    status: int, message: str, call_id: str, headers: dict[str, str] | None = None
+) -> web.Response:
+    return web.json_response(
+        {"error": message, "call_id": call_id},
+        status=status,
+        headers={"X-Call-Id": call_id, **(headers or {})},
+    )
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    call_id = request.get("call_id") or new_call_id()
+    request["call_id"] = call_id
+    try:
+        response = await handler(request)
+    except FaasError as exc:
+        return error_response(exc.status, exc.message, call_id, exc.headers)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        message = exc.text if exc.text and not exc.text.startswith(f"{exc.status}:") else exc.reason
+        if exc.status == 413:
+            message = f"request body too large: {exc.reason}"
+        return error_response(
+            exc.status, message, call_id, {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
+        )
+    except Exception:
+        log.exception("unhandled error in %s %s", request.method, request.path)
+        return error_response(500, "internal error in the gateway", call_id)
+    if not response.prepared:
+        response.headers.setdefault("X-Call-Id", call_id)
+    return response

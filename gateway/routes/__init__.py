@@ -1,0 +1,1 @@
+"""One module per concern; each exposes a factory that takes its dependencies."""

@@ -1,0 +1,53 @@
+"""/system/functions: list, create or update, describe, delete."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aiohttp import web
+
+from invoker.errors import BadRequest
+from invoker.invoker import Invoker
+from invoker.model import FunctionConfig
+
+
+def _record(invoker: Invoker, config: FunctionConfig) -> dict[str, Any]:
+    return {**config.to_record(), "instances": invoker.warm_count(config.name)}
+
+
+async def read_json(request: web.Request) -> Any:
+    raw = await request.read()
+    try:
+        return json.loads(raw)
+    except UnicodeDecodeError:
+        raise BadRequest("request body is not UTF-8") from None
+    except ValueError as exc:
+        raise BadRequest(f"request body is not valid JSON: {exc}") from None
+
+
+class FunctionRoutes:
+    def __init__(self, invoker: Invoker) -> None:
+        self.invoker = invoker
+
+    async def list(self, request: web.Request) -> web.Response:
+        return web.json_response([_record(self.invoker, c) for c in self.invoker.functions()])
+
+    async def deploy(self, request: web.Request) -> web.Response:
+        config, created = await self.invoker.deploy(await read_json(request))
+        return web.json_response(_record(self.invoker, config), status=201 if created else 200)
+
+    async def describe(self, request: web.Request) -> web.Response:
+        return web.json_response(_record(self.invoker, self.invoker.get(request.match_info["name"])))
+
+    async def delete(self, request: web.Request) -> web.Response:
+        name = request.match_info["name"]
+        await self.invoker.delete(name)
+        return web.json_response({"deleted": name})
+
+    def add_to(self, router: web.UrlDispatcher) -> None:
+        router.add_get("/system/functions", self.list)
+        router.add_post("/system/functions", self.deploy)
+        router.add_put("/system/functions", self.deploy)
+        router.add_get("/system/functions/{name}", self.describe)
+        router.add_delete("/system/functions/{name}", self.delete)

@@ -1,0 +1,71 @@
+"""ANY /function/{name}[/{path}]: a synchronous invocation."""
+
+from __future__ import annotations
+
+import time
+
+from aiohttp import web
+
+from invoker.errors import FaasError, PayloadTooLarge
+from invoker.invoker import Invoker
+from invoker.metrics import Metrics
+from invoker.model import Invocation
+
+# Set by aiohttp for the response it writes; a function may not override them.
+HOP_BY_HOP = {"connection", "content-length", "transfer-encoding", "keep-alive", "upgrade", "x-call-id"}
+
+
+async def read_body(request: web.Request, limit: int) -> bytes:
+    if request.content_length is not None and request.content_length > limit:
+        raise PayloadTooLarge(
+            f"request body of {request.content_length} bytes is over the limit of {limit} bytes"
+        )
+    chunks = []
+    size = 0
+    async for chunk in request.content.iter_chunked(65536):
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"request body is over the limit of {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def make_invoke_handler(invoker: Invoker, metrics: Metrics, max_body_bytes: int) -> web.RequestHandler:  # type: ignore[name-defined]
+    async def invoke(request: web.Request) -> web.StreamResponse:
+        received = time.monotonic()
+        name = request.match_info["name"]
+        call_id: str = request["call_id"]
+        invoker.get(name)  # 404 before reading a body for a function that does not exist
+        code = 500
+        try:
+            body = await read_body(request, max_body_bytes)
+            result = await invoker.invoke(
+                Invocation(
+                    function=name,
+                    call_id=call_id,
+                    method=request.method,
+                    path="/" + request.match_info.get("path", ""),
+                    query=dict(request.query),
+                    headers=tuple(request.headers.items()),
+                    body=body,
+                    received_at=received,
+                )
+            )
+            code = result.status
+        except FaasError as exc:
+            code = exc.status
+            raise
+        finally:
+            metrics.invocations.labels(name, str(code)).inc()
+            metrics.seconds.labels(name, str(code)).observe(time.monotonic() - received)
+        response = web.Response(status=result.status, body=result.body)
+        for key, value in result.headers:
+            if key.lower() not in HOP_BY_HOP:
+                response.headers.add(key, value)
+        response.headers["X-Call-Id"] = call_id
+        response.headers["X-Duration-Ms"] = f"{result.wall_ms:.3f}"
+        response.headers["X-Billed-Duration-Ms"] = str(result.billed_ms)
+        response.headers["X-Cold-Start"] = "true" if result.cold else "false"
+        return response
+
+    return invoke

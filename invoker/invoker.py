@@ -1,0 +1,368 @@
+"""The Invoker: owns the zygote, the cgroup backend, the registry and one
+pool per function; turns an Invocation into an InvocationResult.
+
+An async context manager: resources are set up in order in __aenter__ and
+torn down in reverse in __aexit__.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import math
+import os
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from sandbox import hostfs
+from sandbox.api import CallTimedOut, InitError, SandboxDied, SetupError, SpawnError
+from sandbox.cgroups import CgroupBackend, CgroupLimits, detect
+from sandbox.instance import Sandbox
+from sandbox.spec import BindMount, SandboxSpec
+from sandbox.zygote_client import Zygote
+
+from .errors import (
+    CallTimeout,
+    FunctionError,
+    NotFound,
+    SandboxFailed,
+    Unavailable,
+)
+from .logs import LogStore
+from .metrics import Metrics
+from .model import FunctionConfig, Invocation, InvocationResult
+from .pool import START, Pool
+from .registry import CodeStore, Registry, SqliteRegistry
+from .validate import DEFAULT_CODE_LIMIT_BYTES, Limits, host_cores, validate_deploy
+
+log = logging.getLogger("faas.invoker")
+
+UID_BASE = 200_000
+UID_RANGE = 65_536
+
+
+@dataclass(frozen=True)
+class InvokerConfig:
+    data_dir: str
+    keepalive_s: float = 600.0
+    pids_max: int = 128
+    open_files_max: int = 1024
+    code_limit_bytes: int = DEFAULT_CODE_LIMIT_BYTES
+    # Leave a short burst at full speed under a small cpu quota (LINUX-NOTES).
+    cpu_burst_us: int = 50_000
+
+
+class FunctionState:
+    """A deployed function: its config, its code on disk and its pool."""
+
+    def __init__(self, config: FunctionConfig, code_dir: str) -> None:
+        self.config = config
+        self.code_dir = code_dir
+        self.pool: Pool[Sandbox] = Pool(config.max_instances, config.max_queue)
+        self.generation = 0
+        self.deleted = False
+
+    def update(self, config: FunctionConfig, code_dir: str) -> None:
+        self.config = config
+        self.code_dir = code_dir
+        self.generation += 1
+        self.pool.max_instances = config.max_instances
+        self.pool.max_queue = config.max_queue
+
+
+class Invoker:
+    def __init__(self, config: InvokerConfig, metrics: Metrics) -> None:
+        self.config = config
+        self.metrics = metrics
+        self.ready = False
+        self._functions: dict[str, FunctionState] = {}
+        self._uids = itertools.count()
+        self._background: set[asyncio.Task[Any]] = set()
+        self._stack = contextlib.AsyncExitStack()
+        self.cgroups: CgroupBackend | None = None
+        self.zygote: Zygote | None = None
+        self.registry: Registry | None = None
+        self.logs = LogStore(os.path.join(config.data_dir, "logs"))
+        self.code = CodeStore(os.path.join(config.data_dir, "code"))
+        self._limits = Limits(host_cores=host_cores(), code_limit_bytes=config.code_limit_bytes)
+        self._runtime_binds: tuple[BindMount, ...] = ()
+        self._python_path: tuple[str, ...] = ()
+        self._new_root = os.path.join(config.data_dir, "run", "root")
+        metrics.watch_pools(self._pool_snapshot)
+
+    # -- lifecycle ---------------------------------------------------------
+
+    async def __aenter__(self) -> Invoker:
+        try:
+            await self._open()
+        except BaseException:
+            await self._stack.aclose()
+            raise
+        return self
+
+    async def _open(self) -> None:
+        os.makedirs(self._new_root, mode=0o755, exist_ok=True)
+        self.cgroups = detect()
+        self._stack.callback(self.cgroups.close)
+        stale = self.cgroups.remove_stale()
+        if stale:
+            log.warning("removed %d cgroups left behind by a dead server", stale)
+        python_binds, self._python_path = hostfs.python_binds()
+        self._runtime_binds = hostfs.library_binds() + python_binds
+        self.registry = SqliteRegistry(os.path.join(self.config.data_dir, "registry.db"))
+        self._stack.callback(self.registry.close)
+        self._stack.callback(self.logs.close)
+        self.zygote = await self._stack.enter_async_context(Zygote())
+        self._stack.push_async_callback(self._destroy_all)
+        for config in self.registry.load_all():
+            code_dir = self.code.write(config.name, config.version, self.registry.files(config.name))
+            self.code.prune(config.name, {config.version})
+            self._functions[config.name] = FunctionState(config, code_dir)
+        reaper = asyncio.create_task(self._keepalive_loop(), name="keepalive")
+        self._stack.push_async_callback(_cancel_and_wait, reaper)
+        self.ready = True
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.ready = False
+        await self._stack.aclose()
+
+    async def _destroy_all(self) -> None:
+        for state in list(self._functions.values()):
+            state.pool.fail_waiters(Unavailable("server is shutting down"))
+            await self._drain_idle(state)
+        if self._background:
+            await asyncio.gather(*self._background, return_exceptions=True)
+
+    # -- management --------------------------------------------------------
+
+    def functions(self) -> list[FunctionConfig]:
+        return [s.config for s in sorted(self._functions.values(), key=lambda s: s.config.name)]
+
+    def get(self, name: str) -> FunctionConfig:
+        state = self._functions.get(name)
+        if state is None:
+            raise NotFound(f"function {name!r} not found")
+        return state.config
+
+    def warm_count(self, name: str) -> int:
+        state = self._functions.get(name)
+        return state.pool.instances if state else 0
+
+    async def deploy(self, body: Any) -> tuple[FunctionConfig, bool]:
+        """Create or update a function; (config, created)."""
+        assert self.registry is not None
+        config, files = validate_deploy(body, self._limits, version=0, now=time.time())
+        config = await asyncio.to_thread(self.registry.put, config, files)
+        code_dir = await asyncio.to_thread(self.code.write, config.name, config.version, files)
+        state = self._functions.get(config.name)
+        if state is None:
+            self._functions[config.name] = FunctionState(config, code_dir)
+            return config, True
+        # Keep the previous version's code for calls still running on it.
+        self.code.prune(config.name, {config.version, state.config.version})
+        state.update(config, code_dir)
+        await self._drain_idle(state)
+        return config, False
+
+    async def delete(self, name: str) -> None:
+        assert self.registry is not None
+        state = self._functions.pop(name, None)
+        if state is None:
+            raise NotFound(f"function {name!r} not found")
+        state.deleted = True
+        state.pool.fail_waiters(NotFound(f"function {name!r} was deleted"))
+        await asyncio.to_thread(self.registry.delete, name)
+        await self._drain_idle(state)
+        if state.pool.instances == 0:
+            self.code.prune(name, set())
+        self.logs.delete(name)
+
+    async def _drain_idle(self, state: FunctionState) -> None:
+        idle = list(state.pool.idle)
+        for sandbox in idle:
+            state.pool.remove_idle(sandbox)
+        await asyncio.gather(*(s.destroy() for s in idle))
+
+    # -- invocation ---------------------------------------------------------
+
+    async def invoke(self, inv: Invocation) -> InvocationResult:
+        state = self._functions.get(inv.function)
+        if state is None:
+            raise NotFound(f"function {inv.function!r} not found")
+        config = state.config
+        name = config.name
+        deadline = inv.received_at + config.timeout_s
+        self.metrics.started.labels(name).inc()
+        pool = state.pool
+        got = pool.acquire()
+        if isinstance(got, asyncio.Future):
+            waited_from = time.monotonic()
+            try:
+                async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
+                    got = await got
+            except TimeoutError:
+                pool.abandon(got)  # type: ignore[arg-type]
+                raise CallTimeout(
+                    f"timed out after {config.timeout_s:g} s waiting for a free sandbox"
+                ) from None
+            except BaseException:
+                pool.abandon(got)  # type: ignore[arg-type]
+                raise
+            finally:
+                self.metrics.queue_wait.labels(name).observe(time.monotonic() - waited_from)
+        cold = got is START
+        if cold:
+            try:
+                sandbox = await self._start_sandbox(state, deadline)
+            except BaseException:
+                pool.discard()
+                raise
+        else:
+            sandbox = got  # type: ignore[assignment]
+        request = {
+            "t": "call",
+            "id": inv.call_id,
+            "method": inv.method,
+            "path": inv.path,
+            "query": inv.query,
+            "headers": inv.headers,
+            "body": inv.body,
+        }
+        try:
+            result = await sandbox.call(request, deadline)
+        except CallTimedOut:
+            pool.discard()
+            self.metrics.kills.labels(name, "timeout").inc()
+            self.logs.append(
+                name, inv.call_id, f"call timed out after {config.timeout_s:g} s; sandbox killed"
+            )
+            raise CallTimeout(f"timed out after {config.timeout_s:g} s") from None
+        except SandboxDied as exc:
+            pool.discard()
+            self.metrics.kills.labels(name, "oom" if exc.reason == "oom" else "crash").inc()
+            self.logs.append(name, inv.call_id, f"sandbox died: {exc}")
+            raise SandboxFailed(str(exc)) from None
+        except BaseException:
+            pool.discard()
+            raise
+        self._release(state, sandbox)
+        init_ms = sandbox.init_ms if cold else None
+        if cold:
+            self.metrics.cold_starts.labels(name).inc()
+            self.metrics.init_seconds.labels(name).observe(sandbox.init_ms / 1000)
+        self.logs.append(name, inv.call_id, result.logs)
+        wall_ms = result.usage.wall_ms
+        return InvocationResult(
+            status=result.status,
+            headers=result.headers,
+            body=result.body,
+            cold=cold,
+            wall_ms=wall_ms,
+            billed_ms=max(1, math.ceil(wall_ms + (init_ms or 0.0))),
+            init_ms=init_ms,
+        )
+
+    def _release(self, state: FunctionState, sandbox: Sandbox) -> None:
+        if state.deleted or sandbox.generation != state.generation:
+            state.pool.discard()
+            self._spawn_background(sandbox.destroy())
+            if state.deleted and state.pool.instances == 0:
+                self.code.prune(state.config.name, set())
+        else:
+            state.pool.release(sandbox)
+
+    def _spawn_background(self, coro: Any) -> None:
+        task = asyncio.create_task(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _start_sandbox(self, state: FunctionState, deadline: float) -> Sandbox:
+        assert self.cgroups is not None and self.zygote is not None
+        config = state.config
+        sandbox_id = uuid.uuid4().hex[:16]
+        limits = CgroupLimits(
+            memory_mb=config.memory_mb,
+            cpu_cores=config.cpu,
+            pids_max=self.config.pids_max,
+            cpu_burst_us=self.config.cpu_burst_us,
+        )
+        try:
+            cgroup = self.cgroups.create(f"sb-{sandbox_id}", limits)
+        except OSError as exc:
+            raise Unavailable(f"could not create a cgroup for the sandbox: {exc}") from None
+        uid = UID_BASE + next(self._uids) % UID_RANGE
+        spec = SandboxSpec(
+            sandbox_id=sandbox_id,
+            function_name=config.name,
+            function_version=config.version,
+            code_dir=state.code_dir,
+            handler_module=config.handler_module,
+            entry=config.entry,
+            env=config.env,
+            memory_mb=config.memory_mb,
+            cpu_cores=config.cpu,
+            pids_max=self.config.pids_max,
+            # /tmp lives in the sandbox's memory, so it can never outgrow it.
+            tmp_size_mb=config.memory_mb,
+            open_files_max=self.config.open_files_max,
+            timeout_s=config.timeout_s,
+            uid=uid,
+            gid=uid,
+            hostname=f"sandbox-{sandbox_id[:12]}",
+            runtime_binds=self._runtime_binds,
+            python_path=self._python_path,
+            symlinks=hostfs.library_symlinks(),
+            new_root_dir=self._new_root,
+            cgroup_procs_files=cgroup.procs_files,
+        )
+        sandbox = Sandbox(spec, cgroup)
+        sandbox.generation = state.generation
+        try:
+            await sandbox.start(self.zygote, max(0.0, deadline - time.monotonic()))
+        except SpawnError as exc:
+            raise Unavailable(str(exc)) from None
+        except SetupError as exc:
+            raise SandboxFailed(str(exc)) from None
+        except InitError as exc:
+            self.logs.append(config.name, "init", exc.logs)
+            raise FunctionError(str(exc)) from None
+        except CallTimedOut:
+            self.metrics.kills.labels(config.name, "timeout").inc()
+            raise CallTimeout(f"timed out after {config.timeout_s:g} s (during init)") from None
+        except SandboxDied as exc:
+            self.metrics.kills.labels(config.name, "oom" if exc.reason == "oom" else "crash").inc()
+            raise SandboxFailed(f"sandbox died during init: {exc}") from None
+        if sandbox.init_logs:
+            self.logs.append(config.name, "init", sandbox.init_logs)
+        return sandbox
+
+    # -- keep-alive -----------------------------------------------------------
+
+    async def _keepalive_loop(self) -> None:
+        period = max(0.05, min(5.0, self.config.keepalive_s / 4))
+        while True:
+            await asyncio.sleep(period)
+            cutoff = time.monotonic() - self.config.keepalive_s
+            expired: list[Sandbox] = []
+            for state in self._functions.values():
+                for sandbox in [s for s in state.pool.idle if s.last_used < cutoff]:
+                    state.pool.remove_idle(sandbox)
+                    expired.append(sandbox)
+            if expired:
+                await asyncio.gather(*(s.destroy() for s in expired), return_exceptions=True)
+
+    def _pool_snapshot(self) -> tuple[dict[str, int], dict[str, int]]:
+        idle = sum(len(s.pool.idle) for s in self._functions.values())
+        busy = sum(s.pool.busy for s in self._functions.values())
+        warm = {name: s.pool.instances for name, s in self._functions.items()}
+        return {"prewarmed": 0, "idle": idle, "busy": busy}, warm
+
+
+async def _cancel_and_wait(task: asyncio.Task[Any]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task

@@ -1,0 +1,83 @@
+"""Prometheus metrics of SPEC section 4, in a registry of their own (no
+globals): the gateway exposes `registry`, the invoker updates the rest."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900)
+
+
+class PoolStateCollector(Collector):
+    """Gauges read from the invoker at scrape time, so they are never stale."""
+
+    def __init__(self, snapshot: Callable[[], tuple[dict[str, int], dict[str, int]]]) -> None:
+        self._snapshot = snapshot
+
+    def collect(self) -> Iterable[GaugeMetricFamily]:
+        by_state, warm_by_function = self._snapshot()
+        sandboxes = GaugeMetricFamily("faas_sandboxes", "Sandboxes by state", labels=["state"])
+        for state in ("prewarmed", "idle", "busy"):
+            sandboxes.add_metric([state], by_state.get(state, 0))
+        yield sandboxes
+        service = GaugeMetricFamily(
+            "gateway_service_count", "Warm sandboxes per function", labels=["function_name"]
+        )
+        for name, count in sorted(warm_by_function.items()):
+            service.add_metric([name], count)
+        yield service
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.invocations = Counter(
+            "gateway_function_invocation", "Invocations by status code", ["function_name", "code"], registry=r
+        )
+        self.seconds = Histogram(
+            "gateway_functions_seconds",
+            "Invocation latency",
+            ["function_name", "code"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.started = Counter(
+            "gateway_function_invocation_started", "Invocations started", ["function_name"], registry=r
+        )
+        self.cold_starts = Counter(
+            "faas_cold_starts", "Calls served by a new sandbox", ["function_name"], registry=r
+        )
+        self.init_seconds = Histogram(
+            "faas_init_seconds",
+            "Sandbox start plus module init",
+            ["function_name"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.queue_wait = Histogram(
+            "faas_queue_wait_seconds",
+            "Time calls waited for a sandbox",
+            ["function_name"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.kills = Counter(
+            "faas_sandbox_kills", "Sandboxes killed", ["function_name", "reason"], registry=r
+        )
+        self.billed_gb_seconds = Counter(
+            "faas_billed_gb_seconds", "Billed GB-seconds", ["function_name"], registry=r
+        )
+        self.cpu_seconds = Counter(
+            "faas_cpu_seconds", "CPU seconds used by calls", ["function_name"], registry=r
+        )
+        self.billed_requests = Counter(
+            "faas_billed_requests", "Billed requests", ["function_name"], registry=r
+        )
+
+    def watch_pools(self, snapshot: Callable[[], tuple[dict[str, int], dict[str, int]]]) -> None:
+        self.registry.register(PoolStateCollector(snapshot))

@@ -1,0 +1,234 @@
+"""Deploy validation: a JSON request body -> a FunctionConfig and its files.
+
+Pure: no I/O. Every rejection is a BadRequest with a precise message.
+"""
+
+from __future__ import annotations
+
+import ast
+import base64
+import binascii
+import hashlib
+import os
+import posixpath
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import BadRequest
+from .model import FunctionConfig
+
+NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+IDENT_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+DEFAULT_CODE_LIMIT_BYTES = 20 * 1024 * 1024
+MAX_FILES = 1000
+
+FIELDS = {
+    "name",
+    "files",
+    "entry",
+    "memory_mb",
+    "timeout_s",
+    "cpu",
+    "cpu_ms_per_call",
+    "env",
+    "max_instances",
+    "max_queue",
+}
+
+
+@dataclass(frozen=True)
+class Limits:
+    """(default, minimum, maximum) of each numeric field: SPEC section 2."""
+
+    host_cores: float
+    code_limit_bytes: int = DEFAULT_CODE_LIMIT_BYTES
+
+
+def validate_name(name: Any) -> str:
+    if not isinstance(name, str) or not NAME_RE.match(name):
+        raise BadRequest(
+            f"invalid function name {name!r}: use 1-63 lowercase letters, digits and '-', "
+            "starting and ending with a letter or digit"
+        )
+    return name
+
+
+def _number(body: dict[str, Any], key: str, default: Any, lo: float, hi: float, integer: bool) -> Any:
+    value = body.get(key, default)
+    if value is None and default is None:
+        return None
+    kind = "an integer" if integer else "a number"
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or (integer and not float(value).is_integer())
+    ):
+        raise BadRequest(f"{key} must be {kind} from {lo:g} to {hi:g}, got {value!r}")
+    if not lo <= value <= hi:
+        raise BadRequest(f"{key} must be from {lo:g} to {hi:g}, got {value:g}")
+    return int(value) if integer else float(value)
+
+
+def _safe_path(path: Any) -> str:
+    if not isinstance(path, str) or not path:
+        raise BadRequest(f"file name {path!r} is not a relative path")
+    norm = posixpath.normpath(path)
+    if (
+        path.startswith("/")
+        or "\\" in path
+        or "\x00" in path
+        or norm != path.removeprefix("./")
+        or norm.startswith("..")
+        or any(part in ("", ".", "..") for part in norm.split("/"))
+    ):
+        raise BadRequest(
+            f"file name {path!r} must be a plain relative path inside the function (no '..', no leading '/')"
+        )
+    return norm
+
+
+def decode_files(raw: Any, code_limit_bytes: int) -> dict[str, bytes]:
+    if not isinstance(raw, dict) or not raw:
+        raise BadRequest("files must be a non-empty object of relative path to base64 content")
+    if len(raw) > MAX_FILES:
+        raise BadRequest(f"too many files: {len(raw)} (at most {MAX_FILES})")
+    files: dict[str, bytes] = {}
+    total = 0
+    for path, content in raw.items():
+        name = _safe_path(path)
+        if not isinstance(content, str):
+            raise BadRequest(f"files[{path!r}] must be a base64 string")
+        try:
+            data = base64.b64decode(content, validate=True)
+        except (binascii.Error, ValueError):
+            raise BadRequest(f"files[{path!r}] is not valid base64") from None
+        total += len(data)
+        if total > code_limit_bytes:
+            raise BadRequest(f"code is over the size limit of {code_limit_bytes} bytes")
+        files[name] = data
+    return files
+
+
+def _pick_module(files: dict[str, bytes], entry: str) -> tuple[str, str]:
+    """(module, function) from `entry` ("handle" or "module.handle") and the files."""
+    if "." in entry or ":" in entry:
+        module, _, func = entry.replace(":", ".").rpartition(".")
+        if f"{module.replace('.', '/')}.py" not in files:
+            raise BadRequest(
+                f"entry {entry!r} names module {module!r}, but there is no {module.replace('.', '/')}.py"
+            )
+    else:
+        func = entry
+        top = sorted(p for p in files if p.endswith(".py") and "/" not in p)
+        if len(top) == 1:
+            module = top[0][:-3]
+        elif "handler.py" in top:
+            module = "handler"
+        elif "main.py" in top:
+            module = "main"
+        else:
+            raise BadRequest(
+                "cannot tell which file holds the handler: name it handler.py or give entry as module.function"
+            )
+    if not IDENT_RE.match(func) or not all(IDENT_RE.match(p) for p in module.split(".")):
+        raise BadRequest(f"entry {entry!r} is not a Python identifier")
+    return module, func
+
+
+def _top_level_names(stmts: list[ast.stmt]) -> set[str]:
+    """Names a module defines at its top level, under if/try/with too."""
+    names: set[str] = set()
+    for node in stmts:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, (ast.Assign, ast.AnnAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            names |= {sub.id for t in targets for sub in ast.walk(t) if isinstance(sub, ast.Name)}
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            names |= {alias.asname or alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.If):
+            names |= _top_level_names(node.body) | _top_level_names(node.orelse)
+        elif isinstance(node, ast.Try):
+            names |= _top_level_names(node.body + node.orelse + node.finalbody)
+            for handler in node.handlers:
+                names |= _top_level_names(handler.body)
+        elif isinstance(node, ast.With):
+            names |= _top_level_names(node.body)
+    return names
+
+
+def check_code(files: dict[str, bytes], module: str, func: str) -> None:
+    trees: dict[str, ast.Module] = {}
+    for path, data in files.items():
+        if not path.endswith(".py"):
+            continue
+        try:
+            source = data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise BadRequest(f"{path} is not UTF-8 text: {exc}") from None
+        try:
+            trees[path] = ast.parse(source, filename=path)
+        except SyntaxError as exc:
+            raise BadRequest(f"syntax error in {path} line {exc.lineno}: {exc.msg}") from None
+        except ValueError as exc:  # e.g. null bytes
+            raise BadRequest(f"{path} cannot be parsed: {exc}") from None
+    module_path = module.replace(".", "/") + ".py"
+    if func not in _top_level_names(trees[module_path].body):
+        raise BadRequest(f"{module_path} defines no function {func!r}")
+
+
+def validate_deploy(
+    body: Any, limits: Limits, version: int, now: float
+) -> tuple[FunctionConfig, dict[str, bytes]]:
+    if not isinstance(body, dict):
+        raise BadRequest("request body must be a JSON object")
+    unknown = sorted(set(body) - FIELDS)
+    if unknown:
+        raise BadRequest(f"unknown field(s): {', '.join(unknown)}; known: {', '.join(sorted(FIELDS))}")
+    name = validate_name(body.get("name"))
+    entry = body.get("entry") or "handle"
+    if not isinstance(entry, str):
+        raise BadRequest(f"entry must be a string, got {entry!r}")
+    memory_mb = _number(body, "memory_mb", 128, 32, 10240, True)
+    timeout_s = _number(body, "timeout_s", 30, 0.1, 900, False)
+    cpu = _number(body, "cpu", 1.0, 0.05, limits.host_cores, False)
+    cpu_ms = _number(body, "cpu_ms_per_call", None, 1, 900000, True)
+    max_instances = _number(body, "max_instances", 10, 1, 1000, True)
+    max_queue = _number(body, "max_queue", 1000, 0, 100000, True)
+    env = body.get("env") or {}
+    if not isinstance(env, dict):
+        raise BadRequest("env must be an object of NAME to string value")
+    for key, value in env.items():
+        if not ENV_NAME_RE.match(key) or not isinstance(value, str) or "\x00" in value:
+            raise BadRequest(f"env {key!r}: names must match [A-Za-z_][A-Za-z0-9_]* and values be strings")
+    files = decode_files(body.get("files"), limits.code_limit_bytes)
+    module, func = _pick_module(files, entry)
+    check_code(files, module, func)
+    digest = hashlib.sha256()
+    for path in sorted(files):
+        digest.update(path.encode() + b"\0" + files[path] + b"\0")
+    config = FunctionConfig(
+        name=name,
+        version=version,
+        handler_module=module,
+        entry=func,
+        memory_mb=memory_mb,
+        timeout_s=timeout_s,
+        cpu=cpu,
+        cpu_ms_per_call=cpu_ms,
+        env=tuple(sorted(env.items())),
+        max_instances=max_instances,
+        max_queue=max_queue,
+        code_size_bytes=sum(len(d) for d in files.values()),
+        code_sha256=digest.hexdigest(),
+        files=tuple(sorted(files)),
+        created_at=now,
+        updated_at=now,
+    )
+    return config, files
+
+
+def host_cores() -> float:
+    return float(len(os.sched_getaffinity(0)))
