@@ -39,7 +39,9 @@ def _proxy_response(result: dict[str, Any]) -> tuple[int, list[tuple[str, str]],
     status = result["statusCode"]
     if isinstance(status, bool) or not isinstance(status, int) or not 100 <= status <= 599:
         raise UnsupportedReturn(f"statusCode must be an integer from 100 to 599, got {status!r}")
-    raw_headers = result.get("headers") or {}
+    raw_headers = result.get("headers")
+    if raw_headers is None:
+        raw_headers = {}
     if not isinstance(raw_headers, dict):
         raise UnsupportedReturn(f"headers must be a dict, got {type(raw_headers).__name__}")
     headers = [(str(k), str(v)) for k, v in raw_headers.items()]

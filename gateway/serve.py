@@ -1,0 +1,105 @@
+"""`faas serve`: the gateway and the invoker in one process on uvloop."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from collections.abc import Sequence
+
+from aiohttp import web
+
+from invoker.errors import FaasError
+from sandbox.cgroups import CgroupUnavailable
+
+from .app import INVOKER, create_app
+from .config import ConfigError, load
+
+log = logging.getLogger("faas.serve")
+
+
+def function_paths(path: str) -> list[str]:
+    """What `--deploy PATH` deploys: a .py file, a function directory (one
+    holding handler.py), or a directory of those."""
+    if os.path.isfile(path):
+        return [path]
+    if not os.path.isdir(path):
+        raise ConfigError(f"--deploy {path}: no such file or directory")
+    if os.path.isfile(os.path.join(path, "handler.py")):
+        return [path]
+    found = []
+    for entry in sorted(os.listdir(path)):
+        full = os.path.join(path, entry)
+        if entry.startswith((".", "_")):
+            continue
+        if entry.endswith(".py") and os.path.isfile(full):
+            found.append(full)
+        elif os.path.isfile(os.path.join(full, "handler.py")):
+            found.append(full)
+    return found
+
+
+async def deploy_functions(app: web.Application, paths: Sequence[str]) -> None:
+    from .bundle import build_deploy_body
+
+    invoker = app[INVOKER]
+    for path in paths:
+        for fn_path in function_paths(path):
+            try:
+                config, _ = await invoker.deploy(build_deploy_body(fn_path))
+            except FaasError as exc:
+                raise ConfigError(f"--deploy {fn_path}: {exc.message}") from None
+            log.info("deployed %s version %d from %s", config.name, config.version, fn_path)
+
+
+def run_server(
+    host: str | None = None,
+    port: int | None = None,
+    data_dir: str | None = None,
+    config_file: str | None = None,
+    token: str | None = None,
+    keepalive_s: float | None = None,
+    deploy_paths: Sequence[str] | None = None,
+) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s", stream=sys.stderr)
+    try:
+        config = load(
+            config_file,
+            host=host,
+            port=port,
+            data_dir=os.path.abspath(data_dir) if data_dir else None,
+            token=token,
+            keepalive_s=keepalive_s,
+            deploy_paths=list(deploy_paths) if deploy_paths else None,
+        )
+        os.makedirs(config.data_dir, mode=0o755, exist_ok=True)
+    except (ConfigError, OSError) as exc:
+        print(f"faas serve: {exc}", file=sys.stderr)
+        return 2
+    app = create_app(config)
+    if config.deploy_paths:
+
+        async def on_startup(app: web.Application) -> None:
+            await deploy_functions(app, config.deploy_paths)
+
+        app.on_startup.append(on_startup)
+
+    import uvloop
+
+    try:
+        web.run_app(
+            app,
+            host=config.host,
+            port=config.port,
+            loop=uvloop.new_event_loop(),
+            shutdown_timeout=config.shutdown_timeout_s,
+            access_log=None,
+            print=lambda _msg: log.info("serving on http://%s:%d (data in %s)", config.host, config.port, config.data_dir),
+        )
+    except (CgroupUnavailable, ConfigError) as exc:
+        print(f"faas serve: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"faas serve: cannot listen on {config.host}:{config.port}: {exc.strerror or exc}", file=sys.stderr)
+        return 1
+    return 0

@@ -1,0 +1,145 @@
+"""Test helpers: a real `faas serve` in a subprocess and a small HTTP client."""
+
+from __future__ import annotations
+
+import base64
+import http.client
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+TEST_FUNCTIONS = REPO / "tests" / "functions"
+EXAMPLES = REPO / "functions"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class Response:
+    status: int
+    headers: http.client.HTTPMessage
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+    @property
+    def text(self) -> str:
+        return self.body.decode()
+
+
+class Server:
+    def __init__(self, data_dir: Path, token: str | None = None, extra_args: tuple[str, ...] = ()) -> None:
+        self.data_dir = data_dir
+        self.port = free_port()
+        self.token = token
+        self.extra_args = extra_args
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.log_path = data_dir.parent / f"serve-{self.port}.log"
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self, timeout_s: float = 20) -> Server:
+        cmd = [
+            sys.executable,
+            "-m",
+            "gateway.cli",
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--data-dir",
+            str(self.data_dir),
+            *self.extra_args,
+        ]
+        env = dict(os.environ)
+        env.pop("FAAS_TOKEN", None)
+        if self.token:
+            env["FAAS_TOKEN"] = self.token
+        self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, env=env)
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"faas serve exited with {self.proc.returncode}:\n{self.log()}")
+            try:
+                if self.request("GET", "/readyz", timeout=1).status == 200:
+                    return self
+            except OSError:
+                pass
+            time.sleep(0.05)
+        raise RuntimeError(f"faas serve not ready after {timeout_s} s:\n{self.log()}")
+
+    def log(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+
+    def stop(self, sig: int = signal.SIGTERM, timeout_s: float = 30) -> int:
+        assert self.proc is not None
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._log.close()
+        return self.proc.returncode
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: bytes | str | None = None,
+        headers: dict[str, str] | None = None,
+        json_body: Any = None,
+        timeout: float = 60,
+        auth: bool = True,
+    ) -> Response:
+        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        try:
+            hdrs = dict(headers or {})
+            if json_body is not None:
+                body = json.dumps(json_body)
+                hdrs.setdefault("Content-Type", "application/json")
+            if auth and self.token and path.startswith("/system"):
+                hdrs.setdefault("Authorization", f"Bearer {self.token}")
+            conn.request(method, path, body=body, headers=hdrs)
+            resp = conn.getresponse()
+            return Response(resp.status, resp.headers, resp.read())
+        finally:
+            conn.close()
+
+    def deploy(self, name: str, source: str | Path, **options: Any) -> Response:
+        """Deploy one file: `source` is a path or the code itself."""
+        if isinstance(source, Path):
+            filename, code = source.name, source.read_bytes()
+        else:
+            filename, code = "handler.py", source.encode()
+        body = {"name": name, "files": {filename: base64.b64encode(code).decode()}, **options}
+        return self.request("POST", "/system/functions", json_body=body)
+
+    def deploy_ok(self, name: str, source: str | Path, **options: Any) -> dict[str, Any]:
+        resp = self.deploy(name, source, **options)
+        assert resp.status in (200, 201), resp.text
+        return resp.json()
+
+    def invoke(self, name: str, path: str = "", method: str = "GET", **kwargs: Any) -> Response:
+        return self.request(method, f"/function/{name}{path}", **kwargs)

@@ -1,0 +1,94 @@
+"""The scheduling core: capacity, FIFO hand-over, 429, abandonment."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from invoker.errors import TooManyRequests
+from invoker.pool import START, Pool
+
+
+async def test_starts_up_to_max_instances_then_queues() -> None:
+    pool: Pool[str] = Pool(max_instances=2, max_queue=10)
+    assert pool.acquire() is START
+    assert pool.acquire() is START
+    waiter = pool.acquire()
+    assert isinstance(waiter, asyncio.Future)
+    assert pool.instances == 2
+
+
+async def test_idle_is_reused_most_recent_first() -> None:
+    pool: Pool[str] = Pool(max_instances=3, max_queue=10)
+    for _ in range(2):
+        assert pool.acquire() is START
+    pool.release("a")
+    pool.release("b")
+    assert pool.acquire() == "b"
+    assert pool.acquire() == "a"
+
+
+async def test_waiters_are_served_in_fifo_order_and_newcomers_do_not_overtake() -> None:
+    pool: Pool[str] = Pool(max_instances=1, max_queue=10)
+    assert pool.acquire() is START
+    first, second = pool.acquire(), pool.acquire()
+    assert isinstance(first, asyncio.Future) and isinstance(second, asyncio.Future)
+    pool.release("sb")
+    assert first.result() == "sb" and not second.done()
+    # A newcomer arriving now queues behind `second`, even if an idle sandbox appears.
+    third = pool.acquire()
+    assert isinstance(third, asyncio.Future)
+    pool.release("sb")
+    assert second.result() == "sb" and not third.done()
+
+
+async def test_full_queue_is_429() -> None:
+    pool: Pool[str] = Pool(max_instances=1, max_queue=1)
+    pool.acquire()
+    pool.acquire()
+    with pytest.raises(TooManyRequests) as err:
+        pool.acquire()
+    assert err.value.status == 429 and "Retry-After" in err.value.headers
+
+
+async def test_zero_queue_rejects_immediately_when_busy() -> None:
+    pool: Pool[str] = Pool(max_instances=1, max_queue=0)
+    pool.acquire()
+    with pytest.raises(TooManyRequests):
+        pool.acquire()
+
+
+async def test_discard_grants_capacity_to_the_oldest_waiter() -> None:
+    pool: Pool[str] = Pool(max_instances=1, max_queue=10)
+    pool.acquire()
+    waiter = pool.acquire()
+    pool.discard()  # the busy sandbox died
+    assert waiter.result() is START  # type: ignore[union-attr]
+    assert pool.instances == 1
+
+
+async def test_abandoned_waiter_passes_its_sandbox_on() -> None:
+    pool: Pool[str] = Pool(max_instances=1, max_queue=10)
+    pool.acquire()
+    gave_up, patient = pool.acquire(), pool.acquire()
+    pool.release("sb")  # handed to gave_up, which then times out before using it
+    pool.abandon(gave_up)  # type: ignore[arg-type]
+    assert patient.result() == "sb"  # type: ignore[union-attr]
+
+
+async def test_abandoned_pending_waiter_leaves_the_queue() -> None:
+    pool: Pool[str] = Pool(max_instances=1, max_queue=1)
+    pool.acquire()
+    waiter = pool.acquire()
+    pool.abandon(waiter)  # type: ignore[arg-type]
+    assert not pool.waiters
+    assert isinstance(pool.acquire(), asyncio.Future)  # room in the queue again
+
+
+async def test_remove_idle_frees_capacity() -> None:
+    pool: Pool[str] = Pool(max_instances=1, max_queue=10)
+    pool.acquire()
+    pool.release("old")
+    pool.remove_idle("old")
+    assert pool.instances == 0 and pool.acquire() is START
