@@ -54,9 +54,10 @@ def create_app(config: ServerConfig) -> web.Application:
         ),
         metrics,
     )
-    # Room for a deploy of code_limit_bytes in base64 (4/3) plus JSON framing;
-    # invocations enforce their own, smaller limit while reading.
-    max_request = max(config.max_body_bytes, config.code_limit_bytes * 4 // 3 + 1024 * 1024)
+    # Room for a deploy somewhat over code_limit_bytes in base64 (4/3), so that
+    # one gets validation's precise 400; invocations enforce their own, smaller
+    # limit while reading.
+    max_request = max(config.max_body_bytes, config.code_limit_bytes * 2 + 1024 * 1024)
     app = web.Application(
         middlewares=[error_middleware, make_auth_middleware(config.token)],
         client_max_size=max_request,

@@ -212,9 +212,13 @@ class GatewayClient:
             resp = conn.getresponse()
             payload = resp.read()
         except TimeoutError:
-            raise GatewayError(f"no answer from the gateway at {self.base_url} within {self.timeout_s:g} s") from None
+            raise GatewayError(
+                f"no answer from the gateway at {self.base_url} within {self.timeout_s:g} s"
+            ) from None
         except (OSError, http.client.HTTPException) as exc:
-            raise GatewayError(f"lost the connection to the gateway at {self.base_url}: {_reason(exc)}") from None
+            raise GatewayError(
+                f"lost the connection to the gateway at {self.base_url}: {_reason(exc)}"
+            ) from None
         return Response(resp.status, Headers(resp.getheaders()), payload, resp.reason or "")
 
 

@@ -42,7 +42,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
             raise
         message = exc.text if exc.text and not exc.text.startswith(f"{exc.status}:") else exc.reason
         if exc.status == 413:
-            message = f"request body too large: {exc.reason}"
+            message = f"request body too large: {exc.text}"
         return error_response(
             exc.status, message, call_id, {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
         )

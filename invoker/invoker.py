@@ -91,6 +91,7 @@ class Invoker:
         self._limits = Limits(host_cores=host_cores(), code_limit_bytes=config.code_limit_bytes)
         self._runtime_binds: tuple[BindMount, ...] = ()
         self._python_path: tuple[str, ...] = ()
+        self._python_path_map: tuple[tuple[str, str], ...] = ()
         self._new_root = os.path.join(config.data_dir, "run", "root")
         metrics.watch_pools(self._pool_snapshot)
 
@@ -111,7 +112,7 @@ class Invoker:
         stale = self.cgroups.remove_stale()
         if stale:
             log.warning("removed %d cgroups left behind by a dead server", stale)
-        python_binds, self._python_path = hostfs.python_binds()
+        python_binds, self._python_path, self._python_path_map = hostfs.python_binds()
         self._runtime_binds = hostfs.library_binds() + python_binds
         self.registry = SqliteRegistry(os.path.join(self.config.data_dir, "registry.db"))
         self._stack.callback(self.registry.close)
@@ -315,6 +316,7 @@ class Invoker:
             hostname=f"sandbox-{sandbox_id[:12]}",
             runtime_binds=self._runtime_binds,
             python_path=self._python_path,
+            python_path_map=self._python_path_map,
             symlinks=hostfs.library_symlinks(),
             new_root_dir=self._new_root,
             cgroup_procs_files=cgroup.procs_files,

@@ -21,11 +21,16 @@ def _project_root() -> str:
     return os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def python_binds(path: list[str] | None = None) -> tuple[tuple[BindMount, ...], tuple[str, ...]]:
-    """Binds for the interpreter's import path, and the sys.path they make."""
+def python_binds(
+    path: list[str] | None = None,
+) -> tuple[tuple[BindMount, ...], tuple[str, ...], tuple[tuple[str, str], ...]]:
+    """Binds for the interpreter's import path, the sys.path they make, and
+    (host prefix, sandbox prefix) pairs to rewrite the paths of modules the
+    zygote already imported (a package's __path__ must point inside)."""
     project = _project_root()
     binds: list[BindMount] = []
     sandbox_path: list[str] = []
+    path_map: list[tuple[str, str]] = []
     for entry in path if path is not None else sys.path:
         real = os.path.realpath(entry) if entry else ""
         if not real or not os.path.isdir(real) or real == os.path.realpath(os.getcwd()):
@@ -36,7 +41,10 @@ def python_binds(path: list[str] | None = None) -> tuple[tuple[BindMount, ...], 
         target = f"/python/{len(binds)}"
         binds.append(BindMount(real, target))
         sandbox_path.append(target)
-    return tuple(binds), tuple(sandbox_path)
+        path_map.extend({(entry, target), (real, target)})
+    # Longest prefix first, so nested entries (lib-dynload) map to their own bind.
+    path_map.sort(key=lambda pair: len(pair[0]), reverse=True)
+    return tuple(binds), tuple(sandbox_path), tuple(path_map)
 
 
 def library_binds() -> tuple[BindMount, ...]:

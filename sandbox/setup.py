@@ -31,7 +31,27 @@ def _isolate_fds(channel_fd: int) -> socket.socket:
     return socket.socket(fileno=CHANNEL_FD)
 
 
+def _remap(path: str, path_map: tuple[tuple[str, str], ...]) -> str:
+    for host, inside in path_map:
+        if path == host or path.startswith(host + "/"):
+            return inside + path[len(host) :]
+    return path
+
+
+def _remap_loaded_modules(path_map: tuple[tuple[str, str], ...]) -> None:
+    """Packages the zygote imported keep host paths in __path__; their lazy
+    submodule imports (encodings.idna, email.mime...) must look inside."""
+    for module in list(sys.modules.values()):
+        search = getattr(module, "__path__", None)
+        if isinstance(search, list):
+            search[:] = [_remap(p, path_map) for p in search]
+        file = getattr(module, "__file__", None)
+        if isinstance(file, str):
+            module.__file__ = _remap(file, path_map)
+
+
 def _python_environment(spec: SandboxSpec) -> None:
+    _remap_loaded_modules(spec.python_path_map)
     sys.path[:] = ["/var/task", *spec.python_path]
     sys.path_importer_cache.clear()
     importlib.invalidate_caches()

@@ -91,7 +91,10 @@ def test_network_is_loopback_only(server: Server) -> None:
         "    return out\n"
     ).replace("GATEWAY_PORT", str(server.port))
     server.deploy_ok("netprobe", code)
-    result = server.invoke("netprobe").json()
+    resp = server.invoke("netprobe")
+    assert resp.status == 200, resp.text
+    result = resp.json()
+    print(result)
     assert result["127.0.0.1"] != "connected"  # the gateway's port on the host is unreachable
     assert result["8.8.8.8"] != "connected" and result["10.0.0.1"] != "connected"
     assert result["own_loopback"] == "ok"
