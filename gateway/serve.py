@@ -61,7 +61,9 @@ def run_server(
     keepalive_s: float | None = None,
     deploy_paths: Sequence[str] | None = None,
 ) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s", stream=sys.stderr)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s", stream=sys.stderr
+    )
     try:
         config = load(
             config_file,
@@ -94,12 +96,17 @@ def run_server(
             loop=uvloop.new_event_loop(),
             shutdown_timeout=config.shutdown_timeout_s,
             access_log=None,
-            print=lambda _msg: log.info("serving on http://%s:%d (data in %s)", config.host, config.port, config.data_dir),
+            print=lambda _msg: log.info(
+                "serving on http://%s:%d (data in %s)", config.host, config.port, config.data_dir
+            ),
         )
     except (CgroupUnavailable, ConfigError) as exc:
         print(f"faas serve: {exc}", file=sys.stderr)
         return 1
     except OSError as exc:
-        print(f"faas serve: cannot listen on {config.host}:{config.port}: {exc.strerror or exc}", file=sys.stderr)
+        print(
+            f"faas serve: cannot listen on {config.host}:{config.port}: {exc.strerror or exc}",
+            file=sys.stderr,
+        )
         return 1
     return 0

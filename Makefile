@@ -1,0 +1,38 @@
+# The two commands of the README: `make run` and `make test`.
+# Each creates its own virtualenv (.venv) on first use.
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+DATA_DIR ?= data
+HOST ?= 127.0.0.1
+PORT ?= 8080
+
+.PHONY: run test lint bench clean
+
+$(VENV)/.installed: pyproject.toml
+	@# Debian ships venv's pip bootstrap separately (python3-venv); fetch it if missing.
+	$(PYTHON) -m venv --clear $(VENV) || { command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ] \
+		&& apt-get update -qq && apt-get install -y -qq python3-venv && $(PYTHON) -m venv --clear $(VENV); }
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $@
+
+# Start the runtime with the example functions of functions/ deployed.
+run: $(VENV)/.installed
+	$(VENV)/bin/faas serve --host $(HOST) --port $(PORT) --data-dir $(DATA_DIR) --deploy functions
+
+# The whole test suite (needs root: sandboxes use namespaces and cgroups).
+test: $(VENV)/.installed
+	$(VENV)/bin/ruff check .
+	$(PY) -m pytest -q
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+bench: $(VENV)/.installed
+	$(PY) -m bench
+
+clean:
+	rm -rf $(VENV) *.egg-info .pytest_cache .ruff_cache
