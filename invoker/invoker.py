@@ -117,7 +117,7 @@ class Invoker:
         self.registry = SqliteRegistry(os.path.join(self.config.data_dir, "registry.db"))
         self._stack.callback(self.registry.close)
         self._stack.callback(self.logs.close)
-        self.zygote = await self._stack.enter_async_context(Zygote())
+        self.zygote = await self._stack.enter_async_context(Zygote(self._python_path_map))
         self._stack.push_async_callback(self._destroy_all)
         for config in self.registry.load_all():
             code_dir = self.code.write(config.name, config.version, self.registry.files(config.name))
@@ -316,7 +316,6 @@ class Invoker:
             hostname=f"sandbox-{sandbox_id[:12]}",
             runtime_binds=self._runtime_binds,
             python_path=self._python_path,
-            python_path_map=self._python_path_map,
             symlinks=hostfs.library_symlinks(),
             new_root_dir=self._new_root,
             cgroup_procs_files=cgroup.procs_files,

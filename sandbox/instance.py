@@ -29,6 +29,8 @@ class Sandbox:
         self.generation = 0
         self.init_ms = 0.0
         self.init_logs = ""
+        # (stage, time.monotonic()) of the start, from the zygote's fork to init.
+        self.stamps: list[tuple[str, float]] = []
         self.last_used = time.monotonic()
         self.dead = False
         self._reader: asyncio.StreamReader | None = None
@@ -47,6 +49,9 @@ class Sandbox:
         sandbox is destroyed in every case.
         """
         t0 = time.monotonic()
+        # Read once: a later death with more OOM kills than this was the
+        # memory limit (also when an earlier kill took only a child process).
+        self._oom_baseline = self.cgroup.oom_kills()
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             try:
@@ -62,6 +67,7 @@ class Sandbox:
             if msg["t"] != "ready":
                 raise SandboxDied("protocol", f"sandbox broke the protocol: expected ready, got {msg['t']!r}")
             self.init_logs = str(msg.get("logs", ""))
+            self.stamps = [(str(stage), float(t)) for stage, t in msg.get("stamps", [])]
             self.init_ms = (time.monotonic() - t0) * 1000
         except BaseException:
             ours.close()
@@ -95,7 +101,6 @@ class Sandbox:
         assert self._writer is not None
         self.calls += 1
         cgroup = self.cgroup
-        self._oom_baseline = cgroup.oom_kills()
         cgroup.reset_memory_peak()
         cpu_before = cgroup.cpu_usage_ns()
         t0 = time.monotonic()

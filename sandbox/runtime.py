@@ -4,7 +4,6 @@ calls one at a time over the channel. Imports nothing from gateway/invoker."""
 from __future__ import annotations
 
 import importlib.util
-import inspect
 import io
 import json
 import logging
@@ -13,6 +12,7 @@ import socket
 import sys
 import time
 import traceback
+from collections.abc import Awaitable
 from typing import Any
 
 from . import frames
@@ -85,8 +85,11 @@ def _error_body(message: str, call_id: str) -> bytes:
 
 
 class Runtime:
-    def __init__(self, spec: SandboxSpec, channel: socket.socket) -> None:
+    def __init__(
+        self, spec: SandboxSpec, channel: socket.socket, stamps: list[tuple[str, float]] | None = None
+    ) -> None:
         self.spec = spec
+        self.stamps = stamps if stamps is not None else []
         self.channel = channel
         self.logs = LogBuffer()
         self.handler: Any = None
@@ -124,11 +127,12 @@ class Runtime:
         except BaseException as exc:  # the user's module may raise anything, SystemExit included
             self.logs.write(traceback.format_exc())
             return {"t": "init_error", "error": f"{type(exc).__name__}: {exc}", "logs": self.logs.text()}
-        return {"t": "ready", "logs": self.logs.text()}
+        self.stamps.append(("init", time.monotonic()))
+        return {"t": "ready", "logs": self.logs.text(), "stamps": self.stamps}
 
     def _run_handler(self, event: Event, context: Context) -> Any:
         result = self.handler(event, context)
-        if inspect.isawaitable(result):
+        if isinstance(result, Awaitable):
             if self._loop is None:
                 import asyncio
 

@@ -10,6 +10,7 @@ import importlib
 import os
 import socket
 import sys
+import time
 
 from . import creds, frames, mounts, namespaces
 from .runtime import Runtime
@@ -38,7 +39,7 @@ def _remap(path: str, path_map: tuple[tuple[str, str], ...]) -> str:
     return path
 
 
-def _remap_loaded_modules(path_map: tuple[tuple[str, str], ...]) -> None:
+def remap_loaded_modules(path_map: tuple[tuple[str, str], ...]) -> None:
     """Packages the zygote imported keep host paths in __path__; their lazy
     submodule imports (encodings.idna, email.mime...) must look inside."""
     for module in list(sys.modules.values()):
@@ -51,7 +52,6 @@ def _remap_loaded_modules(path_map: tuple[tuple[str, str], ...]) -> None:
 
 
 def _python_environment(spec: SandboxSpec) -> None:
-    _remap_loaded_modules(spec.python_path_map)
     sys.path[:] = ["/var/task", *spec.python_path]
     sys.path_importer_cache.clear()
     importlib.invalidate_caches()
@@ -71,12 +71,18 @@ def _python_environment(spec: SandboxSpec) -> None:
     os.chdir("/var/task")
 
 
-def run_sandbox(spec: SandboxSpec, channel_fd: int) -> None:
-    """Set up the sandbox, then serve calls; exits the process."""
+def run_sandbox(spec: SandboxSpec, channel_fd: int, stamps: list[tuple[str, float]]) -> None:
+    """Set up the sandbox, then serve calls; exits the process.
+
+    `stamps` collects (stage, time.monotonic()) pairs, reported with `ready`
+    so the invoker can tell where a cold start spends its time.
+    """
     status = 0
     try:
         namespaces.setup_inside(spec)
+        stamps.append(("namespaces", time.monotonic()))
         mounts.enter_root(spec)
+        stamps.append(("mounts", time.monotonic()))
         channel = _isolate_fds(channel_fd)
     except BaseException as exc:
         _report_setup_error(channel_fd, exc)
@@ -84,12 +90,14 @@ def run_sandbox(spec: SandboxSpec, channel_fd: int) -> None:
     try:
         creds.set_rlimits(spec)
         creds.drop_privileges(spec)
+        stamps.append(("credentials", time.monotonic()))
         _python_environment(spec)
+        stamps.append(("python_env", time.monotonic()))
     except BaseException as exc:
         _report_setup_error(CHANNEL_FD, exc)
         os._exit(70)
     try:
-        runtime = Runtime(spec, channel)
+        runtime = Runtime(spec, channel, stamps)
         runtime.install_streams()
         runtime.serve()
     except BaseException:

@@ -49,8 +49,6 @@ class SandboxSpec:
     symlinks: tuple[tuple[str, str], ...] = ()
     # sys.path inside the sandbox, after the binds are in place.
     python_path: tuple[str, ...] = ()
-    # (host prefix, sandbox prefix): where already-imported modules now live.
-    python_path_map: tuple[tuple[str, str], ...] = ()
     # An empty host directory the sandbox mounts its private root on (in its
     # own mount namespace, so the host never sees it).
     new_root_dir: str = "/run/faas/root"
@@ -65,7 +63,6 @@ class SandboxSpec:
         data = dict(data)
         data["env"] = tuple(tuple(kv) for kv in data["env"])
         data["symlinks"] = tuple(tuple(link) for link in data["symlinks"])
-        data["python_path_map"] = tuple(tuple(pair) for pair in data["python_path_map"])
         data["runtime_binds"] = tuple(BindMount(**b) for b in data["runtime_binds"])
         for key in ("namespaces", "python_path", "cgroup_procs_files"):
             data[key] = tuple(data[key])

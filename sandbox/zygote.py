@@ -7,16 +7,19 @@ sandbox's host pid, in order. It is a child subreaper, so every sandbox is
 its child and is reaped here. When the server goes away (EOF on the control
 socket) it kills every sandbox it made and exits.
 
-    python -m sandbox.zygote CONTROL_FD
+    python -m sandbox.zygote CONTROL_FD [PATH_MAP_JSON]
 """
 
 from __future__ import annotations
 
 import array
+import gc
+import json
 import os
 import signal
 import socket
 import sys
+import time
 from typing import Any
 
 import msgpack
@@ -43,6 +46,7 @@ def _spawn(control: socket.socket, spec: SandboxSpec, channel_fd: int) -> int:
     """Fork, join the cgroup, unshare, fork again (the grandchild is PID 1 of
     the new PID namespace) and return the grandchild's host pid."""
     read_end, write_end = os.pipe()
+    stamps = [("fork", time.monotonic())]
     child = os.fork()
     if child == 0:
         try:
@@ -53,11 +57,14 @@ def _spawn(control: socket.socket, spec: SandboxSpec, channel_fd: int) -> int:
             for procs in spec.cgroup_procs_files:
                 with open(procs, "w") as f:
                     f.write(me)
+            stamps.append(("cgroup_attach", time.monotonic()))
             linux.unshare(namespaces.unshare_flags(spec))
+            stamps.append(("unshare", time.monotonic()))
             grandchild = os.fork()
             if grandchild == 0:
                 os.close(write_end)
-                setup.run_sandbox(spec, channel_fd)  # never returns
+                stamps.append(("second_fork", time.monotonic()))
+                setup.run_sandbox(spec, channel_fd, stamps)  # never returns
             os.write(write_end, msgpack.packb({"pid": grandchild}))
             os._exit(0)
         except BaseException as exc:
@@ -137,6 +144,14 @@ def _children() -> list[int]:
 
 def main() -> None:
     control = socket.socket(fileno=int(sys.argv[1]))
+    path_map = tuple(tuple(pair) for pair in json.loads(sys.argv[2])) if len(sys.argv) > 2 else ()
+    # Once here rather than in every sandbox: modules already imported get
+    # the paths they will have inside (their lazy submodule imports look
+    # there), and no sandbox pays copy-on-write faults to rewrite them.
+    setup.remap_loaded_modules(path_map)  # type: ignore[arg-type]
+    # Objects that exist now are never collected; keeping the GC off them
+    # keeps their pages shared with every sandbox instead of copied.
+    gc.freeze()
     serve(control)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import array
 import asyncio
 import collections
+import json
 import os
 import socket
 import subprocess
@@ -23,8 +24,11 @@ from .spec import SandboxSpec
 
 
 class Zygote:
-    def __init__(self, python: str = sys.executable) -> None:
+    def __init__(
+        self, python_path_map: tuple[tuple[str, str], ...] = (), python: str = sys.executable
+    ) -> None:
         self._python = python
+        self._python_path_map = python_path_map
         self._sock: socket.socket | None = None
         self._proc: subprocess.Popen[bytes] | None = None
         self._pending: collections.deque[asyncio.Future[dict[str, Any]]] = collections.deque()
@@ -39,7 +43,13 @@ class Zygote:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
             self._proc = subprocess.Popen(
-                [self._python, "-m", "sandbox.zygote", str(theirs.fileno())],
+                [
+                    self._python,
+                    "-m",
+                    "sandbox.zygote",
+                    str(theirs.fileno()),
+                    json.dumps(self._python_path_map),
+                ],
                 pass_fds=[theirs.fileno()],
                 stdin=subprocess.DEVNULL,
                 cwd="/",

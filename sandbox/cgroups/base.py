@@ -209,3 +209,33 @@ def remove_stale_parents(own_dirs: tuple[str, ...]) -> int:
             if entry.name.startswith(PARENT_PREFIX) and suffix.isdigit() and not _pid_alive(int(suffix)):
                 removed += remove_tree(entry.path)
     return removed
+
+
+class OpenFile:
+    """A cgroup file kept open for the hot path: one pread or write per use
+    instead of open/read/close (about 1 µs instead of 15)."""
+
+    def __init__(self, path: str, writable: bool = False) -> None:
+        self.path = path
+        self._flags = (os.O_RDWR if writable else os.O_RDONLY) | os.O_CLOEXEC
+        self._fd: int | None = None
+
+    def _get(self) -> int:
+        if self._fd is None:
+            self._fd = os.open(self.path, self._flags)
+        return self._fd
+
+    def read(self) -> str:
+        return os.pread(self._get(), 4096, 0).decode()
+
+    def read_int(self) -> int:
+        return int(self.read().strip() or 0)
+
+    def write(self, value: str) -> None:
+        # cgroupfs ignores the offset; pwrite is refused on some of its files.
+        os.write(self._get(), value.encode())
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None

@@ -8,6 +8,7 @@ import os
 from .base import (
     CgroupBackend,
     CgroupLimits,
+    OpenFile,
     SandboxCgroup,
     kill_pids,
     read_int,
@@ -27,6 +28,8 @@ class V1SandboxCgroup(SandboxCgroup):
         self.name = name
         self._dirs = dirs  # controller -> directory
         self._unique_dirs = tuple(dict.fromkeys(dirs.values()))
+        self._cpu_usage = OpenFile(self._path("cpuacct", "cpuacct.usage"))
+        self._memory_peak = OpenFile(self._path("memory", "memory.max_usage_in_bytes"), writable=True)
 
     @property
     def procs_files(self) -> tuple[str, ...]:
@@ -60,13 +63,13 @@ class V1SandboxCgroup(SandboxCgroup):
         write_text(self._path("pids", "pids.max"), str(limits.pids_max))
 
     def cpu_usage_ns(self) -> int:
-        return read_int(self._path("cpuacct", "cpuacct.usage"))
+        return self._cpu_usage.read_int()
 
     def memory_peak_bytes(self) -> int:
-        return read_int(self._path("memory", "memory.max_usage_in_bytes"))
+        return self._memory_peak.read_int()
 
     def reset_memory_peak(self) -> None:
-        write_text(self._path("memory", "memory.max_usage_in_bytes"), "0")
+        self._memory_peak.write("0")
 
     def memory_current_bytes(self) -> int:
         return read_int(self._path("memory", "memory.usage_in_bytes"))
@@ -88,6 +91,8 @@ class V1SandboxCgroup(SandboxCgroup):
             kill_pids(pids)
 
     def remove(self) -> None:
+        self._cpu_usage.close()
+        self._memory_peak.close()
         self.kill()
         for d in self._unique_dirs:
             rmdir_when_empty(d)

@@ -22,6 +22,7 @@ from .base import (
     CgroupBackend,
     CgroupLimits,
     CgroupUnavailable,
+    OpenFile,
     SandboxCgroup,
     kill_pids,
     read_int,
@@ -48,6 +49,7 @@ class V2SandboxCgroup(SandboxCgroup):
         self._peak_fd: int | None = None
         self._peak_opened = False  # tried to open memory.peak (it may not exist)
         self._peak_resettable = True
+        self._cpu_stat = OpenFile(self._file("cpu.stat"))
 
     def _file(self, name: str) -> str:
         return os.path.join(self.path, name)
@@ -68,7 +70,11 @@ class V2SandboxCgroup(SandboxCgroup):
         write_text(self._file("pids.max"), str(limits.pids_max))
 
     def cpu_usage_ns(self) -> int:
-        return read_keyed(self._file("cpu.stat")).get("usage_usec", 0) * 1000
+        for line in self._cpu_stat.read().splitlines():
+            key, _, value = line.partition(" ")
+            if key == "usage_usec":
+                return int(value) * 1000
+        return 0
 
     def _peak_fd_locked(self) -> int | None:
         """The fd on memory.peak, opened on first use; None where the file is missing."""
@@ -167,6 +173,7 @@ class V2SandboxCgroup(SandboxCgroup):
 
     def remove(self, timeout_s: float = 2.0) -> None:
         self.close_peak_fd()
+        self._cpu_stat.close()
         if not os.path.isdir(self.path):
             return
         self.kill()

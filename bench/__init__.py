@@ -1,0 +1,1 @@
+"""Benchmarks: run with `python -m bench` (see README). Not part of the tests."""

@@ -1,0 +1,134 @@
+"""Shared pieces of the benchmarks: servers started as subprocesses, a
+keep-alive HTTP client, percentiles."""
+
+from __future__ import annotations
+
+import base64
+import http.client
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    k = (len(ordered) - 1) * p / 100
+    lo, hi = int(k), min(int(k) + 1, len(ordered) - 1)
+    return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
+
+
+def summary_ms(samples_s: list[float]) -> dict[str, float]:
+    ms = [s * 1000 for s in samples_s]
+    return {
+        "n": len(ms),
+        "p50_ms": round(statistics.median(ms), 3),
+        "p99_ms": round(percentile(ms, 99), 3),
+        "mean_ms": round(statistics.fmean(ms), 3),
+    }
+
+
+class Client:
+    """One keep-alive connection."""
+
+    def __init__(self, port: int) -> None:
+        self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+
+    def request(self, method: str, path: str, body: Any = None) -> tuple[int, bytes]:
+        headers = {}
+        if body is not None and not isinstance(body, bytes):
+            body = json.dumps(body).encode()
+            headers["Content-Type"] = "application/json"
+        self.conn.request(method, path, body=body, headers=headers)
+        resp = self.conn.getresponse()
+        return resp.status, resp.read()
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+def wait_http(port: int, path: str, timeout_s: float = 30) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        try:
+            c = Client(port)
+            status, _ = c.request("GET", path)
+            c.close()
+            if status == 200:
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"nothing answered on port {port}")
+
+
+class FaasServer:
+    def __init__(self, *args: str) -> None:
+        self.port = free_port()
+        self.data_dir = tempfile.mkdtemp(prefix="faas-bench-")
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "gateway.cli",
+                "serve",
+                "--port",
+                str(self.port),
+                "--data-dir",
+                self.data_dir,
+                *args,
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        wait_http(self.port, "/readyz")
+
+    def deploy(self, name: str, code: str, **options: Any) -> None:
+        c = Client(self.port)
+        body = {"name": name, "files": {"handler.py": base64.b64encode(code.encode()).decode()}, **options}
+        status, out = c.request("POST", "/system/functions", body)
+        c.close()
+        if status not in (200, 201):
+            raise RuntimeError(f"deploy {name}: {status} {out!r}")
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(60)
+        subprocess.run(["rm", "-rf", self.data_dir], check=False)
+
+
+class BareServer:
+    """The baseline: a bare aiohttp + uvloop hello server."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "bench.bare_server", str(self.port)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            cwd=REPO,
+        )
+        wait_http(self.port, "/")
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(10)
+
+
+HELLO = (REPO / "functions" / "hello.py").read_text()
+os.environ.setdefault("PYTHONUNBUFFERED", "1")
