@@ -22,6 +22,7 @@ from .routes.functions import FunctionRoutes
 from .routes.invoke import make_invoke_handler
 from .routes.logs import make_logs_handler
 from .routes.ops import OpsRoutes
+from .routes.usage import make_usage_handler
 
 INVOKER = web.AppKey("invoker", Invoker)
 METRICS = web.AppKey("metrics", Metrics)
@@ -51,6 +52,7 @@ def create_app(config: ServerConfig) -> web.Application:
             keepalive_s=config.keepalive_s,
             pids_max=config.pids_max,
             code_limit_bytes=config.code_limit_bytes,
+            metering=config.metering,
         ),
         metrics,
     )
@@ -71,6 +73,7 @@ def create_app(config: ServerConfig) -> web.Application:
     app.router.add_route("*", "/function/{name}/{path:.*}", invoke)
     FunctionRoutes(invoker).add_to(app.router)
     app.router.add_get("/system/logs", make_logs_handler(invoker))
+    app.router.add_get("/system/usage", make_usage_handler(invoker, config.pricing))
     OpsRoutes(invoker, metrics).add_to(app.router)
 
     async def invoker_context(app: web.Application) -> AsyncIterator[None]:

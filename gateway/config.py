@@ -9,18 +9,13 @@ import tomllib
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
+from invoker.metering import PricePlan
+
 DEFAULT_MAX_BODY_BYTES = 6 * 1024 * 1024
 
 
 class ConfigError(ValueError):
     pass
-
-
-@dataclass(frozen=True)
-class PricePlan:
-    per_request: float = 0.20 / 1_000_000
-    per_gb_second: float = 0.0000166667
-    per_cpu_second: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -35,6 +30,8 @@ class ServerConfig:
     # How long SIGTERM waits for in-flight calls before tearing down.
     shutdown_timeout_s: float = 30.0
     pids_max: int = 128
+    # Usage records in the durable ledger (off only to measure what it costs).
+    metering: bool = True
     pricing: PricePlan = field(default_factory=PricePlan)
     # Functions (files or directories of them) deployed at start.
     deploy_paths: tuple[str, ...] = ()

@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import itertools
 import logging
-import math
 import os
 import time
 import uuid
@@ -19,20 +18,32 @@ from dataclasses import dataclass
 from typing import Any
 
 from sandbox import hostfs
-from sandbox.api import CallTimedOut, InitError, SandboxDied, SetupError, SpawnError
-from sandbox.cgroups import CgroupBackend, CgroupLimits, detect
+from sandbox.api import (
+    CallTimedOut,
+    CpuBudgetExceeded,
+    InitError,
+    SandboxDied,
+    SandboxError,
+    SetupError,
+    SpawnError,
+    Usage,
+)
+from sandbox.cgroups import CgroupBackend, CgroupLimits, SandboxCgroup, detect
 from sandbox.instance import Sandbox
 from sandbox.spec import BindMount, SandboxSpec
 from sandbox.zygote_client import Zygote
 
 from .errors import (
     CallTimeout,
+    FaasError,
     FunctionError,
     NotFound,
     SandboxFailed,
     Unavailable,
 )
+from .ledger import Ledger, SqliteLedger
 from .logs import LogStore
+from .metering import BillingTotals, UsageRecord, billed_ms, report_line
 from .metrics import Metrics
 from .model import FunctionConfig, Invocation, InvocationResult
 from .pool import START, Pool
@@ -54,6 +65,8 @@ class InvokerConfig:
     code_limit_bytes: int = DEFAULT_CODE_LIMIT_BYTES
     # Leave a short burst at full speed under a small cpu quota (LINUX-NOTES).
     cpu_burst_us: int = 50_000
+    # Usage records in the durable ledger (off only to measure what it costs).
+    metering: bool = True
 
 
 class FunctionState:
@@ -86,6 +99,8 @@ class Invoker:
         self.cgroups: CgroupBackend | None = None
         self.zygote: Zygote | None = None
         self.registry: Registry | None = None
+        self.ledger: Ledger | None = None
+        self.billing = BillingTotals()
         self.logs = LogStore(os.path.join(config.data_dir, "logs"))
         self.code = CodeStore(os.path.join(config.data_dir, "code"))
         self._limits = Limits(host_cores=host_cores(), code_limit_bytes=config.code_limit_bytes)
@@ -94,6 +109,7 @@ class Invoker:
         self._python_path_map: tuple[tuple[str, str], ...] = ()
         self._new_root = os.path.join(config.data_dir, "run", "root")
         metrics.watch_pools(self._pool_snapshot)
+        metrics.watch_billing(self.billing)
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -116,6 +132,9 @@ class Invoker:
         self._runtime_binds = hostfs.library_binds() + python_binds
         self.registry = SqliteRegistry(os.path.join(self.config.data_dir, "registry.db"))
         self._stack.callback(self.registry.close)
+        if self.config.metering:
+            self.ledger = SqliteLedger(os.path.join(self.config.data_dir, "usage.db"))
+            self._stack.callback(self.ledger.close)
         self._stack.callback(self.logs.close)
         self.zygote = await self._stack.enter_async_context(Zygote(self._python_path_map))
         self._stack.push_async_callback(self._destroy_all)
@@ -215,10 +234,11 @@ class Invoker:
                 raise
             finally:
                 self.metrics.queue_wait.labels(name).observe(time.monotonic() - waited_from)
+        started_at = time.time()
         cold = got is START
         if cold:
             try:
-                sandbox = await self._start_sandbox(state, deadline)
+                sandbox = await self._start_sandbox(state, deadline, inv.call_id, started_at)
             except BaseException:
                 pool.discard()
                 raise
@@ -233,39 +253,68 @@ class Invoker:
             "headers": inv.headers,
             "body": inv.body,
         }
+        init_ms = sandbox.init_ms if cold else None
         try:
-            result = await sandbox.call(request, deadline)
-        except CallTimedOut:
+            result = await sandbox.call(request, deadline, config.cpu_ms_per_call)
+        except (CallTimedOut, CpuBudgetExceeded, SandboxDied) as exc:
             pool.discard()
-            self.metrics.kills.labels(name, "timeout").inc()
-            self.logs.append(
-                name, inv.call_id, f"call timed out after {config.timeout_s:g} s; sandbox killed"
-            )
-            raise CallTimeout(f"timed out after {config.timeout_s:g} s") from None
-        except SandboxDied as exc:
-            pool.discard()
-            self.metrics.kills.labels(name, "oom" if exc.reason == "oom" else "crash").inc()
-            self.logs.append(name, inv.call_id, f"sandbox died: {exc}")
-            raise SandboxFailed(str(exc)) from None
+            status, reason, error = _failure(exc, config)
+            self.metrics.kills.labels(name, reason).inc()
+            self.logs.append(name, inv.call_id, f"sandbox killed ({status}): {error.message}")
+            usage = sandbox.last_usage or Usage(0.0, 0, 0)
+            await self._record(sandbox, inv.call_id, started_at, usage, init_ms, status, cold)
+            raise error from None
         except BaseException:
             pool.discard()
             raise
         self._release(state, sandbox)
-        init_ms = sandbox.init_ms if cold else None
         if cold:
             self.metrics.cold_starts.labels(name).inc()
             self.metrics.init_seconds.labels(name).observe(sandbox.init_ms / 1000)
         self.logs.append(name, inv.call_id, result.logs)
-        wall_ms = result.usage.wall_ms
+        status = "ok" if result.error is None else "error"
+        record = await self._record(sandbox, inv.call_id, started_at, result.usage, init_ms, status, cold)
         return InvocationResult(
             status=result.status,
             headers=result.headers,
             body=result.body,
             cold=cold,
-            wall_ms=wall_ms,
-            billed_ms=max(1, math.ceil(wall_ms + (init_ms or 0.0))),
+            wall_ms=result.usage.wall_ms,
+            billed_ms=billed_ms(result.usage.wall_ms, init_ms),
             init_ms=init_ms,
+            record=record,
         )
+
+    async def _record(
+        self,
+        sandbox: Sandbox,
+        call_id: str,
+        started_at: float,
+        usage: Usage,
+        init_ms: float | None,
+        status: str,
+        cold: bool,
+    ) -> UsageRecord:
+        """Meter one call that reached a sandbox: durable before we return."""
+        spec = sandbox.spec
+        record = UsageRecord(
+            call_id=call_id,
+            function=spec.function_name,
+            version=spec.function_version,
+            started_at=started_at,
+            wall_ms=usage.wall_ms,
+            init_ms=init_ms,
+            cpu_us=usage.cpu_us,
+            memory_mb=spec.memory_mb,
+            max_memory_bytes=usage.max_memory_bytes,
+            status=status,
+            cold=cold,
+        )
+        if self.ledger is not None:
+            await self.ledger.append(record)
+        self.billing.add(record)
+        self.logs.append(spec.function_name, call_id, report_line(record))
+        return record
 
     def _release(self, state: FunctionState, sandbox: Sandbox) -> None:
         if state.deleted or sandbox.generation != state.generation:
@@ -281,22 +330,11 @@ class Invoker:
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
-    async def _start_sandbox(self, state: FunctionState, deadline: float) -> Sandbox:
-        assert self.cgroups is not None and self.zygote is not None
+    def _sandbox_spec(self, state: FunctionState, cgroup: SandboxCgroup) -> SandboxSpec:
         config = state.config
-        sandbox_id = uuid.uuid4().hex[:16]
-        limits = CgroupLimits(
-            memory_mb=config.memory_mb,
-            cpu_cores=config.cpu,
-            pids_max=self.config.pids_max,
-            cpu_burst_us=self.config.cpu_burst_us,
-        )
-        try:
-            cgroup = self.cgroups.create(f"sb-{sandbox_id}", limits)
-        except OSError as exc:
-            raise Unavailable(f"could not create a cgroup for the sandbox: {exc}") from None
+        sandbox_id = cgroup.name.removeprefix("sb-")
         uid = UID_BASE + next(self._uids) % UID_RANGE
-        spec = SandboxSpec(
+        return SandboxSpec(
             sandbox_id=sandbox_id,
             function_name=config.name,
             function_version=config.version,
@@ -320,25 +358,39 @@ class Invoker:
             new_root_dir=self._new_root,
             cgroup_procs_files=cgroup.procs_files,
         )
-        sandbox = Sandbox(spec, cgroup)
+
+    async def _start_sandbox(
+        self, state: FunctionState, deadline: float, call_id: str, started_at: float
+    ) -> Sandbox:
+        assert self.cgroups is not None and self.zygote is not None
+        config = state.config
+        limits = CgroupLimits(
+            memory_mb=config.memory_mb,
+            cpu_cores=config.cpu,
+            pids_max=self.config.pids_max,
+            cpu_burst_us=self.config.cpu_burst_us,
+        )
+        try:
+            cgroup = self.cgroups.create(f"sb-{uuid.uuid4().hex[:16]}", limits)
+        except OSError as exc:
+            raise Unavailable(f"could not create a cgroup for the sandbox: {exc}") from None
+        sandbox = Sandbox(self._sandbox_spec(state, cgroup), cgroup)
         sandbox.generation = state.generation
         try:
             await sandbox.start(self.zygote, max(0.0, deadline - time.monotonic()))
         except SpawnError as exc:
             raise Unavailable(str(exc)) from None
-        except SetupError as exc:
-            raise SandboxFailed(str(exc)) from None
-        except InitError as exc:
-            self.logs.append(config.name, "init", exc.logs)
-            raise FunctionError(str(exc)) from None
-        except CallTimedOut:
-            self.metrics.kills.labels(config.name, "timeout").inc()
-            raise CallTimeout(f"timed out after {config.timeout_s:g} s (during init)") from None
-        except SandboxDied as exc:
-            self.metrics.kills.labels(config.name, "oom" if exc.reason == "oom" else "crash").inc()
-            raise SandboxFailed(f"sandbox died during init: {exc}") from None
+        except (SetupError, InitError, CallTimedOut, SandboxDied) as exc:
+            status, reason, error = _start_failure(exc, config)
+            if reason:
+                self.metrics.kills.labels(config.name, reason).inc()
+            if isinstance(exc, InitError):
+                self.logs.append(config.name, call_id, exc.logs)
+            usage = sandbox.last_usage or Usage(0.0, 0, 0)
+            await self._record(sandbox, call_id, started_at, usage, sandbox.init_ms, status, True)
+            raise error from None
         if sandbox.init_logs:
-            self.logs.append(config.name, "init", sandbox.init_logs)
+            self.logs.append(config.name, call_id, sandbox.init_logs)
         return sandbox
 
     # -- keep-alive -----------------------------------------------------------
@@ -367,3 +419,27 @@ async def _cancel_and_wait(task: asyncio.Task[Any]) -> None:
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
+
+
+def _failure(exc: SandboxError, config: FunctionConfig) -> tuple[str, str, FaasError]:
+    """(record status, kill reason, error for the client) of a failed call."""
+    if isinstance(exc, CallTimedOut):
+        return "timeout", "timeout", CallTimeout(f"timed out after {config.timeout_s:g} s")
+    if isinstance(exc, CpuBudgetExceeded):
+        return "cpu_limit", "cpu", CallTimeout(str(exc))
+    assert isinstance(exc, SandboxDied)
+    if exc.reason == "oom":
+        return "oom", "oom", SandboxFailed(str(exc))
+    return "crash", "crash", SandboxFailed(str(exc))
+
+
+def _start_failure(exc: SandboxError, config: FunctionConfig) -> tuple[str, str | None, FaasError]:
+    """(record status, kill reason or None, error for the client) of a failed start."""
+    if isinstance(exc, InitError):
+        return "error", None, FunctionError(str(exc))
+    if isinstance(exc, SetupError):
+        return "crash", "crash", SandboxFailed(str(exc))
+    if isinstance(exc, CallTimedOut):
+        return "timeout", "timeout", CallTimeout(f"timed out after {config.timeout_s:g} s (during init)")
+    status, reason, error = _failure(exc, config)
+    return status, reason, SandboxFailed(f"sandbox died during init: {error.message}")

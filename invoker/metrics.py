@@ -6,8 +6,10 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
+
+from .metering import BillingTotals
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900)
 
@@ -30,6 +32,24 @@ class PoolStateCollector(Collector):
         for name, count in sorted(warm_by_function.items()):
             service.add_metric([name], count)
         yield service
+
+
+class BillingCollector(Collector):
+    """Billing counters computed from the same integer totals as the usage
+    API, so both agree exactly."""
+
+    def __init__(self, billing: BillingTotals) -> None:
+        self._billing = billing
+
+    def collect(self) -> Iterable[CounterMetricFamily]:
+        gb = CounterMetricFamily("faas_billed_gb_seconds", "Billed GB-seconds", labels=["function_name"])
+        cpu = CounterMetricFamily("faas_cpu_seconds", "CPU seconds used by calls", labels=["function_name"])
+        requests = CounterMetricFamily("faas_billed_requests", "Billed requests", labels=["function_name"])
+        for name, totals in sorted(self._billing.by_function.items()):
+            gb.add_metric([name], totals.gb_seconds)
+            cpu.add_metric([name], totals.cpu_seconds)
+            requests.add_metric([name], totals.requests)
+        yield from (gb, cpu, requests)
 
 
 class Metrics:
@@ -69,15 +89,9 @@ class Metrics:
         self.kills = Counter(
             "faas_sandbox_kills", "Sandboxes killed", ["function_name", "reason"], registry=r
         )
-        self.billed_gb_seconds = Counter(
-            "faas_billed_gb_seconds", "Billed GB-seconds", ["function_name"], registry=r
-        )
-        self.cpu_seconds = Counter(
-            "faas_cpu_seconds", "CPU seconds used by calls", ["function_name"], registry=r
-        )
-        self.billed_requests = Counter(
-            "faas_billed_requests", "Billed requests", ["function_name"], registry=r
-        )
+
+    def watch_billing(self, billing: BillingTotals) -> None:
+        self.registry.register(BillingCollector(billing))
 
     def watch_pools(self, snapshot: Callable[[], tuple[dict[str, int], dict[str, int]]]) -> None:
         self.registry.register(PoolStateCollector(snapshot))

@@ -74,3 +74,5 @@ class InvocationResult:
     wall_ms: float
     billed_ms: int
     init_ms: float | None
+    # The call's usage record (metering), already durable.
+    record: Any = None

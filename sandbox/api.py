@@ -38,13 +38,21 @@ class CallTimedOut(SandboxError):
     """The call ran past its deadline; the sandbox was killed."""
 
 
+class CpuBudgetExceeded(SandboxError):
+    """The call used more CPU time than its budget; the sandbox was killed."""
+
+
 @dataclass(frozen=True)
 class Usage:
     """What one call cost, read from outside the sandbox."""
 
     wall_ms: float
-    cpu_ms: float
+    cpu_us: int
     max_memory_bytes: int
+
+    @property
+    def cpu_ms(self) -> float:
+        return self.cpu_us / 1000
 
 
 @dataclass(frozen=True)

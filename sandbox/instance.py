@@ -8,15 +8,27 @@ error reaches the caller, so a broken sandbox is never reused.
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 import time
 from typing import Any
 
 from . import frames
-from .api import CallResult, CallTimedOut, InitError, SandboxDied, SetupError, Usage
+from .api import (
+    CallResult,
+    CallTimedOut,
+    CpuBudgetExceeded,
+    InitError,
+    SandboxDied,
+    SandboxError,
+    SetupError,
+    Usage,
+)
 from .cgroups import SandboxCgroup
 from .spec import SandboxSpec
 from .zygote_client import Zygote
+
+HOST_CORES = len(os.sched_getaffinity(0))
 
 
 class Sandbox:
@@ -36,6 +48,7 @@ class Sandbox:
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
         self._oom_baseline = 0
+        self._cpu_exceeded_ms: float | None = None
         self.last_usage: Usage | None = None
 
     @property
@@ -71,6 +84,10 @@ class Sandbox:
             self.init_ms = (time.monotonic() - t0) * 1000
         except BaseException:
             ours.close()
+            # What the failed start cost, for its usage record: the whole
+            # cgroup's CPU (it is new) and the time until the failure.
+            self.init_ms = (time.monotonic() - t0) * 1000
+            self.last_usage = self._usage(time.monotonic(), 0)
             await self.destroy()
             raise
 
@@ -91,13 +108,21 @@ class Sandbox:
         except frames.FrameError as exc:
             raise SandboxDied("protocol", f"sandbox broke the protocol: {exc}") from None
 
-    def _death(self) -> SandboxDied:
+    def _death(self) -> SandboxError:
+        if self._cpu_exceeded_ms is not None:
+            return CpuBudgetExceeded(f"CPU time limit of {self._cpu_exceeded_ms:g} ms exceeded")
         if self.cgroup.oom_kills() > self._oom_baseline:
             return SandboxDied("oom", f"memory limit of {self.spec.memory_mb} MiB exceeded")
         return SandboxDied("crash", "sandbox exited or crashed during the call")
 
-    async def call(self, request: dict[str, Any], deadline: float) -> CallResult:
-        """Run one call. `deadline` is a time.monotonic() value."""
+    async def call(
+        self, request: dict[str, Any], deadline: float, cpu_budget_ms: float | None = None
+    ) -> CallResult:
+        """Run one call. `deadline` is a time.monotonic() value.
+
+        Raises CallTimedOut, CpuBudgetExceeded or SandboxDied, after
+        destroying the sandbox; `last_usage` then holds what the call used.
+        """
         assert self._writer is not None
         self.calls += 1
         cgroup = self.cgroup
@@ -105,6 +130,9 @@ class Sandbox:
         cpu_before = cgroup.cpu_usage_ns()
         t0 = time.monotonic()
         request["timeout_ms"] = max(0, int((deadline - t0) * 1000))
+        watchdog = None
+        if cpu_budget_ms is not None:
+            watchdog = asyncio.create_task(self._cpu_watchdog(cpu_before, cpu_budget_ms))
         try:
             self._writer.write(frames.encode(request))
             msg = await self._receive(deadline, what="call")
@@ -126,17 +154,36 @@ class Sandbox:
             if isinstance(exc, (KeyError, TypeError, ValueError)):
                 raise SandboxDied("protocol", f"sandbox broke the protocol: bad result ({exc})") from None
             raise
+        finally:
+            if watchdog is not None:
+                watchdog.cancel()
         self.last_used = time.monotonic()
         return result
+
+    async def _cpu_watchdog(self, cpu_before: int, budget_ms: float) -> None:
+        """Kill the sandbox once the call's CPU time passes its budget.
+
+        CPU time cannot accrue faster than the host's cores, so sleep until
+        the earliest moment the budget could run out, then look again: few
+        reads for a long budget, ~1 ms between reads near its end.
+        """
+        budget_ns = budget_ms * 1e6
+        while True:
+            remaining_ns = budget_ns - (self.cgroup.cpu_usage_ns() - cpu_before)
+            if remaining_ns <= 0:
+                self._cpu_exceeded_ms = budget_ms
+                self.cgroup.kill()
+                return
+            await asyncio.sleep(min(0.25, max(0.001, remaining_ns / 1e9 / HOST_CORES)))
 
     def _usage(self, t0: float, cpu_before: int) -> Usage:
         wall_ms = (time.monotonic() - t0) * 1000
         try:
-            cpu_ms = (self.cgroup.cpu_usage_ns() - cpu_before) / 1e6
+            cpu_us = round((self.cgroup.cpu_usage_ns() - cpu_before) / 1000)
             peak = self.cgroup.memory_peak_bytes()
         except OSError:
-            cpu_ms, peak = 0.0, 0
-        return Usage(wall_ms=wall_ms, cpu_ms=max(0.0, cpu_ms), max_memory_bytes=peak)
+            cpu_us, peak = 0, 0
+        return Usage(wall_ms=wall_ms, cpu_us=max(0, cpu_us), max_memory_bytes=peak)
 
     async def destroy(self) -> None:
         """Kill every process of the sandbox and remove its cgroup. Idempotent."""

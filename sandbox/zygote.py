@@ -114,12 +114,19 @@ def serve(control: socket.socket) -> None:
             for fd in fds:
                 os.close(fd)
         control.send(msgpack.packb(reply))
-    # Killing a sandbox's PID 1 takes down its whole PID namespace.
+    # Killing a sandbox's PID 1 takes down its whole PID namespace. Reap
+    # them before leaving, so no zombie is handed to the host's init.
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     for pid in _children():
         try:
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
+    while True:
+        try:
+            os.waitpid(-1, 0)
+        except ChildProcessError:
+            break
 
 
 def _children() -> list[int]:

@@ -1,0 +1,68 @@
+"""GET /system/usage?function=F&since=T&until=T[&records=1&limit=N&cursor=C]"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from aiohttp import web
+
+from invoker.errors import BadRequest, Unavailable
+from invoker.invoker import Invoker
+from invoker.metering import PricePlan, Totals, iso, parse_time
+
+MAX_LIMIT = 100_000
+
+
+def _int_param(request: web.Request, name: str, default: int, lo: int, hi: int) -> int:
+    raw = request.query.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise BadRequest(f"{name} must be an integer from {lo} to {hi}, got {raw!r}") from None
+    if not lo <= value <= hi:
+        raise BadRequest(f"{name} must be an integer from {lo} to {hi}, got {value}")
+    return value
+
+
+def make_usage_handler(invoker: Invoker, plan: PricePlan) -> web.RequestHandler:  # type: ignore[name-defined]
+    async def usage(request: web.Request) -> web.Response:
+        since = parse_time("since", request.query.get("since"))
+        until = parse_time("until", request.query.get("until"))
+        if since is not None and until is not None and until < since:
+            raise BadRequest("until is before since")
+        function = request.query.get("function") or None
+        want_records = request.query.get("records", "0").lower() in ("1", "true", "yes")
+        limit = _int_param(request, "limit", 1000, 1, MAX_LIMIT)
+        cursor = _int_param(request, "cursor", 0, 0, 2**62)
+        ledger = invoker.ledger
+        if ledger is None:
+            raise Unavailable("metering is off on this server (metering = false)")
+        by_function = await asyncio.to_thread(ledger.totals, since, until, function)
+        overall = Totals()
+        for t in by_function.values():
+            for key in ("requests", "errors", "billed_ms", "mb_ms", "cpu_us"):
+                setattr(overall, key, getattr(overall, key) + getattr(t, key))
+        body: dict[str, Any] = {
+            "since": iso(since) if since is not None else None,
+            "until": iso(until) if until is not None else None,
+            "function": function,
+            "pricing": {
+                "per_request": plan.per_request,
+                "per_gb_second": plan.per_gb_second,
+                "per_cpu_second": plan.per_cpu_second,
+            },
+            "functions": [{"function": name, **t.to_json(plan)} for name, t in by_function.items()],
+            "totals": overall.to_json(plan),
+        }
+        if want_records:
+            rows = await asyncio.to_thread(ledger.records, since, until, function, cursor, limit + 1)
+            more = len(rows) > limit
+            rows = rows[:limit]
+            body["records"] = [record.to_json() for _, record in rows]
+            body["next_cursor"] = rows[-1][0] if more and rows else None
+        return web.json_response(body)
+
+    return usage

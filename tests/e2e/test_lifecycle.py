@@ -1,0 +1,299 @@
+"""Sandbox lifetimes: keep-alive, redeploy, concurrency limits and the FIFO, shutdown."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from tests import leaks
+from tests.helpers import EXAMPLES, TEST_FUNCTIONS, Response, Server
+
+TOKEN_FN = """\
+import os
+
+TOKEN = os.urandom(8).hex()
+
+
+def handle(event, context):
+    return {"token": TOKEN, "cold": context.cold_start}
+"""
+
+
+def instances(server: Server, name: str) -> int:
+    resp = server.request("GET", f"/system/functions/{name}")
+    assert resp.status == 200, resp.text
+    return resp.json()["instances"]
+
+
+def wait_for(predicate: Callable[[], bool], timeout_s: float, interval_s: float = 0.05) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        if predicate():
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(interval_s)
+
+
+def sandbox_cgroups(server_pid: int) -> set[str]:
+    """The sandbox cgroups (`sb-*`) under the server's `faas-<pid>`, in any hierarchy."""
+    found: set[str] = set()
+    for parent in leaks.snapshot()["cgroups"]:
+        if os.path.basename(parent) != f"faas-{server_pid}":
+            continue
+        try:
+            found |= {e.name for e in os.scandir(parent) if e.is_dir() and e.name.startswith("sb-")}
+        except OSError:
+            continue
+    return found
+
+
+def _ppid(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return int(f.read().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return 0
+
+
+def _pid_of(entry: str) -> int:
+    return int(entry.split()[1])  # "pid N uid U: cmdline"
+
+
+def leftovers(before: dict[str, set[str]]) -> dict[str, set[str]]:
+    """leaks.leftovers, less the processes of servers that were already running before
+    (a developer's own `faas serve` may start sandboxes meanwhile)."""
+    old = {_pid_of(p) for p in before["processes"]}
+    found = leaks.leftovers(before)
+    mine = set()
+    for entry in found.get("processes", set()):
+        pid = _pid_of(entry)
+        while pid > 1 and pid not in old:
+            pid = _ppid(pid)
+        if pid not in old:
+            mine.add(entry)
+    if mine:
+        found["processes"] = mine
+    else:
+        found.pop("processes", None)
+    return found
+
+
+def sandbox_processes(before: dict[str, set[str]]) -> set[str]:
+    """New processes of ours in the sandbox uid range (not the zygote, which runs as root)."""
+    return {
+        p
+        for p in leftovers(before).get("processes", set())
+        if int(p.split()[3].rstrip(":")) >= leaks.SANDBOX_UID_MIN
+    }
+
+
+def concurrent(calls: list[Callable[[], Response]], stagger_s: float = 0.0) -> list[tuple[Response, float]]:
+    """Run the calls in threads, started together (or `stagger_s` apart); (response, seconds) each."""
+    results: list[Any] = [None] * len(calls)
+    barrier = threading.Barrier(len(calls))
+
+    def run(i: int) -> None:
+        barrier.wait()
+        time.sleep(i * stagger_s)
+        t0 = time.monotonic()
+        try:
+            resp = calls[i]()
+        except BaseException as exc:  # surfaced by the assertion below
+            results[i] = exc
+            return
+        results[i] = (resp, time.monotonic() - t0)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(calls))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    for r in results:
+        assert isinstance(r, tuple), f"a call failed: {r!r}"
+    return results
+
+
+# ---------------------------------------------------------------- keep-alive
+
+
+def test_keepalive_retires_idle_sandboxes(tmp_path: Path) -> None:
+    before = leaks.snapshot()
+    srv = Server(tmp_path / "data", extra_args=("--keepalive", "0.5")).start()
+    try:
+        srv.deploy_ok("hello", EXAMPLES / "hello.py")
+        first = srv.invoke("hello")
+        assert first.status == 200 and first.headers["X-Cold-Start"] == "true"
+        assert instances(srv, "hello") == 1
+        assert len(sandbox_cgroups(srv.proc.pid)) == 1
+        assert sandbox_processes(before), "a warm sandbox should have a process in the sandbox uid range"
+
+        assert wait_for(lambda: instances(srv, "hello") == 0, 5), "the idle sandbox was not retired"
+        metrics = srv.request("GET", "/metrics").text
+        assert 'gateway_service_count{function_name="hello"} 0.0' in metrics, metrics
+        # Retired means destroyed: its processes and cgroup are gone, not just uncounted.
+        assert wait_for(lambda: not sandbox_processes(before), 2), sandbox_processes(before)
+        assert sandbox_cgroups(srv.proc.pid) == set()
+
+        again = srv.invoke("hello")
+        assert again.status == 200 and again.text == "Hello, world!"
+        assert again.headers["X-Cold-Start"] == "true"
+    finally:
+        code = srv.stop()
+    assert code == 0, srv.log()[-4000:]
+    assert not leftovers(before)
+
+
+# ---------------------------------------------------------------- redeploy
+
+
+def test_redeploy_replaces_the_warm_sandbox(server: Server) -> None:
+    server.deploy_ok("token", TOKEN_FN)
+    one = server.invoke("token")
+    two = server.invoke("token")
+    assert one.status == two.status == 200, (one.text, two.text)
+    assert one.json()["cold"] is True and one.headers["X-Cold-Start"] == "true"
+    assert two.json() == {"token": one.json()["token"], "cold": False}
+    assert two.headers["X-Cold-Start"] == "false"
+    assert instances(server, "token") == 1
+
+    version = server.request("GET", "/system/functions/token").json()["version"]
+    resp = server.deploy("token", TOKEN_FN)
+    assert resp.status == 200 and resp.json()["version"] == version + 1, resp.text
+
+    three = server.invoke("token")
+    assert three.status == 200
+    assert three.headers["X-Cold-Start"] == "true"
+    assert three.json()["cold"] is True
+    assert three.json()["token"] != one.json()["token"], "the old version's sandbox answered"
+    # The old sandbox was destroyed, not leaked next to the new one.
+    assert instances(server, "token") == 1
+    four = server.invoke("token")
+    assert four.json() == {"token": three.json()["token"], "cold": False}
+    assert instances(server, "token") == 1
+
+
+# ---------------------------------------------------------------- concurrency
+
+
+def test_queue_full_is_429_with_retry_after(server: Server) -> None:
+    server.deploy_ok("sleep-q", TEST_FUNCTIONS / "sleeper.py", max_instances=1, max_queue=1, timeout_s=5)
+    results = concurrent([lambda: server.invoke("sleep-q", "?s=0.5")] * 3)
+    statuses = sorted(r.status for r, _ in results)
+    assert statuses == [200, 200, 429], [(r.status, r.text) for r, _ in results]
+    rejected, elapsed = next((r, t) for r, t in results if r.status == 429)
+    assert rejected.headers["Retry-After"], dict(rejected.headers)
+    assert int(rejected.headers["Retry-After"]) >= 1
+    assert rejected.headers["Content-Type"].startswith("application/json")
+    err = rejected.json()
+    assert err["error"] and err["call_id"] == rejected.headers["X-Call-Id"]
+    assert elapsed < 0.4, f"the 429 should come at once, not after {elapsed:.2f} s"
+    assert instances(server, "sleep-q") == 1
+
+
+def test_max_instances_runs_calls_in_parallel(server: Server) -> None:
+    server.deploy_ok("sleep-c", TEST_FUNCTIONS / "sleeper.py", max_instances=2, timeout_s=5)
+    t0 = time.monotonic()
+    results = concurrent([lambda: server.invoke("sleep-c", "?s=0.5")] * 4)
+    elapsed = time.monotonic() - t0
+    assert [r.status for r, _ in results] == [200] * 4, [(r.status, r.text) for r, _ in results]
+    assert 0.9 <= elapsed <= 2.5, elapsed
+    cold = sorted(r.headers["X-Cold-Start"] for r, _ in results)
+    assert cold == ["false", "false", "true", "true"], cold
+    assert instances(server, "sleep-c") == 2
+
+
+def test_timeout_covers_the_wait_for_a_sandbox(server: Server) -> None:
+    server.deploy_ok("sleep-t", TEST_FUNCTIONS / "sleeper.py", max_instances=1, max_queue=10, timeout_s=1)
+    warm = server.invoke("sleep-t", "?s=0")  # a cold start must not eat into the first call's second
+    assert warm.status == 200, warm.text
+    results = concurrent(
+        [lambda: server.invoke("sleep-t", "?s=0.9"), lambda: server.invoke("sleep-t", "?s=0.9")],
+        stagger_s=0.05,
+    )
+    (first, _), (second, second_s) = results
+    assert first.status == 200, first.text
+    assert second.status == 504, second.text
+    assert "timed out after 1 s" in second.json()["error"]
+    assert 0.85 <= second_s <= 1.5, second_s
+    after = server.invoke("sleep-t", "?s=0")
+    assert after.status == 200, after.text
+
+
+# ---------------------------------------------------------------- shutdown
+
+
+def test_sigterm_lets_the_call_in_flight_finish(tmp_path: Path) -> None:
+    before = leaks.snapshot()
+    srv = Server(tmp_path / "data").start()
+    try:
+        srv.deploy_ok("sleeper", TEST_FUNCTIONS / "sleeper.py", timeout_s=5)
+        outcome: list[Any] = []
+
+        def call() -> None:
+            try:
+                outcome.append(srv.invoke("sleeper", "?s=1.5", timeout=10))
+            except BaseException as exc:
+                outcome.append(exc)
+
+        thread = threading.Thread(target=call)
+        thread.start()
+        time.sleep(0.3)
+        assert srv.proc is not None
+        srv.proc.send_signal(signal.SIGTERM)
+        time.sleep(0.2)
+        # A new call while draining is refused (connection refused or 503), never served.
+        try:
+            late = srv.invoke("sleeper", "?s=0", timeout=5)
+        except OSError:
+            pass
+        else:
+            assert late.status == 503, (late.status, late.text)
+        thread.join(10)
+        assert outcome, "the call in flight did not return"
+        resp = outcome[0]
+        assert isinstance(resp, Response), f"the call in flight failed: {resp!r}"
+        assert resp.status == 200, resp.text
+        assert resp.json()["slept"] == 1.5
+        code = srv.proc.wait(10)
+        assert code == 0, srv.log()[-4000:]
+    finally:
+        srv.stop()
+    assert not leftovers(before)
+
+
+def test_sigkill_then_restart_cleans_up(tmp_path: Path) -> None:
+    before = leaks.snapshot()
+    data = tmp_path / "data"
+    srv = Server(data).start()
+    try:
+        srv.deploy_ok("hello", EXAMPLES / "hello.py")
+        assert srv.invoke("hello").status == 200
+        assert sandbox_processes(before), "a warm sandbox should have a process in the sandbox uid range"
+        assert srv.proc is not None
+        dead_pid = srv.proc.pid
+        srv.proc.kill()
+        srv.proc.wait(10)
+    finally:
+        srv.stop()
+    # The zygote sees its control socket close, kills its sandboxes and exits.
+    assert wait_for(lambda: not leftovers(before).get("processes"), 5), leftovers(before)
+    assert not leftovers(before).get("mounts")
+
+    again = Server(data).start()
+    try:
+        # The dead server's cgroups are removed when the next one starts.
+        stale = {c for c in leaks.snapshot()["cgroups"] if os.path.basename(c) == f"faas-{dead_pid}"}
+        assert not stale, stale
+        resp = again.invoke("hello")
+        assert resp.status == 200 and resp.text == "Hello, world!"
+        assert resp.headers["X-Cold-Start"] == "true"
+    finally:
+        code = again.stop()
+    assert code == 0, again.log()[-4000:]
+    assert not leftovers(before)
