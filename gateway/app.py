@@ -53,6 +53,7 @@ def create_app(config: ServerConfig) -> web.Application:
             pids_max=config.pids_max,
             code_limit_bytes=config.code_limit_bytes,
             metering=config.metering,
+            ledger_sync=config.ledger_sync,
         ),
         metrics,
     )

@@ -32,11 +32,17 @@ class ServerConfig:
     pids_max: int = 128
     # Usage records in the durable ledger (off only to measure what it costs).
     metering: bool = True
+    # "full": a usage record is fsynced before the response leaves (survives
+    # power loss); "normal": it is in the OS before the response leaves
+    # (survives a killed server, not a lost host).
+    ledger_sync: str = "full"
     pricing: PricePlan = field(default_factory=PricePlan)
     # Functions (files or directories of them) deployed at start.
     deploy_paths: tuple[str, ...] = ()
 
     def check(self) -> None:
+        if self.ledger_sync not in ("full", "normal"):
+            raise ConfigError(f"ledger_sync must be 'full' or 'normal', got {self.ledger_sync!r}")
         if not (0 <= self.port <= 65535):
             raise ConfigError(f"port must be 0-65535, got {self.port}")
         if not self.token and not is_loopback(self.host):

@@ -67,6 +67,7 @@ class InvokerConfig:
     cpu_burst_us: int = 50_000
     # Usage records in the durable ledger (off only to measure what it costs).
     metering: bool = True
+    ledger_sync: str = "full"
 
 
 class FunctionState:
@@ -133,8 +134,10 @@ class Invoker:
         self.registry = SqliteRegistry(os.path.join(self.config.data_dir, "registry.db"))
         self._stack.callback(self.registry.close)
         if self.config.metering:
-            self.ledger = SqliteLedger(os.path.join(self.config.data_dir, "usage.db"))
-            self._stack.callback(self.ledger.close)
+            self.ledger = SqliteLedger(
+                os.path.join(self.config.data_dir, "usage.db"), synchronous=self.config.ledger_sync.upper()
+            )
+            self._stack.push_async_callback(self.ledger.aclose)
         self._stack.callback(self.logs.close)
         self.zygote = await self._stack.enter_async_context(Zygote(self._python_path_map))
         self._stack.push_async_callback(self._destroy_all)
@@ -216,7 +219,7 @@ class Invoker:
         config = state.config
         name = config.name
         deadline = inv.received_at + config.timeout_s
-        self.metrics.started.labels(name).inc()
+        self.metrics.invocation_started(name)
         pool = state.pool
         got = pool.acquire()
         if isinstance(got, asyncio.Future):

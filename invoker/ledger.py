@@ -1,9 +1,9 @@
 """The usage ledger: append-only usage records in SQLite (WAL), durable
 before a call's response leaves.
 
-Group commit: callers hand records to one writer thread and await; the
-writer takes everything queued since its last commit and writes it in one
-transaction with one fsync, so many concurrent calls share a commit.
+Group commit: callers queue records and await; one flusher task hands
+everything queued since the last commit to the writer thread as one
+transaction with one fsync, so concurrent calls share a commit.
 Behind the `Ledger` interface so a cluster can put a shared database there.
 """
 
@@ -13,6 +13,7 @@ import asyncio
 import sqlite3
 import threading
 from abc import ABC, abstractmethod
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from .metering import Totals, UsageRecord
@@ -20,7 +21,7 @@ from .metering import Totals, UsageRecord
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS usage (
     seq INTEGER PRIMARY KEY,
-    call_id TEXT NOT NULL UNIQUE,
+    call_id TEXT NOT NULL,
     function TEXT NOT NULL,
     version INTEGER NOT NULL,
     started_at REAL NOT NULL,
@@ -34,13 +35,17 @@ CREATE TABLE IF NOT EXISTS usage (
     cold INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS usage_started ON usage (started_at);
-CREATE INDEX IF NOT EXISTS usage_function_started ON usage (function, started_at);
 """
 
 COLUMNS = (
     "call_id, function, version, started_at, wall_ms, init_ms, billed_ms, cpu_us, memory_mb, "
     "max_memory_bytes, status, cold"
 )
+
+
+ROW_PLACEHOLDERS = "(" + ",".join("?" * 12) + ")"
+# SQLite allows 32766 parameters per statement; 12 per row.
+MAX_ROWS_PER_STATEMENT = 2000
 
 
 class LedgerError(RuntimeError):
@@ -96,59 +101,75 @@ def _where(since: float | None, until: float | None, function: str | None) -> tu
 
 
 class SqliteLedger(Ledger):
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, synchronous: str = "FULL") -> None:
         self.path = path
-        self._cond = threading.Condition()
-        self._queue: list[tuple[UsageRecord, asyncio.Future[None]]] = []
-        self._closing = False
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self._pending: list[tuple[Any, ...]] = []
+        self._waiters: list[asyncio.Future[None]] = []
+        self._flushing = False
+        self._closed = False
         self.commits = 0  # transactions written, for the benchmark's batching figure
         setup = sqlite3.connect(path)
         setup.execute("PRAGMA journal_mode=WAL")
         setup.executescript(SCHEMA)
         setup.close()
+        # One writer thread; the event loop hands it whole batches, never
+        # single records, so there is one thread hand-off per commit.
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ledger-writer")
+        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        # FULL: a commit is on disk (fsync) when it returns, not only in the OS.
+        self._db.execute(f"PRAGMA synchronous={synchronous}")
         self._reader = sqlite3.connect(path, check_same_thread=False)
         self._reader_lock = threading.Lock()
-        self._thread = threading.Thread(target=self._write_loop, name="ledger-writer", daemon=True)
-        self._thread.start()
 
     async def append(self, record: UsageRecord) -> None:
+        if self._closed:
+            raise LedgerError("ledger is closed")
         loop = asyncio.get_running_loop()
-        self._loop = loop
         fut: asyncio.Future[None] = loop.create_future()
-        with self._cond:
-            if self._closing:
-                raise LedgerError("ledger is closed")
-            self._queue.append((record, fut))
-            self._cond.notify()
-        # Shielded: a client that hangs up does not un-bill its call.
-        await asyncio.shield(fut)
+        self._pending.append(_row(record))
+        self._waiters.append(fut)
+        if not self._flushing:
+            self._flushing = True
+            loop.create_task(self._flush())
+        # A caller cancelled here (client gone) cancels only its wait: the
+        # row is already queued, so the call is still billed.
+        await fut
 
-    def _write_loop(self) -> None:
-        db = sqlite3.connect(self.path, isolation_level=None)
-        db.execute("PRAGMA synchronous=FULL")  # a commit is on disk when it returns
-        insert = f"INSERT INTO usage ({COLUMNS}) VALUES ({', '.join('?' * 12)})"
-        while True:
-            with self._cond:
-                while not self._queue and not self._closing:
-                    self._cond.wait()
-                batch, self._queue = self._queue, []
-                if not batch and self._closing:
-                    break
-            error: BaseException | None = None
-            try:
-                db.execute("BEGIN")
-                db.executemany(insert, [_row(record) for record, _ in batch])
-                db.execute("COMMIT")
-                self.commits += 1
-            except sqlite3.Error as exc:
-                error = LedgerError(f"usage ledger write failed: {exc}")
-                if db.in_transaction:
-                    db.execute("ROLLBACK")
-            futures = [fut for _, fut in batch]
-            loop = futures[0].get_loop()
-            loop.call_soon_threadsafe(_settle, futures, error)
-        db.close()
+    async def _flush(self) -> None:
+        """Group commit: while one batch is being written, the next gathers."""
+        loop = asyncio.get_running_loop()
+        try:
+            while self._pending:
+                rows, waiters = self._pending, self._waiters
+                self._pending, self._waiters = [], []
+                error: BaseException | None = None
+                try:
+                    await loop.run_in_executor(self._writer, self._write, rows)
+                except sqlite3.Error as exc:
+                    error = LedgerError(f"usage ledger write failed: {exc}")
+                _settle(waiters, error)
+        finally:
+            self._flushing = False
+
+    def _write(self, rows: list[tuple[Any, ...]]) -> None:
+        """One INSERT statement per batch, not one per row: the sqlite3 module
+        releases and retakes the GIL around every statement, and each of
+        those hand-offs stalls the event loop thread."""
+        if len(rows) > MAX_ROWS_PER_STATEMENT:
+            self._db.execute("BEGIN")
+        try:
+            for i in range(0, len(rows), MAX_ROWS_PER_STATEMENT):
+                chunk = rows[i : i + MAX_ROWS_PER_STATEMENT]
+                sql = f"INSERT INTO usage ({COLUMNS}) VALUES " + ",".join([ROW_PLACEHOLDERS] * len(chunk))
+                # Outside BEGIN, one statement is one transaction with one fsync.
+                self._db.execute(sql, [value for row in chunk for value in row])
+            if self._db.in_transaction:
+                self._db.execute("COMMIT")
+        except BaseException:
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+            raise
+        self.commits += 1
 
     def totals(self, since: float | None, until: float | None, function: str | None) -> dict[str, Totals]:
         where, args = _where(since, until, function)
@@ -180,12 +201,17 @@ class SqliteLedger(Ledger):
             )
         return out
 
-    def close(self) -> None:
+    async def aclose(self) -> None:
         """Flush what is queued, then stop the writer."""
-        with self._cond:
-            self._closing = True
-            self._cond.notify()
-        self._thread.join()
+        self._closed = True
+        while self._flushing:
+            await asyncio.sleep(0.001)
+        self.close()
+
+    def close(self) -> None:
+        self._closed = True
+        self._writer.shutdown(wait=True)
+        self._db.close()
         with self._reader_lock:
             self._reader.close()
 

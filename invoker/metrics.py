@@ -4,6 +4,7 @@ globals): the gateway exposes `registry`, the invoker updates the rest."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -55,6 +56,8 @@ class BillingCollector(Collector):
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
+        self._done_children: dict[tuple[str, int], tuple[Any, Any]] = {}
+        self._started_children: dict[str, Any] = {}
         r = self.registry
         self.invocations = Counter(
             "gateway_function_invocation", "Invocations by status code", ["function_name", "code"], registry=r
@@ -89,6 +92,25 @@ class Metrics:
         self.kills = Counter(
             "faas_sandbox_kills", "Sandboxes killed", ["function_name", "reason"], registry=r
         )
+
+    def invocation_done(self, function: str, code: int, seconds: float) -> None:
+        """Count one answered invocation (children cached: labels() costs a lock and a hash per call)."""
+        key = (function, code)
+        children = self._done_children.get(key)
+        if children is None:
+            children = (
+                self.invocations.labels(function, str(code)),
+                self.seconds.labels(function, str(code)),
+            )
+            self._done_children[key] = children
+        children[0].inc()
+        children[1].observe(seconds)
+
+    def invocation_started(self, function: str) -> None:
+        child = self._started_children.get(function)
+        if child is None:
+            child = self._started_children[function] = self.started.labels(function)
+        child.inc()
 
     def watch_billing(self, billing: BillingTotals) -> None:
         self.registry.register(BillingCollector(billing))

@@ -56,8 +56,7 @@ def make_invoke_handler(invoker: Invoker, metrics: Metrics, max_body_bytes: int)
             code = exc.status
             raise
         finally:
-            metrics.invocations.labels(name, str(code)).inc()
-            metrics.seconds.labels(name, str(code)).observe(time.monotonic() - received)
+            metrics.invocation_done(name, code, time.monotonic() - received)
         response = web.Response(status=result.status, body=result.body)
         for key, value in result.headers:
             if key.lower() not in HOP_BY_HOP:

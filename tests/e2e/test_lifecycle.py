@@ -40,6 +40,87 @@ def wait_for(predicate: Callable[[], bool], timeout_s: float, interval_s: float 
         time.sleep(interval_s)
 
 
+def _ppid(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return int(f.read().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return 0
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def _cgroup_paths(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/cgroup") as f:
+            return f.read()
+    except OSError:
+        return ""
+
+
+class Tracker:
+    """leaks.snapshot/leftovers scoped to the servers this test starts: a developer's own
+    `faas serve` or benchmark running meanwhile must not fail these tests."""
+
+    def __init__(self) -> None:
+        self.before = leaks.snapshot()
+        self.server_pids: set[int] = set()
+        self.zygote_pids: set[int] = set()
+
+    def watch(self, srv: Server) -> Server:
+        assert srv.proc is not None
+        self.server_pids.add(srv.proc.pid)
+        # The zygote is started before /readyz answers 200.
+        for entry in os.listdir("/proc"):
+            if (
+                entry.isdigit()
+                and _ppid(int(entry)) == srv.proc.pid
+                and "sandbox.zygote" in _cmdline(int(entry))
+            ):
+                self.zygote_pids.add(int(entry))
+        if not self.zygote_pids:
+            srv.stop()
+            raise AssertionError(f"no zygote found under the server:\n{srv.log()[-2000:]}")
+        return srv
+
+    def _ours(self, pid: int) -> bool:
+        if pid in self.zygote_pids or pid in self.server_pids:
+            return True
+        cgroups = _cgroup_paths(pid)
+        if any(f"/faas-{sp}/" in cgroups for sp in self.server_pids):
+            return True
+        ancestor = _ppid(pid)
+        while ancestor > 1:
+            if ancestor in self.server_pids or ancestor in self.zygote_pids:
+                return True
+            ancestor = _ppid(ancestor)
+        return False
+
+    def leftovers(self) -> dict[str, set[str]]:
+        found = leaks.leftovers(self.before)
+        names = {f"faas-{sp}" for sp in self.server_pids}
+        scoped = {
+            "cgroups": {c for c in found.get("cgroups", set()) if os.path.basename(c) in names},
+            "processes": {p for p in found.get("processes", set()) if self._ours(int(p.split()[1]))},
+            "mounts": found.get("mounts", set()),
+        }
+        return {k: v for k, v in scoped.items() if v}
+
+    def sandbox_processes(self) -> set[str]:
+        """Our processes in the sandbox uid range (not the zygote, which runs as root)."""
+        return {
+            p
+            for p in self.leftovers().get("processes", set())
+            if int(p.split()[3].rstrip(":")) >= leaks.SANDBOX_UID_MIN
+        }
+
+
 def sandbox_cgroups(server_pid: int) -> set[str]:
     """The sandbox cgroups (`sb-*`) under the server's `faas-<pid>`, in any hierarchy."""
     found: set[str] = set()
@@ -51,46 +132,6 @@ def sandbox_cgroups(server_pid: int) -> set[str]:
         except OSError:
             continue
     return found
-
-
-def _ppid(pid: int) -> int:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return int(f.read().rsplit(")", 1)[1].split()[1])
-    except (OSError, IndexError, ValueError):
-        return 0
-
-
-def _pid_of(entry: str) -> int:
-    return int(entry.split()[1])  # "pid N uid U: cmdline"
-
-
-def leftovers(before: dict[str, set[str]]) -> dict[str, set[str]]:
-    """leaks.leftovers, less the processes of servers that were already running before
-    (a developer's own `faas serve` may start sandboxes meanwhile)."""
-    old = {_pid_of(p) for p in before["processes"]}
-    found = leaks.leftovers(before)
-    mine = set()
-    for entry in found.get("processes", set()):
-        pid = _pid_of(entry)
-        while pid > 1 and pid not in old:
-            pid = _ppid(pid)
-        if pid not in old:
-            mine.add(entry)
-    if mine:
-        found["processes"] = mine
-    else:
-        found.pop("processes", None)
-    return found
-
-
-def sandbox_processes(before: dict[str, set[str]]) -> set[str]:
-    """New processes of ours in the sandbox uid range (not the zygote, which runs as root)."""
-    return {
-        p
-        for p in leftovers(before).get("processes", set())
-        if int(p.split()[3].rstrip(":")) >= leaks.SANDBOX_UID_MIN
-    }
 
 
 def concurrent(calls: list[Callable[[], Response]], stagger_s: float = 0.0) -> list[tuple[Response, float]]:
@@ -123,21 +164,21 @@ def concurrent(calls: list[Callable[[], Response]], stagger_s: float = 0.0) -> l
 
 
 def test_keepalive_retires_idle_sandboxes(tmp_path: Path) -> None:
-    before = leaks.snapshot()
-    srv = Server(tmp_path / "data", extra_args=("--keepalive", "0.5")).start()
+    tracker = Tracker()
+    srv = tracker.watch(Server(tmp_path / "data", extra_args=("--keepalive", "0.5")).start())
     try:
         srv.deploy_ok("hello", EXAMPLES / "hello.py")
         first = srv.invoke("hello")
         assert first.status == 200 and first.headers["X-Cold-Start"] == "true"
         assert instances(srv, "hello") == 1
         assert len(sandbox_cgroups(srv.proc.pid)) == 1
-        assert sandbox_processes(before), "a warm sandbox should have a process in the sandbox uid range"
+        assert tracker.sandbox_processes(), "a warm sandbox should have a process in the sandbox uid range"
 
         assert wait_for(lambda: instances(srv, "hello") == 0, 5), "the idle sandbox was not retired"
         metrics = srv.request("GET", "/metrics").text
         assert 'gateway_service_count{function_name="hello"} 0.0' in metrics, metrics
         # Retired means destroyed: its processes and cgroup are gone, not just uncounted.
-        assert wait_for(lambda: not sandbox_processes(before), 2), sandbox_processes(before)
+        assert wait_for(lambda: not tracker.sandbox_processes(), 2), tracker.sandbox_processes()
         assert sandbox_cgroups(srv.proc.pid) == set()
 
         again = srv.invoke("hello")
@@ -146,7 +187,7 @@ def test_keepalive_retires_idle_sandboxes(tmp_path: Path) -> None:
     finally:
         code = srv.stop()
     assert code == 0, srv.log()[-4000:]
-    assert not leftovers(before)
+    assert not tracker.leftovers()
 
 
 # ---------------------------------------------------------------- redeploy
@@ -229,8 +270,8 @@ def test_timeout_covers_the_wait_for_a_sandbox(server: Server) -> None:
 
 
 def test_sigterm_lets_the_call_in_flight_finish(tmp_path: Path) -> None:
-    before = leaks.snapshot()
-    srv = Server(tmp_path / "data").start()
+    tracker = Tracker()
+    srv = tracker.watch(Server(tmp_path / "data").start())
     try:
         srv.deploy_ok("sleeper", TEST_FUNCTIONS / "sleeper.py", timeout_s=5)
         outcome: list[Any] = []
@@ -264,17 +305,17 @@ def test_sigterm_lets_the_call_in_flight_finish(tmp_path: Path) -> None:
         assert code == 0, srv.log()[-4000:]
     finally:
         srv.stop()
-    assert not leftovers(before)
+    assert not tracker.leftovers()
 
 
 def test_sigkill_then_restart_cleans_up(tmp_path: Path) -> None:
-    before = leaks.snapshot()
+    tracker = Tracker()
     data = tmp_path / "data"
-    srv = Server(data).start()
+    srv = tracker.watch(Server(data).start())
     try:
         srv.deploy_ok("hello", EXAMPLES / "hello.py")
         assert srv.invoke("hello").status == 200
-        assert sandbox_processes(before), "a warm sandbox should have a process in the sandbox uid range"
+        assert tracker.sandbox_processes(), "a warm sandbox should have a process in the sandbox uid range"
         assert srv.proc is not None
         dead_pid = srv.proc.pid
         srv.proc.kill()
@@ -282,10 +323,10 @@ def test_sigkill_then_restart_cleans_up(tmp_path: Path) -> None:
     finally:
         srv.stop()
     # The zygote sees its control socket close, kills its sandboxes and exits.
-    assert wait_for(lambda: not leftovers(before).get("processes"), 5), leftovers(before)
-    assert not leftovers(before).get("mounts")
+    assert wait_for(lambda: not tracker.leftovers().get("processes"), 5), tracker.leftovers()
+    assert not tracker.leftovers().get("mounts")
 
-    again = Server(data).start()
+    again = tracker.watch(Server(data).start())
     try:
         # The dead server's cgroups are removed when the next one starts.
         stale = {c for c in leaks.snapshot()["cgroups"] if os.path.basename(c) == f"faas-{dead_pid}"}
@@ -296,4 +337,4 @@ def test_sigkill_then_restart_cleans_up(tmp_path: Path) -> None:
     finally:
         code = again.stop()
     assert code == 0, again.log()[-4000:]
-    assert not leftovers(before)
+    assert not tracker.leftovers()
