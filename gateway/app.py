@@ -54,6 +54,7 @@ def create_app(config: ServerConfig) -> web.Application:
             code_limit_bytes=config.code_limit_bytes,
             metering=config.metering,
             ledger_sync=config.ledger_sync,
+            prewarm=config.prewarm,
         ),
         metrics,
     )

@@ -30,6 +30,8 @@ class ServerConfig:
     # How long SIGTERM waits for in-flight calls before tearing down.
     shutdown_timeout_s: float = 30.0
     pids_max: int = 128
+    # Blank sandboxes kept ready, so cold starts skip fork, unshare and cgroup attach.
+    prewarm: int = 4
     # Usage records in the durable ledger (off only to measure what it costs).
     metering: bool = True
     # "full": a usage record is fsynced before the response leaves (survives

@@ -28,9 +28,9 @@ from sandbox.api import (
     SpawnError,
     Usage,
 )
-from sandbox.cgroups import CgroupBackend, CgroupLimits, SandboxCgroup, detect
+from sandbox.cgroups import CgroupBackend, CgroupLimits, detect
 from sandbox.instance import Sandbox
-from sandbox.spec import BindMount, SandboxSpec
+from sandbox.spec import BindMount, FunctionSpec, SandboxSpec
 from sandbox.zygote_client import Zygote
 
 from .errors import (
@@ -47,6 +47,7 @@ from .metering import BillingTotals, UsageRecord, billed_ms, report_line
 from .metrics import Metrics
 from .model import FunctionConfig, Invocation, InvocationResult
 from .pool import START, Pool
+from .prewarm import BlankPool
 from .registry import CodeStore, Registry, SqliteRegistry
 from .validate import DEFAULT_CODE_LIMIT_BYTES, Limits, host_cores, validate_deploy
 
@@ -68,6 +69,10 @@ class InvokerConfig:
     # Usage records in the durable ledger (off only to measure what it costs).
     metering: bool = True
     ledger_sync: str = "full"
+    # Blank sandboxes kept ready for cold starts.
+    prewarm: int = 4
+    # Memory limit of a blank sandbox until a function sets its own.
+    blank_memory_mb: int = 128
 
 
 class FunctionState:
@@ -100,6 +105,7 @@ class Invoker:
         self.cgroups: CgroupBackend | None = None
         self.zygote: Zygote | None = None
         self.registry: Registry | None = None
+        self.blanks: BlankPool | None = None
         self.ledger: Ledger | None = None
         self.billing = BillingTotals()
         self.logs = LogStore(os.path.join(config.data_dir, "logs"))
@@ -140,6 +146,7 @@ class Invoker:
             self._stack.push_async_callback(self.ledger.aclose)
         self._stack.callback(self.logs.close)
         self.zygote = await self._stack.enter_async_context(Zygote(self._python_path_map))
+        self.blanks = await self._stack.enter_async_context(BlankPool(self.config.prewarm, self._new_blank))
         self._stack.push_async_callback(self._destroy_all)
         for config in self.registry.load_all():
             code_dir = self.code.write(config.name, config.version, self.registry.files(config.name))
@@ -299,7 +306,8 @@ class Invoker:
         cold: bool,
     ) -> UsageRecord:
         """Meter one call that reached a sandbox: durable before we return."""
-        spec = sandbox.spec
+        spec = sandbox.function
+        assert spec is not None
         record = UsageRecord(
             call_id=call_id,
             function=spec.function_name,
@@ -333,12 +341,35 @@ class Invoker:
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
-    def _sandbox_spec(self, state: FunctionState, cgroup: SandboxCgroup) -> SandboxSpec:
+    def _cgroup_limits(self, memory_mb: int, cpu: float) -> CgroupLimits:
+        return CgroupLimits(
+            memory_mb=memory_mb,
+            cpu_cores=cpu,
+            pids_max=self.config.pids_max,
+            cpu_burst_us=self.config.cpu_burst_us,
+        )
+
+    async def _new_blank(self, limits: CgroupLimits | None = None, timeout_s: float = 30.0) -> Sandbox:
+        """Create a blank sandbox: its cgroup, then the fork into new namespaces."""
+        assert self.cgroups is not None and self.zygote is not None
+        limits = limits or self._cgroup_limits(self.config.blank_memory_mb, 1.0)
+        cgroup = self.cgroups.create(f"sb-{uuid.uuid4().hex[:16]}", limits)
+        spec = SandboxSpec(
+            sandbox_id=cgroup.name.removeprefix("sb-"),
+            runtime_binds=self._runtime_binds,
+            symlinks=hostfs.library_symlinks(),
+            python_path=self._python_path,
+            new_root_dir=self._new_root,
+            cgroup_procs_files=cgroup.procs_files,
+        )
+        sandbox = Sandbox(spec, cgroup)
+        await sandbox.spawn(self.zygote, timeout_s)
+        return sandbox
+
+    def _function_spec(self, state: FunctionState, sandbox_id: str) -> FunctionSpec:
         config = state.config
-        sandbox_id = cgroup.name.removeprefix("sb-")
         uid = UID_BASE + next(self._uids) % UID_RANGE
-        return SandboxSpec(
-            sandbox_id=sandbox_id,
+        return FunctionSpec(
             function_name=config.name,
             function_version=config.version,
             code_dir=state.code_dir,
@@ -347,42 +378,47 @@ class Invoker:
             env=config.env,
             memory_mb=config.memory_mb,
             cpu_cores=config.cpu,
-            pids_max=self.config.pids_max,
+            timeout_s=config.timeout_s,
             # /tmp lives in the sandbox's memory, so it can never outgrow it.
             tmp_size_mb=config.memory_mb,
             open_files_max=self.config.open_files_max,
-            timeout_s=config.timeout_s,
             uid=uid,
             gid=uid,
             hostname=f"sandbox-{sandbox_id[:12]}",
-            runtime_binds=self._runtime_binds,
-            python_path=self._python_path,
-            symlinks=hostfs.library_symlinks(),
-            new_root_dir=self._new_root,
-            cgroup_procs_files=cgroup.procs_files,
         )
 
     async def _start_sandbox(
         self, state: FunctionState, deadline: float, call_id: str, started_at: float
     ) -> Sandbox:
-        assert self.cgroups is not None and self.zygote is not None
+        """A sandbox specialized for the function: a pre-warmed blank if one
+        is ready, else a new one. Its init_ms is the whole cold start."""
         config = state.config
-        limits = CgroupLimits(
-            memory_mb=config.memory_mb,
-            cpu_cores=config.cpu,
-            pids_max=self.config.pids_max,
-            cpu_burst_us=self.config.cpu_burst_us,
-        )
-        try:
-            cgroup = self.cgroups.create(f"sb-{uuid.uuid4().hex[:16]}", limits)
-        except OSError as exc:
-            raise Unavailable(f"could not create a cgroup for the sandbox: {exc}") from None
-        sandbox = Sandbox(self._sandbox_spec(state, cgroup), cgroup)
+        t0 = time.monotonic()
+        limits = self._cgroup_limits(config.memory_mb, config.cpu)
+        sandbox = self.blanks.take() if self.blanks is not None else None
+        if sandbox is not None:
+            try:
+                sandbox.cgroup.set_limits(limits)
+            except OSError:
+                await sandbox.destroy()
+                sandbox = None
+        if sandbox is None:
+            try:
+                sandbox = await self._new_blank(limits, max(0.0, deadline - t0))
+            except OSError as exc:
+                raise Unavailable(f"could not create a sandbox: {exc}") from None
+            except SpawnError as exc:
+                raise Unavailable(str(exc)) from None
+            except CallTimedOut:
+                raise CallTimeout(f"timed out after {config.timeout_s:g} s (creating the sandbox)") from None
+            except (SetupError, SandboxDied) as exc:
+                self.metrics.kills.labels(config.name, "crash").inc()
+                raise SandboxFailed(str(exc)) from None
         sandbox.generation = state.generation
         try:
-            await sandbox.start(self.zygote, max(0.0, deadline - time.monotonic()))
-        except SpawnError as exc:
-            raise Unavailable(str(exc)) from None
+            await sandbox.specialize(
+                self._function_spec(state, sandbox.id), max(0.0, deadline - time.monotonic())
+            )
         except (SetupError, InitError, CallTimedOut, SandboxDied) as exc:
             status, reason, error = _start_failure(exc, config)
             if reason:
@@ -392,6 +428,7 @@ class Invoker:
             usage = sandbox.last_usage or Usage(0.0, 0, 0)
             await self._record(sandbox, call_id, started_at, usage, sandbox.init_ms, status, True)
             raise error from None
+        sandbox.init_ms = (time.monotonic() - t0) * 1000
         if sandbox.init_logs:
             self.logs.append(config.name, call_id, sandbox.init_logs)
         return sandbox
@@ -415,7 +452,8 @@ class Invoker:
         idle = sum(len(s.pool.idle) for s in self._functions.values())
         busy = sum(s.pool.busy for s in self._functions.values())
         warm = {name: s.pool.instances for name, s in self._functions.items()}
-        return {"prewarmed": 0, "idle": idle, "busy": busy}, warm
+        prewarmed = len(self.blanks.ready) if self.blanks is not None else 0
+        return {"prewarmed": prewarmed, "idle": idle, "busy": busy}, warm
 
 
 async def _cancel_and_wait(task: asyncio.Task[Any]) -> None:

@@ -7,10 +7,10 @@ import os
 import resource
 
 from . import linux
-from .spec import SandboxSpec
+from .spec import FunctionSpec
 
 
-def set_rlimits(spec: SandboxSpec) -> None:
+def set_rlimits(spec: FunctionSpec) -> None:
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     resource.setrlimit(resource.RLIMIT_NOFILE, (spec.open_files_max, spec.open_files_max))
     # /tmp is bounded by its tmpfs size; this also bounds writes elsewhere.
@@ -18,7 +18,7 @@ def set_rlimits(spec: SandboxSpec) -> None:
     resource.setrlimit(resource.RLIMIT_FSIZE, (tmp_bytes, tmp_bytes))
 
 
-def drop_privileges(spec: SandboxSpec) -> None:
+def drop_privileges(spec: FunctionSpec) -> None:
     os.setgroups([])
     for cap in range(linux.last_capability() + 1):
         linux.prctl(linux.PR_CAPBSET_DROP, cap)

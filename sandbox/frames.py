@@ -6,6 +6,8 @@ sandbox side and the asyncio helper for the invoker side sit at the edges.
 
 from __future__ import annotations
 
+import array
+import os
 import socket
 import struct
 from typing import Any
@@ -71,3 +73,43 @@ def recv_blocking(sock: socket.socket) -> dict[str, Any] | None:
 
 def send_blocking(sock: socket.socket, message: dict[str, Any]) -> None:
     sock.sendall(encode(message))
+
+
+def recv_with_fds(sock: socket.socket, max_fds: int = 4) -> tuple[dict[str, Any], list[int]] | None:
+    """Read one frame and the file descriptors sent with it (SCM_RIGHTS
+    arrives with the frame's first bytes); None on EOF."""
+    fds = array.array("i")
+    header = b""
+    while len(header) < HEADER.size:
+        data, ancdata, _flags, _addr = sock.recvmsg(
+            HEADER.size - len(header), socket.CMSG_SPACE(max_fds * fds.itemsize)
+        )
+        for level, kind, cmsg in ancdata:
+            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                fds.frombytes(cmsg[: len(cmsg) - (len(cmsg) % fds.itemsize)])
+        if not data:
+            for fd in fds:
+                os.close(fd)
+            if header:
+                raise FrameError("EOF inside a frame")
+            return None
+        header += data
+    (length,) = HEADER.unpack(header)
+    payload = _recv_exactly(sock, check_length(length))
+    if payload is None:
+        raise FrameError("EOF inside a frame")
+    return decode_payload(payload), list(fds)
+
+
+def send_with_fds(fileno: int, message: dict[str, Any], fds: list[int]) -> None:
+    """Send one frame with file descriptors on a socket's fd. For the
+    invoker's non-blocking channel: the frame must fit in the socket buffer
+    (a specialize message does, on a channel with nothing else in flight)."""
+    sock = socket.socket(fileno=os.dup(fileno))
+    try:
+        data = encode(message)
+        sent = sock.sendmsg([data], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))])
+        if sent != len(data):
+            raise FrameError(f"channel took {sent} of {len(data)} bytes")
+    finally:
+        sock.close()

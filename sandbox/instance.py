@@ -13,7 +13,7 @@ import socket
 import time
 from typing import Any
 
-from . import frames
+from . import frames, linux
 from .api import (
     CallResult,
     CallTimedOut,
@@ -25,7 +25,7 @@ from .api import (
     Usage,
 )
 from .cgroups import SandboxCgroup
-from .spec import SandboxSpec
+from .spec import FunctionSpec, SandboxSpec
 from .zygote_client import Zygote
 
 HOST_CORES = len(os.sched_getaffinity(0))
@@ -50,15 +50,18 @@ class Sandbox:
         self._oom_baseline = 0
         self._cpu_exceeded_ms: float | None = None
         self.last_usage: Usage | None = None
+        # Set by specialize(): the function this sandbox now runs.
+        self.function: FunctionSpec | None = None
 
     @property
     def id(self) -> str:
         return self.spec.sandbox_id
 
-    async def start(self, zygote: Zygote, timeout_s: float) -> None:
-        """Fork the sandbox and wait for its init (the handler's import).
+    async def spawn(self, zygote: Zygote, timeout_s: float) -> None:
+        """Fork a blank sandbox (namespaces, root, cgroup; no function yet)
+        and wait until it reports ready to be specialized.
 
-        Raises SetupError, InitError, SandboxDied or CallTimedOut; the
+        Raises SpawnError, SetupError, SandboxDied or CallTimedOut; the
         sandbox is destroyed in every case.
         """
         t0 = time.monotonic()
@@ -72,6 +75,38 @@ class Sandbox:
             finally:
                 theirs.close()
             self._reader, self._writer = await asyncio.open_unix_connection(sock=ours, limit=1 << 20)
+            msg = await self._receive(t0 + timeout_s, what="sandbox setup")
+            if msg["t"] == "setup_error":
+                raise SetupError(f"sandbox setup failed: {msg.get('error')}")
+            if msg["t"] != "blank":
+                raise SandboxDied("protocol", f"sandbox broke the protocol: expected blank, got {msg['t']!r}")
+            self.stamps = [(str(stage), float(t)) for stage, t in msg.get("stamps", [])]
+        except BaseException:
+            ours.close()
+            await self.destroy()
+            raise
+
+    async def specialize(self, function: FunctionSpec, timeout_s: float) -> None:
+        """Turn the blank sandbox into an instance of `function`: send its
+        spec and a read-only clone of its code's mount, wait for its init
+        (the handler's import). The cgroup's limits are the caller's to set.
+
+        Raises SetupError, InitError, SandboxDied or CallTimedOut; the
+        sandbox is destroyed in every case.
+        """
+        assert self._writer is not None
+        t0 = time.monotonic()
+        self.function = function
+        cpu_before = self.cgroup.cpu_usage_ns()
+        try:
+            code_mount = linux.clone_mount_readonly(function.code_dir)
+            try:
+                sock = self._writer.get_extra_info("socket")
+                frames.send_with_fds(
+                    sock.fileno(), {"t": "specialize", "function": function.to_wire()}, [code_mount]
+                )
+            finally:
+                os.close(code_mount)
             msg = await self._receive(t0 + timeout_s, what="init")
             if msg["t"] == "setup_error":
                 raise SetupError(f"sandbox setup failed: {msg.get('error')}")
@@ -80,14 +115,12 @@ class Sandbox:
             if msg["t"] != "ready":
                 raise SandboxDied("protocol", f"sandbox broke the protocol: expected ready, got {msg['t']!r}")
             self.init_logs = str(msg.get("logs", ""))
-            self.stamps = [(str(stage), float(t)) for stage, t in msg.get("stamps", [])]
+            self.stamps += [(str(stage), float(t)) for stage, t in msg.get("stamps", [])]
             self.init_ms = (time.monotonic() - t0) * 1000
         except BaseException:
-            ours.close()
-            # What the failed start cost, for its usage record: the whole
-            # cgroup's CPU (it is new) and the time until the failure.
+            # What the failed init cost, for its usage record.
             self.init_ms = (time.monotonic() - t0) * 1000
-            self.last_usage = self._usage(time.monotonic(), 0)
+            self.last_usage = self._usage(t0, cpu_before)
             await self.destroy()
             raise
 
@@ -112,7 +145,8 @@ class Sandbox:
         if self._cpu_exceeded_ms is not None:
             return CpuBudgetExceeded(f"CPU time limit of {self._cpu_exceeded_ms:g} ms exceeded")
         if self.cgroup.oom_kills() > self._oom_baseline:
-            return SandboxDied("oom", f"memory limit of {self.spec.memory_mb} MiB exceeded")
+            limit = self.function.memory_mb if self.function else "?"
+            return SandboxDied("oom", f"memory limit of {limit} MiB exceeded")
         return SandboxDied("crash", "sandbox exited or crashed during the call")
 
     async def call(

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 
 from . import linux
-from .spec import SandboxSpec
+from .spec import FunctionSpec, SandboxSpec
 
 DEVICES = ("null", "zero", "random", "urandom")
 RO_BIND_FLAGS = linux.MS_REMOUNT | linux.MS_BIND | linux.MS_RDONLY | linux.MS_NOSUID | linux.MS_NODEV
@@ -31,9 +31,8 @@ def _write(path: str, text: str) -> None:
         f.write(text)
 
 
-def _etc_files(root: str, spec: SandboxSpec) -> None:
+def _etc_files(root: str, spec: FunctionSpec) -> None:
     etc = os.path.join(root, "etc")
-    os.makedirs(etc, exist_ok=True)
     _write(
         os.path.join(etc, "passwd"),
         f"root:x:0:0::/:/bin/false\nsandbox:x:{spec.uid}:{spec.gid}::/tmp:/bin/false\n",
@@ -44,7 +43,11 @@ def _etc_files(root: str, spec: SandboxSpec) -> None:
 
 
 def enter_root(spec: SandboxSpec) -> None:
-    """Build the sandbox's root on spec.new_root_dir and pivot into it."""
+    """Build the sandbox's root on spec.new_root_dir and pivot into it.
+
+    The root stays writable (to root only) and /var/task empty until
+    `specialize` puts a function's code there and makes the root read-only.
+    """
     # Nothing we mount may propagate back to the host's namespace.
     linux.mount(None, "/", None, linux.MS_REC | linux.MS_PRIVATE)
     root = spec.new_root_dir
@@ -54,7 +57,8 @@ def enter_root(spec: SandboxSpec) -> None:
         _bind(bind.source, root + bind.target, readonly=True)
     for path, points_to in spec.symlinks:
         os.symlink(points_to, root + path)
-    _bind(spec.code_dir, os.path.join(root, "var/task"), readonly=True)
+    os.makedirs(os.path.join(root, "var/task"))
+    os.makedirs(os.path.join(root, "etc"))
 
     dev = os.path.join(root, "dev")
     os.makedirs(dev)
@@ -75,12 +79,24 @@ def enter_root(spec: SandboxSpec) -> None:
     os.makedirs(proc)
     linux.mount("proc", proc, "proc", linux.MS_NOSUID | linux.MS_NODEV | linux.MS_NOEXEC)
 
-    _etc_files(root, spec)
-
     # pivot_root(".", ".") stacks the old root on top of the new one; detaching
     # it leaves only the new root, with no put_old directory to clean up.
     os.chdir(root)
     linux.pivot_root(".", ".")
     linux.umount2(".", linux.MNT_DETACH)
     os.chdir("/")
+
+
+def specialize(function: FunctionSpec, code_mount_fd: int) -> None:
+    """Attach the function's code at /var/task, size /tmp, write /etc, then
+    make the root read-only. Runs after enter_root, still as root."""
+    linux.move_mount(code_mount_fd, "/var/task")
+    linux.mount(
+        None,
+        "/tmp",
+        None,
+        linux.MS_REMOUNT | linux.MS_NOSUID | linux.MS_NODEV,
+        f"size={function.tmp_size_mb}m,mode=1777",
+    )
+    _etc_files("/", function)
     linux.mount(None, "/", None, linux.MS_REMOUNT | linux.MS_RDONLY | linux.MS_NOSUID | linux.MS_NODEV)

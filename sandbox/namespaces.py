@@ -8,7 +8,7 @@ import socket
 import struct
 
 from . import linux
-from .spec import SandboxSpec
+from .spec import FunctionSpec, SandboxSpec
 
 SIOCGIFFLAGS = 0x8913
 SIOCSIFFLAGS = 0x8914
@@ -36,5 +36,8 @@ def setup_inside(spec: SandboxSpec) -> None:
     """Runs as PID 1 of the new namespaces, before the mounts."""
     if "net" in spec.namespaces:
         bring_loopback_up()
+
+
+def specialize(spec: SandboxSpec, function: FunctionSpec) -> None:
     if "uts" in spec.namespaces:
-        linux.sethostname(spec.hostname)
+        linux.sethostname(function.hostname)

@@ -18,7 +18,7 @@ from typing import Any
 from . import frames
 from .event import Context, Event, Headers
 from .response import UnsupportedReturn, to_http
-from .spec import SandboxSpec
+from .spec import FunctionSpec
 
 LOG_CAP_BYTES = 64 * 1024
 TRUNCATION_MARKER = "[faas] log output truncated: more than 64 KiB in this call\n"
@@ -86,7 +86,7 @@ def _error_body(message: str, call_id: str) -> bytes:
 
 class Runtime:
     def __init__(
-        self, spec: SandboxSpec, channel: socket.socket, stamps: list[tuple[str, float]] | None = None
+        self, spec: FunctionSpec, channel: socket.socket, stamps: list[tuple[str, float]] | None = None
     ) -> None:
         self.spec = spec
         self.stamps = stamps if stamps is not None else []

@@ -1,6 +1,12 @@
 """The ordered setup pipeline a sandbox runs as PID 1 of its new namespaces,
 one step per kernel subsystem (nsjail-style), then the runtime.
 
+Two phases. Blank: namespaces, the root without code, fds; then report
+"blank" and wait (this is what a pre-warmed sandbox is). Specialize: on a
+"specialize" message carrying the function's spec and a read-only mount of
+its code, attach the code, set the hostname and /tmp, drop privileges, and
+hand over to the runtime, which imports the handler.
+
 Runs in a child of the zygote after unshare(); never returns.
 """
 
@@ -14,7 +20,7 @@ import time
 
 from . import creds, frames, mounts, namespaces
 from .runtime import Runtime
-from .spec import SandboxSpec
+from .spec import FunctionSpec, SandboxSpec
 
 CHANNEL_FD = 3
 
@@ -51,7 +57,7 @@ def remap_loaded_modules(path_map: tuple[tuple[str, str], ...]) -> None:
             module.__file__ = _remap(file, path_map)
 
 
-def _python_environment(spec: SandboxSpec) -> None:
+def _python_environment(spec: SandboxSpec, function: FunctionSpec) -> None:
     sys.path[:] = ["/var/task", *spec.python_path]
     sys.path_importer_cache.clear()
     importlib.invalidate_caches()
@@ -62,42 +68,60 @@ def _python_environment(spec: SandboxSpec) -> None:
             "HOME": "/tmp",
             "LANG": "C.UTF-8",
             "TMPDIR": "/tmp",
-            "AWS_LAMBDA_FUNCTION_NAME": spec.function_name,
-            "FAAS_FUNCTION_NAME": spec.function_name,
-            "FAAS_FUNCTION_VERSION": str(spec.function_version),
+            "AWS_LAMBDA_FUNCTION_NAME": function.function_name,
+            "FAAS_FUNCTION_NAME": function.function_name,
+            "FAAS_FUNCTION_VERSION": str(function.function_version),
         }
     )
-    os.environ.update(dict(spec.env))
+    os.environ.update(dict(function.env))
     os.chdir("/var/task")
 
 
-def run_sandbox(spec: SandboxSpec, channel_fd: int, stamps: list[tuple[str, float]]) -> None:
-    """Set up the sandbox, then serve calls; exits the process.
+def _stamp(stamps: list[tuple[str, float]], stage: str) -> None:
+    stamps.append((stage, time.monotonic()))
 
-    `stamps` collects (stage, time.monotonic()) pairs, reported with `ready`
-    so the invoker can tell where a cold start spends its time.
+
+def run_sandbox(spec: SandboxSpec, channel_fd: int, stamps: list[tuple[str, float]]) -> None:
+    """Set up the sandbox, wait to be specialized, then serve calls; exits.
+
+    `stamps` collects (stage, time.monotonic()) pairs, reported with "blank"
+    and "ready" so the invoker can tell where a start spends its time.
     """
-    status = 0
     try:
         namespaces.setup_inside(spec)
-        stamps.append(("namespaces", time.monotonic()))
+        _stamp(stamps, "namespaces")
         mounts.enter_root(spec)
-        stamps.append(("mounts", time.monotonic()))
+        _stamp(stamps, "mounts")
         channel = _isolate_fds(channel_fd)
     except BaseException as exc:
         _report_setup_error(channel_fd, exc)
         os._exit(70)
     try:
-        creds.set_rlimits(spec)
-        creds.drop_privileges(spec)
-        stamps.append(("credentials", time.monotonic()))
-        _python_environment(spec)
-        stamps.append(("python_env", time.monotonic()))
+        frames.send_blocking(channel, {"t": "blank", "stamps": stamps})
+        request = frames.recv_with_fds(channel)
+    except (OSError, frames.FrameError):
+        os._exit(1)
+    if request is None:
+        os._exit(0)  # retired before it was used
+    msg, fds = request
+    if msg["t"] != "specialize" or len(fds) != 1:
+        os._exit(1)
+    stamps = [("specialize", time.monotonic())]
+    try:
+        function = FunctionSpec.from_wire(msg["function"])
+        mounts.specialize(function, fds[0])
+        os.close(fds[0])
+        namespaces.specialize(spec, function)
+        creds.set_rlimits(function)
+        creds.drop_privileges(function)
+        _stamp(stamps, "credentials")
+        _python_environment(spec, function)
     except BaseException as exc:
         _report_setup_error(CHANNEL_FD, exc)
         os._exit(70)
+    status = 0
     try:
-        runtime = Runtime(spec, channel, stamps)
+        runtime = Runtime(function, channel, stamps)
         runtime.install_streams()
         runtime.serve()
     except BaseException:

@@ -1,13 +1,20 @@
-"""The one description of a sandbox, passed down explicitly (no globals).
+"""The description of a sandbox, passed down explicitly (no globals).
 
 Like an nsjail config: namespaces, mounts and limits, with units in the
-field names. It crosses a process boundary (server -> zygote) as a plain
-dict, so every field is a msgpack-friendly scalar or tuple.
+field names. Two parts, because a sandbox is made in two steps:
+
+- `SandboxSpec`: the isolation every sandbox gets (namespaces, the runtime's
+  read-only mounts, the cgroup it joins). Enough to pre-warm a blank one.
+- `FunctionSpec`: what specializes a blank sandbox into an instance of one
+  function (code, entry, limits, identity).
+
+Both cross a process boundary as plain dicts, so every field is a
+msgpack-friendly scalar or tuple.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any
 
 ALL_NAMESPACES = ("mount", "pid", "net", "ipc", "uts")
@@ -24,24 +31,6 @@ class BindMount:
 @dataclass(frozen=True)
 class SandboxSpec:
     sandbox_id: str
-    function_name: str
-    function_version: int
-    # Host directory holding the function's code; appears read-only at /var/task.
-    code_dir: str
-    handler_module: str
-    entry: str
-    env: tuple[tuple[str, str], ...] = ()
-    # Limits.
-    memory_mb: int = 128
-    cpu_cores: float = 1.0
-    pids_max: int = 64
-    tmp_size_mb: int = 64
-    open_files_max: int = 1024
-    timeout_s: float = 30.0
-    # Identity inside the sandbox.
-    uid: int = 65534
-    gid: int = 65534
-    hostname: str = "sandbox"
     namespaces: tuple[str, ...] = ALL_NAMESPACES
     # The runtime the sandbox needs (Python's paths, shared libraries), read-only.
     runtime_binds: tuple[BindMount, ...] = ()
@@ -53,7 +42,9 @@ class SandboxSpec:
     # own mount namespace, so the host never sees it).
     new_root_dir: str = "/run/faas/root"
     # cgroup.procs files the sandbox attaches itself to before unsharing.
-    cgroup_procs_files: tuple[str, ...] = field(default=())
+    cgroup_procs_files: tuple[str, ...] = ()
+    # /tmp's size until a function sets its own.
+    tmp_size_mb: int = 16
 
     def to_wire(self) -> dict[str, Any]:
         return asdict(self)
@@ -61,9 +52,38 @@ class SandboxSpec:
     @classmethod
     def from_wire(cls, data: dict[str, Any]) -> SandboxSpec:
         data = dict(data)
-        data["env"] = tuple(tuple(kv) for kv in data["env"])
         data["symlinks"] = tuple(tuple(link) for link in data["symlinks"])
         data["runtime_binds"] = tuple(BindMount(**b) for b in data["runtime_binds"])
         for key in ("namespaces", "python_path", "cgroup_procs_files"):
             data[key] = tuple(data[key])
+        return cls(**data)
+
+
+@dataclass(frozen=True)
+class FunctionSpec:
+    function_name: str
+    function_version: int
+    # Host directory holding the function's code; cloned read-only to /var/task.
+    code_dir: str
+    handler_module: str
+    entry: str
+    env: tuple[tuple[str, str], ...] = ()
+    # Limits (memory and CPU are enforced by the cgroup; listed for the context).
+    memory_mb: int = 128
+    cpu_cores: float = 1.0
+    timeout_s: float = 30.0
+    tmp_size_mb: int = 64
+    open_files_max: int = 1024
+    # Identity inside the sandbox.
+    uid: int = 65534
+    gid: int = 65534
+    hostname: str = "sandbox"
+
+    def to_wire(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_wire(cls, data: dict[str, Any]) -> FunctionSpec:
+        data = dict(data)
+        data["env"] = tuple(tuple(kv) for kv in data["env"])
         return cls(**data)

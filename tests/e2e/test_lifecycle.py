@@ -165,7 +165,12 @@ def concurrent(calls: list[Callable[[], Response]], stagger_s: float = 0.0) -> l
 
 def test_keepalive_retires_idle_sandboxes(tmp_path: Path) -> None:
     tracker = Tracker()
-    srv = tracker.watch(Server(tmp_path / "data", extra_args=("--keepalive", "0.5")).start())
+    # No pre-warmed blanks: every sandbox cgroup below is the function's own.
+    config = tmp_path / "faas.toml"
+    config.write_text("prewarm = 0\n")
+    srv = tracker.watch(
+        Server(tmp_path / "data", extra_args=("--keepalive", "0.5", "--config", str(config))).start()
+    )
     try:
         srv.deploy_ok("hello", EXAMPLES / "hello.py")
         first = srv.invoke("hello")
