@@ -37,7 +37,7 @@ class ServerConfig:
     # "full": a usage record is fsynced before the response leaves (survives
     # power loss); "normal": it is in the OS before the response leaves
     # (survives a killed server, not a lost host).
-    ledger_sync: str = "full"
+    ledger_sync: str = "normal"
     pricing: PricePlan = field(default_factory=PricePlan)
     # Functions (files or directories of them) deployed at start.
     deploy_paths: tuple[str, ...] = ()

@@ -68,7 +68,7 @@ class InvokerConfig:
     cpu_burst_us: int = 50_000
     # Usage records in the durable ledger (off only to measure what it costs).
     metering: bool = True
-    ledger_sync: str = "full"
+    ledger_sync: str = "normal"
     # Blank sandboxes kept ready for cold starts.
     prewarm: int = 4
     # Memory limit of a blank sandbox until a function sets its own.
@@ -145,7 +145,7 @@ class Invoker:
             )
             self._stack.push_async_callback(self.ledger.aclose)
         self._stack.callback(self.logs.close)
-        self.zygote = await self._stack.enter_async_context(Zygote(self._python_path_map))
+        self.zygote = await self._stack.enter_async_context(Zygote(self._python_path, self._python_path_map))
         self.blanks = await self._stack.enter_async_context(BlankPool(self.config.prewarm, self._new_blank))
         self._stack.push_async_callback(self._destroy_all)
         for config in self.registry.load_all():

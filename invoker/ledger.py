@@ -101,7 +101,7 @@ def _where(since: float | None, until: float | None, function: str | None) -> tu
 
 
 class SqliteLedger(Ledger):
-    def __init__(self, path: str, synchronous: str = "FULL") -> None:
+    def __init__(self, path: str, synchronous: str = "NORMAL") -> None:
         self.path = path
         self._pending: list[tuple[Any, ...]] = []
         self._waiters: list[asyncio.Future[None]] = []

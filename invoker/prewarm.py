@@ -16,6 +16,8 @@ from sandbox.instance import Sandbox
 
 log = logging.getLogger("faas.prewarm")
 
+REFILL_DELAY_S = 0.02
+
 
 class BlankPool:
     def __init__(self, size: int, make_blank: Callable[[], Awaitable[Sandbox]]) -> None:
@@ -67,3 +69,6 @@ class BlankPool:
                 self.ready.append(sandbox)
             self._wake.clear()
             await self._wake.wait()
+            # Let the cold start that took a blank finish first: creating
+            # the next one (fork, cgroup attach) competes with it for the CPU.
+            await asyncio.sleep(REFILL_DELAY_S)

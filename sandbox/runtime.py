@@ -54,13 +54,23 @@ class LogBuffer:
         return out
 
 
+class LogSink:
+    """Where captured output goes: the current call's (or init's) buffer."""
+
+    def __init__(self) -> None:
+        self.logs = LogBuffer()
+
+
+SINK = LogSink()
+
+
 class CapturedStream(io.TextIOBase):
     """Stands in for sys.stdout/sys.stderr for the sandbox's whole life, so
     references taken at init (logging handlers) keep working; writes go to
     whichever call is current."""
 
-    def __init__(self, runtime: Runtime, name: str) -> None:
-        self._runtime = runtime
+    def __init__(self, sink: LogSink, name: str) -> None:
+        self._sink = sink
         self.name = name
 
     def writable(self) -> bool:
@@ -69,7 +79,7 @@ class CapturedStream(io.TextIOBase):
     def write(self, text: str) -> int:
         if not isinstance(text, str):
             raise TypeError(f"write() argument must be str, not {type(text).__name__}")
-        self._runtime.logs.write(text)
+        self._sink.logs.write(text)
         return len(text)
 
     @property
@@ -78,6 +88,32 @@ class CapturedStream(io.TextIOBase):
 
     def isatty(self) -> bool:
         return False
+
+
+def warm_up() -> None:
+    """Run the call path once on a fake request while the sandbox is still
+    blank: the pages it touches are copied (copy-on-write after the fork)
+    now, off the path of the first real call."""
+    msg = frames.decode_payload(
+        frames.encode({"t": "call", "id": "warm-up", "headers": [["A", "b"]], "body": b"x"})[4:]
+    )
+    event = Event("GET", "/", {}, Headers(msg["headers"]), msg["body"])
+    Context("warm-up", "", "0", 0, 0.0, True, time.monotonic()).get_remaining_time_in_millis()
+    buffer = LogBuffer()
+    buffer.write(event.text)
+    for value in (None, "s", b"b", {"k": [1]}, {"statusCode": 200, "body": "x"}):
+        to_http(value)
+    frames.encode(
+        {"t": "result", "status": 200, "headers": [], "body": b"", "error": None, "logs": buffer.text()}
+    )
+
+
+def install_streams() -> None:
+    """Capture print(), sys.stderr and logging for good. Done once in the
+    zygote, so no sandbox pays for it (or for the pages it would dirty)."""
+    sys.stdout = CapturedStream(SINK, "<stdout>")
+    sys.stderr = CapturedStream(SINK, "<stderr>")
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr, force=True)
 
 
 def _error_body(message: str, call_id: str) -> bytes:
@@ -91,15 +127,17 @@ class Runtime:
         self.spec = spec
         self.stamps = stamps if stamps is not None else []
         self.channel = channel
-        self.logs = LogBuffer()
         self.handler: Any = None
         self._loop: Any = None
         self._cold = True
 
-    def install_streams(self) -> None:
-        sys.stdout = CapturedStream(self, "<stdout>")
-        sys.stderr = CapturedStream(self, "<stderr>")
-        logging.basicConfig(level=logging.INFO, stream=sys.stderr, force=True)
+    @property
+    def logs(self) -> LogBuffer:
+        return SINK.logs
+
+    @logs.setter
+    def logs(self, buffer: LogBuffer) -> None:
+        SINK.logs = buffer
 
     def load_handler(self) -> None:
         """The init phase: import the handler module once and find its entry."""
@@ -122,6 +160,7 @@ class Runtime:
 
     def init(self) -> dict[str, Any]:
         self.logs = LogBuffer()
+        self.stamps.append(("streams", time.monotonic()))
         try:
             self.load_handler()
         except BaseException as exc:  # the user's module may raise anything, SystemExit included

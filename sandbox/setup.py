@@ -18,8 +18,7 @@ import socket
 import sys
 import time
 
-from . import creds, frames, mounts, namespaces
-from .runtime import Runtime
+from . import creds, frames, mounts, namespaces, runtime
 from .spec import FunctionSpec, SandboxSpec
 
 CHANNEL_FD = 3
@@ -57,11 +56,20 @@ def remap_loaded_modules(path_map: tuple[tuple[str, str], ...]) -> None:
             module.__file__ = _remap(file, path_map)
 
 
-def _python_environment(spec: SandboxSpec, function: FunctionSpec) -> None:
-    sys.path[:] = ["/var/task", *spec.python_path]
+def prepare_interpreter(python_path: tuple[str, ...], path_map: tuple[tuple[str, str], ...]) -> None:
+    """Put the zygote's interpreter in the state every sandbox needs, once,
+    before any fork: import paths as they are inside (/python/N), no
+    inherited environment, output captured. After this the zygote itself
+    imports nothing more."""
+    remap_loaded_modules(path_map)
+    sys.path[:] = ["/var/task", *python_path]
     sys.path_importer_cache.clear()
     importlib.invalidate_caches()
     os.environ.clear()
+    runtime.install_streams()
+
+
+def _python_environment(function: FunctionSpec) -> None:
     os.environ.update(
         {
             "PATH": "/usr/bin:/bin",
@@ -96,6 +104,8 @@ def run_sandbox(spec: SandboxSpec, channel_fd: int, stamps: list[tuple[str, floa
     except BaseException as exc:
         _report_setup_error(channel_fd, exc)
         os._exit(70)
+    runtime.warm_up()
+    _stamp(stamps, "warm_up")
     try:
         frames.send_blocking(channel, {"t": "blank", "stamps": stamps})
         request = frames.recv_with_fds(channel)
@@ -111,19 +121,19 @@ def run_sandbox(spec: SandboxSpec, channel_fd: int, stamps: list[tuple[str, floa
         function = FunctionSpec.from_wire(msg["function"])
         mounts.specialize(function, fds[0])
         os.close(fds[0])
+        _stamp(stamps, "code_mounted")
         namespaces.specialize(spec, function)
         creds.set_rlimits(function)
         creds.drop_privileges(function)
         _stamp(stamps, "credentials")
-        _python_environment(spec, function)
+        _python_environment(function)
+        _stamp(stamps, "python_env")
     except BaseException as exc:
         _report_setup_error(CHANNEL_FD, exc)
         os._exit(70)
     status = 0
     try:
-        runtime = Runtime(function, channel, stamps)
-        runtime.install_streams()
-        runtime.serve()
+        runtime.Runtime(function, channel, stamps).serve()
     except BaseException:
         status = 1
     os._exit(status)

@@ -7,7 +7,7 @@ sandbox's host pid, in order. It is a child subreaper, so every sandbox is
 its child and is reaped here. When the server goes away (EOF on the control
 socket) it kills every sandbox it made and exits.
 
-    python -m sandbox.zygote CONTROL_FD [PATH_MAP_JSON]
+    python -m sandbox.zygote CONTROL_FD [PYTHON_JSON]
 """
 
 from __future__ import annotations
@@ -151,11 +151,14 @@ def _children() -> list[int]:
 
 def main() -> None:
     control = socket.socket(fileno=int(sys.argv[1]))
-    path_map = tuple(tuple(pair) for pair in json.loads(sys.argv[2])) if len(sys.argv) > 2 else ()
+    python = json.loads(sys.argv[2]) if len(sys.argv) > 2 else {"path": [], "path_map": []}
     # Once here rather than in every sandbox: modules already imported get
     # the paths they will have inside (their lazy submodule imports look
     # there), and no sandbox pays copy-on-write faults to rewrite them.
-    setup.remap_loaded_modules(path_map)  # type: ignore[arg-type]
+    setup.prepare_interpreter(
+        tuple(python["path"]),
+        tuple(tuple(pair) for pair in python["path_map"]),  # type: ignore[misc]
+    )
     # Objects that exist now are never collected; keeping the GC off them
     # keeps their pages shared with every sandbox instead of copied.
     gc.freeze()

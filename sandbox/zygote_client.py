@@ -25,10 +25,15 @@ from .spec import SandboxSpec
 
 class Zygote:
     def __init__(
-        self, python_path_map: tuple[tuple[str, str], ...] = (), python: str = sys.executable
+        self,
+        python_path: tuple[str, ...] = (),
+        python_path_map: tuple[tuple[str, str], ...] = (),
+        python: str = sys.executable,
     ) -> None:
+        """python_path: sys.path inside sandboxes; python_path_map: (host
+        prefix, sandbox prefix) pairs for modules the zygote imports."""
         self._python = python
-        self._python_path_map = python_path_map
+        self._sandbox_python = {"path": list(python_path), "path_map": [list(p) for p in python_path_map]}
         self._sock: socket.socket | None = None
         self._proc: subprocess.Popen[bytes] | None = None
         self._pending: collections.deque[asyncio.Future[dict[str, Any]]] = collections.deque()
@@ -48,7 +53,7 @@ class Zygote:
                     "-m",
                     "sandbox.zygote",
                     str(theirs.fileno()),
-                    json.dumps(self._python_path_map),
+                    json.dumps(self._sandbox_python),
                 ],
                 pass_fds=[theirs.fileno()],
                 stdin=subprocess.DEVNULL,
