@@ -78,9 +78,16 @@ def wait_http(port: int, path: str, timeout_s: float = 30) -> None:
 
 
 class FaasServer:
-    def __init__(self, *args: str) -> None:
+    """`faas serve` as a subprocess on a free port with a fresh data dir.
+
+    log_path: where its stdout/stderr go (default: discarded).
+    """
+
+    def __init__(self, *args: str, log_path: str | None = None) -> None:
         self.port = free_port()
         self.data_dir = tempfile.mkdtemp(prefix="faas-bench-")
+        self._log = open(log_path, "ab") if log_path else None  # noqa: SIM115
+        out = self._log if self._log is not None else subprocess.DEVNULL
         self.proc = subprocess.Popen(
             [
                 sys.executable,
@@ -93,10 +100,15 @@ class FaasServer:
                 self.data_dir,
                 *args,
             ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
+            stdout=out,
+            stderr=out,
+            cwd=REPO,
         )
-        wait_http(self.port, "/readyz")
+        try:
+            wait_http(self.port, "/readyz")
+        except BaseException:
+            self.stop()
+            raise
 
     def deploy(self, name: str, code: str, **options: Any) -> None:
         c = Client(self.port)
@@ -107,8 +119,12 @@ class FaasServer:
             raise RuntimeError(f"deploy {name}: {status} {out!r}")
 
     def stop(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(60)
+        """SIGTERM (the server destroys its sandboxes and cgroups), SIGKILL
+        after 60 s; idempotent."""
+        _stop(self.proc, 60)
+        if self._log is not None:
+            self._log.close()
+            self._log = None
         subprocess.run(["rm", "-rf", self.data_dir], check=False)
 
 
@@ -123,11 +139,25 @@ class BareServer:
             stderr=subprocess.DEVNULL,
             cwd=REPO,
         )
-        wait_http(self.port, "/")
+        try:
+            wait_http(self.port, "/")
+        except BaseException:
+            self.stop()
+            raise
 
     def stop(self) -> None:
-        self.proc.terminate()
-        self.proc.wait(10)
+        _stop(self.proc, 10)
+
+
+def _stop(proc: subprocess.Popen[bytes], timeout_s: float) -> None:
+    if proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 HELLO = (REPO / "functions" / "hello.py").read_text()

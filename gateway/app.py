@@ -55,6 +55,7 @@ def create_app(config: ServerConfig) -> web.Application:
             metering=config.metering,
             ledger_sync=config.ledger_sync,
             prewarm=config.prewarm,
+            warm_memory_budget_mb=config.warm_memory_budget_mb,
         ),
         metrics,
     )

@@ -32,6 +32,9 @@ class ServerConfig:
     pids_max: int = 128
     # Blank sandboxes kept ready, so cold starts skip fork, unshare and cgroup attach.
     prewarm: int = 4
+    # Memory all warm sandboxes may hold before the least recently used idle
+    # ones are evicted; 0 means 75% of the machine's memory.
+    warm_memory_budget_mb: int = 0
     # Usage records in the durable ledger (off only to measure what it costs).
     metering: bool = True
     # "full": a usage record is fsynced before the response leaves (survives

@@ -55,6 +55,8 @@ log = logging.getLogger("faas.invoker")
 
 UID_BASE = 200_000
 UID_RANGE = 65_536
+# What a new sandbox is assumed to hold before its first call is measured.
+NEW_SANDBOX_ESTIMATE_BYTES = 8 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -73,6 +75,9 @@ class InvokerConfig:
     prewarm: int = 4
     # Memory limit of a blank sandbox until a function sets its own.
     blank_memory_mb: int = 128
+    # Memory all warm sandboxes together may hold (their measured peaks);
+    # past it the least recently used idle ones are evicted. 0: 75% of RAM.
+    warm_memory_budget_mb: int = 0
 
 
 class FunctionState:
@@ -82,6 +87,8 @@ class FunctionState:
         self.config = config
         self.code_dir = code_dir
         self.pool: Pool[Sandbox] = Pool(config.max_instances, config.max_queue)
+        # Peak memory of this function's last call: what a new sandbox of it will need.
+        self.memory_estimate = NEW_SANDBOX_ESTIMATE_BYTES
         self.generation = 0
         self.deleted = False
 
@@ -101,6 +108,9 @@ class Invoker:
         self._functions: dict[str, FunctionState] = {}
         self._uids = itertools.count()
         self._background: set[asyncio.Task[Any]] = set()
+        # Specialized sandboxes alive, busy or idle, for the memory budget.
+        self._live: set[Sandbox] = set()
+        self._memory_budget = (config.warm_memory_budget_mb or _default_budget_mb()) * 1024 * 1024
         self._stack = contextlib.AsyncExitStack()
         self.cgroups: CgroupBackend | None = None
         self.zygote: Zygote | None = None
@@ -244,6 +254,12 @@ class Invoker:
                 raise
             finally:
                 self.metrics.queue_wait.labels(name).observe(time.monotonic() - waited_from)
+        if got is not START and not got.alive():  # type: ignore[union-attr]
+            # It died while idle: replace it in the same capacity slot, so
+            # this call does not fail for it.
+            self.metrics.kills.labels(name, "crash").inc()
+            self._spawn_background(got.destroy())  # type: ignore[union-attr]
+            got = START
         started_at = time.time()
         cold = got is START
         if cold:
@@ -277,6 +293,8 @@ class Invoker:
         except BaseException:
             pool.discard()
             raise
+        sandbox.memory_bytes = result.usage.max_memory_bytes
+        state.memory_estimate = result.usage.max_memory_bytes
         self._release(state, sandbox)
         if cold:
             self.metrics.cold_starts.labels(name).inc()
@@ -394,8 +412,10 @@ class Invoker:
         is ready, else a new one. Its init_ms is the whole cold start."""
         config = state.config
         t0 = time.monotonic()
+        self._make_room(state.memory_estimate)
         limits = self._cgroup_limits(config.memory_mb, config.cpu)
         sandbox = self.blanks.take() if self.blanks is not None else None
+        (self.metrics.prewarm_hits if sandbox is not None else self.metrics.prewarm_misses).inc()
         if sandbox is not None:
             try:
                 sandbox.cgroup.set_limits(limits)
@@ -429,9 +449,32 @@ class Invoker:
             await self._record(sandbox, call_id, started_at, usage, sandbox.init_ms, status, True)
             raise error from None
         sandbox.init_ms = (time.monotonic() - t0) * 1000
+        sandbox.memory_bytes = state.memory_estimate
+        self._live.add(sandbox)
         if sandbox.init_logs:
             self.logs.append(config.name, call_id, sandbox.init_logs)
         return sandbox
+
+    def _make_room(self, needed_bytes: int) -> None:
+        """Keep warm sandboxes within the memory budget: evict the least
+        recently used idle ones (never a busy one) until `needed_bytes` more
+        fits; Unavailable (503) if only busy ones are left."""
+        live = {s for s in self._live if not s.dead}
+        self._live = live
+        used = sum(s.memory_bytes for s in live)
+        while used + needed_bytes > self._memory_budget:
+            idle = [(s.last_used, s, state) for state in self._functions.values() for s in state.pool.idle]
+            if not idle:
+                raise Unavailable(
+                    f"no capacity: warm sandboxes hold {used >> 20} MiB of the {self._memory_budget >> 20} MiB "
+                    "budget and all are busy"
+                )
+            _, victim, state = min(idle, key=lambda entry: entry[0])
+            state.pool.remove_idle(victim)
+            live.discard(victim)
+            used -= victim.memory_bytes
+            self.metrics.evictions.labels(state.config.name).inc()
+            self._spawn_background(victim.destroy())
 
     # -- keep-alive -----------------------------------------------------------
 
@@ -484,3 +527,12 @@ def _start_failure(exc: SandboxError, config: FunctionConfig) -> tuple[str, str 
         return "timeout", "timeout", CallTimeout(f"timed out after {config.timeout_s:g} s (during init)")
     status, reason, error = _failure(exc, config)
     return status, reason, SandboxFailed(f"sandbox died during init: {error.message}")
+
+
+def _default_budget_mb() -> int:
+    """75% of the machine's memory."""
+    with open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith("MemTotal:"):
+                return int(line.split()[1]) * 3 // 4 // 1024
+    return 4096

@@ -93,6 +93,16 @@ class Metrics:
             "faas_sandbox_kills", "Sandboxes killed", ["function_name", "reason"], registry=r
         )
 
+        self.evictions = Counter(
+            "faas_evictions", "Idle sandboxes evicted under the memory budget", ["function_name"], registry=r
+        )
+        self.prewarm_hits = Counter(
+            "faas_prewarm_hits", "Cold starts served by a pre-warmed sandbox", registry=r
+        )
+        self.prewarm_misses = Counter(
+            "faas_prewarm_misses", "Cold starts that found no pre-warmed sandbox", registry=r
+        )
+
     def invocation_done(self, function: str, code: int, seconds: float) -> None:
         """Count one answered invocation (children cached: labels() costs a lock and a hash per call)."""
         key = (function, code)

@@ -50,8 +50,15 @@ class Sandbox:
         self._oom_baseline = 0
         self._cpu_exceeded_ms: float | None = None
         self.last_usage: Usage | None = None
+        # Memory it holds (its last call's peak), for the invoker's budget.
+        self.memory_bytes = 0
         # Set by specialize(): the function this sandbox now runs.
         self.function: FunctionSpec | None = None
+
+    def alive(self) -> bool:
+        """False once the sandbox is destroyed or its channel has hit EOF
+        (it died while idle: killed, crashed, or exited on its own)."""
+        return not self.dead and self._reader is not None and not self._reader.at_eof()
 
     @property
     def id(self) -> str:

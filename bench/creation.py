@@ -1,0 +1,179 @@
+"""Sandbox creation rate: fully isolated blank sandboxes (cgroup with limits,
+fork from the zygote into new mount/pid/net/ipc/uts namespaces, private
+read-only root, ready on its channel) per second, sustained, against the
+real machinery without the HTTP server.
+
+Up to K spawns are kept in flight (K = 1 and 4; the best is reported);
+each sandbox is destroyed in the background as soon as it is made, so only
+creation is timed (destruction still competes for the CPU). Baseline in the
+same run: fork+exec of a fresh `python -c pass` per second, same K.
+
+It runs in a child process (`python -m bench.creation --child`) so that the
+cgroup backend (named after that process) and the zygote never touch the
+caller's own cgroup, and go away with it.
+
+    python -m bench.creation [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from typing import Any
+
+from .common import REPO, percentile
+
+KS = (1, 4)
+TARGET_PER_S = 200.0
+
+
+async def _measure_sandboxes(k: int, duration_s: float, warmup: int = 8) -> dict[str, Any]:
+    from sandbox import hostfs
+    from sandbox.cgroups import CgroupLimits, detect
+    from sandbox.instance import Sandbox
+    from sandbox.spec import SandboxSpec
+    from sandbox.zygote_client import Zygote
+
+    limits = CgroupLimits(memory_mb=128, cpu_cores=1.0, pids_max=128, cpu_burst_us=50_000)
+    new_root = tempfile.mkdtemp(prefix="faas-bench-root-")
+    backend = detect()
+    destroys: set[asyncio.Task[None]] = set()
+    try:
+        python_binds, python_path, python_path_map = hostfs.python_binds()
+        runtime_binds = hostfs.library_binds() + python_binds
+        symlinks = hostfs.library_symlinks()
+
+        async def new_blank() -> Sandbox:
+            cgroup = backend.create(f"sb-{uuid.uuid4().hex[:16]}", limits)
+            spec = SandboxSpec(
+                sandbox_id=cgroup.name.removeprefix("sb-"),
+                runtime_binds=runtime_binds,
+                symlinks=symlinks,
+                python_path=python_path,
+                new_root_dir=new_root,
+                cgroup_procs_files=cgroup.procs_files,
+            )
+            sandbox = Sandbox(spec, cgroup)
+            await sandbox.spawn(zygote, 10.0)  # destroys the sandbox itself on failure
+            return sandbox
+
+        def destroy_later(sandbox: Sandbox) -> None:
+            task = asyncio.create_task(sandbox.destroy())
+            destroys.add(task)
+            task.add_done_callback(destroys.discard)
+
+        async with Zygote(python_path, python_path_map) as zygote:
+            try:
+                for _ in range(warmup):
+                    destroy_later(await new_blank())
+                while destroys:
+                    await asyncio.gather(*destroys)
+                made: list[float] = []
+                latencies: list[float] = []
+                t0 = time.monotonic()
+                end = t0 + duration_s
+
+                async def worker() -> None:
+                    while time.monotonic() < end:
+                        start = time.monotonic()
+                        sandbox = await new_blank()
+                        done = time.monotonic()
+                        destroy_later(sandbox)
+                        if done <= end:
+                            made.append(done)
+                            latencies.append(done - start)
+
+                await asyncio.gather(*(worker() for _ in range(k)))
+            finally:
+                while destroys:
+                    await asyncio.gather(*destroys, return_exceptions=True)
+    finally:
+        backend.close()
+        os.rmdir(new_root)
+    return {
+        "k": k,
+        "duration_s": duration_s,
+        "created": len(made),
+        "per_s": round(len(made) / duration_s, 1),
+        "spawn_p50_ms": round(percentile(latencies, 50) * 1000, 3),
+        "spawn_p99_ms": round(percentile(latencies, 99) * 1000, 3),
+    }
+
+
+async def _measure_fork_exec(k: int, duration_s: float) -> dict[str, Any]:
+    made = 0
+    end = time.monotonic() + duration_s
+
+    async def worker() -> None:
+        nonlocal made
+        while time.monotonic() < end:
+            proc = await asyncio.create_subprocess_exec(sys.executable, "-c", "pass")
+            await proc.wait()
+            if time.monotonic() <= end:
+                made += 1
+
+    await asyncio.gather(*(worker() for _ in range(k)))
+    return {"k": k, "duration_s": duration_s, "created": made, "per_s": round(made / duration_s, 1)}
+
+
+async def _child(quick: bool) -> dict[str, Any]:
+    duration_s = 3.0 if quick else 10.0
+    baseline_s = 1.5 if quick else 3.0
+    sandboxes = [await _measure_sandboxes(k, duration_s) for k in KS]
+    baseline = [await _measure_fork_exec(k, baseline_s) for k in KS]
+    return {
+        "what": "blank sandboxes: cgroup (limits set) + zygote fork into new namespaces + private root, ready",
+        "sandboxes": sandboxes,
+        "fork_exec_python": baseline,
+        "best": max(sandboxes, key=lambda r: r["per_s"]),
+        "best_baseline": max(baseline, key=lambda r: r["per_s"]),
+    }
+
+
+def run(quick: bool = False, log_path: str | None = None) -> dict[str, Any]:
+    cmd = [sys.executable, "-m", "bench.creation", "--child"] + (["--quick"] if quick else [])
+    with open(log_path or os.devnull, "ab") as log:
+        proc = subprocess.run(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=log, timeout=300, check=False)
+    if proc.returncode != 0:
+        raise RuntimeError(f"bench.creation exited with {proc.returncode} (see {log_path or 'stderr'})")
+    return json.loads(proc.stdout)
+
+
+def rows(r: dict[str, Any]) -> list[dict[str, Any]]:
+    best, base = r["best"], r["best_baseline"]
+    return [
+        {
+            "benchmark": "creation",
+            "metric": f"isolated sandboxes created/s (best K={best['k']})",
+            "unit": "/s",
+            "figure": best["per_s"],
+            "baseline": base["per_s"],
+            "baseline_name": f"fork+exec python -c pass (K={base['k']})",
+            "target": f">= {TARGET_PER_S:g}/s",
+            "pass": best["per_s"] >= TARGET_PER_S,
+        }
+    ]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        import uvloop  # the server's loop
+
+        print(json.dumps(uvloop.run(_child(args.quick))))
+    else:
+        print(json.dumps(run(args.quick), indent=2))
+
+
+if __name__ == "__main__":
+    main()
