@@ -31,8 +31,11 @@ lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
+# Every benchmark (ratios against baselines measured in the same run; needs root):
+# bench/results/<UTC timestamp>/{results.json,chart.png,summary.md}. BENCH_ARGS=--quick for a smoke run.
 bench: $(VENV)/.installed
-	$(PY) -m bench
+	$(PY) -m pip install --quiet -e '.[test,bench]'
+	$(PY) -m bench $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache .ruff_cache

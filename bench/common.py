@@ -17,6 +17,9 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parent.parent
+# Pids of the processes that own sandbox cgroups (servers, bench.creation),
+# for the check that none is left behind.
+CGROUP_OWNERS: list[int] = []
 
 
 def free_port() -> int:
@@ -104,6 +107,7 @@ class FaasServer:
             stderr=out,
             cwd=REPO,
         )
+        CGROUP_OWNERS.append(self.proc.pid)
         try:
             wait_http(self.port, "/readyz")
         except BaseException:
@@ -147,6 +151,28 @@ class BareServer:
 
     def stop(self) -> None:
         _stop(self.proc, 10)
+
+
+def leftover_cgroups(root: str = "/sys/fs/cgroup", depth: int = 5) -> list[str]:
+    """`faas-<pid>` cgroup directories of processes this run started."""
+    names = {f"faas-{pid}" for pid in CGROUP_OWNERS}
+    found = []
+
+    def walk(path: str, level: int) -> None:
+        try:
+            entries = list(os.scandir(path))
+        except OSError:
+            return
+        for entry in entries:
+            if entry.is_dir(follow_symlinks=False):
+                if entry.name in names:
+                    found.append(entry.path)
+                elif level < depth and not entry.name.startswith(("sb-", "faas-")):
+                    walk(entry.path, level + 1)
+
+    if names:
+        walk(root, 0)
+    return found
 
 
 def _stop(proc: subprocess.Popen[bytes], timeout_s: float) -> None:

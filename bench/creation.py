@@ -28,7 +28,7 @@ import time
 import uuid
 from typing import Any
 
-from .common import REPO, percentile
+from .common import CGROUP_OWNERS, REPO, percentile
 
 KS = (1, 4)
 TARGET_PER_S = 200.0
@@ -140,10 +140,21 @@ async def _child(quick: bool) -> dict[str, Any]:
 def run(quick: bool = False, log_path: str | None = None) -> dict[str, Any]:
     cmd = [sys.executable, "-m", "bench.creation", "--child"] + (["--quick"] if quick else [])
     with open(log_path or os.devnull, "ab") as log:
-        proc = subprocess.run(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=log, timeout=300, check=False)
+        proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=log)
+        CGROUP_OWNERS.append(proc.pid)
+        try:
+            out, _ = proc.communicate(timeout=300)
+        finally:
+            if proc.poll() is None:
+                proc.terminate()  # SIGTERM unwinds it: sandboxes, zygote and cgroups go
+                try:
+                    proc.wait(30)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
     if proc.returncode != 0:
         raise RuntimeError(f"bench.creation exited with {proc.returncode} (see {log_path or 'stderr'})")
-    return json.loads(proc.stdout)
+    return json.loads(out)
 
 
 def rows(r: dict[str, Any]) -> list[dict[str, Any]]:
@@ -162,13 +173,21 @@ def rows(r: dict[str, Any]) -> list[dict[str, Any]]:
     ]
 
 
+def _raise_interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
+        import signal
+
         import uvloop  # the server's loop
+
+        signal.signal(signal.SIGTERM, _raise_interrupt)
 
         print(json.dumps(uvloop.run(_child(args.quick))))
     else:

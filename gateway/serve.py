@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from aiohttp import web
 
 from invoker.errors import FaasError
+from sandbox.api import SpawnError
 from sandbox.cgroups import CgroupUnavailable
 
 from .app import INVOKER, create_app
@@ -100,7 +101,7 @@ def run_server(
                 "serving on http://%s:%d (data in %s)", config.host, config.port, config.data_dir
             ),
         )
-    except (CgroupUnavailable, ConfigError) as exc:
+    except (CgroupUnavailable, ConfigError, SpawnError) as exc:
         print(f"faas serve: {exc}", file=sys.stderr)
         return 1
     except OSError as exc:

@@ -18,7 +18,7 @@ import socket
 import sys
 import time
 
-from . import creds, frames, mounts, namespaces, runtime
+from . import creds, frames, mounts, namespaces, runtime, seccomp
 from .spec import FunctionSpec, SandboxSpec
 
 CHANNEL_FD = 3
@@ -89,7 +89,9 @@ def _stamp(stamps: list[tuple[str, float]], stage: str) -> None:
     stamps.append((stage, time.monotonic()))
 
 
-def run_sandbox(spec: SandboxSpec, channel_fd: int, stamps: list[tuple[str, float]]) -> None:
+def run_sandbox(
+    spec: SandboxSpec, channel_fd: int, stamps: list[tuple[str, float]], seccomp_program: bytes
+) -> None:
     """Set up the sandbox, wait to be specialized, then serve calls; exits.
 
     `stamps` collects (stage, time.monotonic()) pairs, reported with "blank"
@@ -125,6 +127,7 @@ def run_sandbox(spec: SandboxSpec, channel_fd: int, stamps: list[tuple[str, floa
         namespaces.specialize(spec, function)
         creds.set_rlimits(function)
         creds.drop_privileges(function)
+        seccomp.install(seccomp_program)
         _stamp(stamps, "credentials")
         _python_environment(function)
         _stamp(stamps, "python_env")

@@ -25,7 +25,7 @@ from typing import Any
 import msgpack
 
 # Pre-import what every sandbox needs, so that forks share it.
-from . import linux, namespaces, setup  # noqa: F401
+from . import linux, namespaces, seccomp, setup  # noqa: F401
 from .spec import SandboxSpec
 
 MAX_REQUEST_BYTES = 1 << 20
@@ -42,7 +42,7 @@ def _recv_request(control: socket.socket) -> tuple[bytes, list[int]] | None:
     return msg, list(fds)
 
 
-def _spawn(control: socket.socket, spec: SandboxSpec, channel_fd: int) -> int:
+def _spawn(control: socket.socket, spec: SandboxSpec, channel_fd: int, seccomp_program: bytes) -> int:
     """Fork, join the cgroup, unshare, fork again (the grandchild is PID 1 of
     the new PID namespace) and return the grandchild's host pid."""
     read_end, write_end = os.pipe()
@@ -64,7 +64,7 @@ def _spawn(control: socket.socket, spec: SandboxSpec, channel_fd: int) -> int:
             if grandchild == 0:
                 os.close(write_end)
                 stamps.append(("second_fork", time.monotonic()))
-                setup.run_sandbox(spec, channel_fd, stamps)  # never returns
+                setup.run_sandbox(spec, channel_fd, stamps, seccomp_program)  # never returns
             os.write(write_end, msgpack.packb({"pid": grandchild}))
             os._exit(0)
         except BaseException as exc:
@@ -93,7 +93,7 @@ def _reap(_signum: int = 0, _frame: Any = None) -> None:
             return
 
 
-def serve(control: socket.socket) -> None:
+def serve(control: socket.socket, seccomp_program: bytes) -> None:
     linux.prctl(linux.PR_SET_CHILD_SUBREAPER, 1)
     signal.signal(signal.SIGCHLD, _reap)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the server decides when we stop
@@ -106,7 +106,7 @@ def serve(control: socket.socket) -> None:
             if len(fds) != 1:
                 raise ValueError(f"expected one channel fd, got {len(fds)}")
             spec = SandboxSpec.from_wire(msgpack.unpackb(payload))
-            pid = _spawn(control, spec, fds[0])
+            pid = _spawn(control, spec, fds[0], seccomp_program)
             reply: dict[str, Any] = {"pid": pid}
         except Exception as exc:
             reply = {"error": f"{type(exc).__name__}: {exc}"}
@@ -152,6 +152,8 @@ def _children() -> list[int]:
 def main() -> None:
     control = socket.socket(fileno=int(sys.argv[1]))
     python = json.loads(sys.argv[2]) if len(sys.argv) > 2 else {"path": [], "path_map": []}
+    # Compiled once, with the host's libseccomp, before the paths change.
+    seccomp_program = seccomp.build_program()
     # Once here rather than in every sandbox: modules already imported get
     # the paths they will have inside (their lazy submodule imports look
     # there), and no sandbox pays copy-on-write faults to rewrite them.
@@ -162,7 +164,8 @@ def main() -> None:
     # Objects that exist now are never collected; keeping the GC off them
     # keeps their pages shared with every sandbox instead of copied.
     gc.freeze()
-    serve(control)
+    control.send(msgpack.packb({"ready": True}))
+    serve(control, seccomp_program)
 
 
 if __name__ == "__main__":

@@ -22,6 +22,8 @@ import msgpack
 from .api import SpawnError
 from .spec import SandboxSpec
 
+STARTUP_TIMEOUT_S = 60
+
 
 class Zygote:
     def __init__(
@@ -65,6 +67,16 @@ class Zygote:
         ours.setblocking(False)
         self._sock = ours
         self._loop = asyncio.get_running_loop()
+        try:
+            # The zygote says "ready" once it has imported and prepared
+            # everything; an empty read means it died trying (its error is
+            # on our stderr).
+            hello = await asyncio.wait_for(self._loop.sock_recv(ours, 65536), STARTUP_TIMEOUT_S)
+        except TimeoutError:
+            hello = b""
+        if not hello:
+            await self.close()
+            raise SpawnError("the zygote failed to start (see the error above)")
         self._loop.add_reader(ours.fileno(), self._on_readable)
         return self
 

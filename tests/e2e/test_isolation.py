@@ -113,3 +113,29 @@ def test_tmp_is_private_per_sandbox(server: Server) -> None:
     assert server.invoke("tmp-a").json() == []
     assert server.invoke("tmp-b").json() == []
     assert server.invoke("tmp-a").json() == ["tmp-a"]  # lives as long as the sandbox
+
+
+def test_seccomp_blocks_namespace_and_mount_calls(server: Server) -> None:
+    code = (
+        "import ctypes, os\n"
+        "libc = ctypes.CDLL(None, use_errno=True)\n"
+        "def attempt(fn, *args):\n"
+        "    rc = fn(*args)\n"
+        "    return 'ok' if rc == 0 else os.strerror(ctypes.get_errno())\n"
+        "def handle(event, context):\n"
+        "    status = open('/proc/self/status').read()\n"
+        "    return {\n"
+        "        'seccomp': status.split('Seccomp:')[1].split()[0],\n"
+        "        'unshare': attempt(libc.unshare, 0x00020000),\n"
+        "        'mount': attempt(libc.mount, b'none', b'/tmp', b'tmpfs', 0, None),\n"
+        "        'ptrace': attempt(libc.ptrace, 16, 1, 0, 0),\n"
+        "        'sethostname': attempt(libc.sethostname, b'x', 1),\n"
+        "    }\n"
+    )
+    server.deploy_ok("seccomp-probe", code)
+    resp = server.invoke("seccomp-probe")
+    assert resp.status == 200, resp.text
+    result = resp.json()
+    assert result["seccomp"] == "2"
+    for call in ("unshare", "mount", "ptrace", "sethostname"):
+        assert result[call] == "Operation not permitted", result
