@@ -175,4 +175,8 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        print("\n[bench] interrupted (servers and sandboxes torn down)", file=sys.stderr)
+        sys.exit(130)

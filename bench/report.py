@@ -286,7 +286,7 @@ def chart(results: dict[str, Any], rows: list[dict[str, Any]], path: str) -> Non
         )
         _bars(
             ax_fit,
-            ["in 24 GiB", "in MemTotal - 2 GiB"],
+            ["in 24 GiB", f"in MemTotal - 2 GiB ({density['memtotal_gib'] - 2:.1f} GiB)"],
             [
                 (
                     "sandboxes (by mean PSS)",
@@ -312,7 +312,7 @@ def chart(results: dict[str, Any], rows: list[dict[str, Any]], path: str) -> Non
         _target_line(ax_fit, 2000, "target 2000 in 24 GiB")
         _legend(ax_fit)
         ax_fit.set_ylabel("idle warm sandboxes that fit")
-        _title(ax_fit, "Density (projected)", rows, "density", f"MemTotal {density['memtotal_gib']:g} GiB")
+        _title(ax_fit, "Density (projected)", rows, "density", "")
     else:
         _error_panel(ax_pss, "Memory per idle sandbox", (density or {}).get("error", "not run"))
         _error_panel(ax_fit, "Density", (density or {}).get("error", "not run"))

@@ -177,10 +177,10 @@ class Sandbox:
         try:
             self._writer.write(frames.encode(request))
             msg = await self._receive(deadline, what="call")
-            if msg["t"] != "result":
-                raise SandboxDied(
-                    "protocol", f"sandbox broke the protocol: expected result, got {msg['t']!r}"
-                )
+            if msg["t"] != "result" or msg.get("id") != request["id"]:
+                # A stale or forged frame (a handler that wrote to the channel
+                # itself, or answered twice) is caught here, not served.
+                raise SandboxDied("protocol", "sandbox broke the protocol: a result for another call")
             result = CallResult(
                 status=int(msg["status"]),
                 headers=tuple((str(k), str(v)) for k, v in msg["headers"]),

@@ -212,6 +212,7 @@ class Runtime:
             status, headers, body = 500, [("Content-Type", "application/json")], _error_body(error, call_id)
         return {
             "t": "result",
+            "id": call_id,
             "status": status,
             "headers": headers,
             "body": body,
