@@ -26,6 +26,25 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def _own_cgroup(port: int) -> Any:
+    """On cgroup v2 a server needs a cgroup of its own (it delegates
+    controllers to its sandboxes, which a cgroup shared with the test runner
+    cannot). Where FAAS_TEST_CGROUP_PARENT names a v2 cgroup with cpu,
+    memory and pids enabled for its children, each server starts in a new
+    child of it; elsewhere (cgroup v1, CI) servers share the runner's."""
+    parent = os.environ.get("FAAS_TEST_CGROUP_PARENT")
+    if not parent:
+        return None
+    path = os.path.join(parent, f"server-{port}")
+
+    def join() -> None:
+        os.makedirs(path, exist_ok=True)
+        with open(os.path.join(path, "cgroup.procs"), "w") as f:
+            f.write(str(os.getpid()))
+
+    return join
+
+
 @dataclass
 class Response:
     status: int
@@ -72,7 +91,9 @@ class Server:
         if self.token:
             env["FAAS_TOKEN"] = self.token
         self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
-        self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, env=env)
+        self.proc = subprocess.Popen(
+            cmd, stdout=self._log, stderr=subprocess.STDOUT, env=env, preexec_fn=_own_cgroup(self.port)
+        )
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -101,6 +122,14 @@ class Server:
                 self.proc.kill()
                 self.proc.wait()
         self._log.close()
+        parent = os.environ.get("FAAS_TEST_CGROUP_PARENT")
+        if parent:  # the server's own cgroup (see _own_cgroup), now empty
+            base = os.path.join(parent, f"server-{self.port}")
+            for path in (os.path.join(base, "supervisor"), base):
+                try:
+                    os.rmdir(path)
+                except OSError:
+                    pass
         return self.proc.returncode
 
     def request(
