@@ -10,6 +10,7 @@ Behind the `Ledger` interface so a cluster can put a shared database there.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import sqlite3
 import threading
 from abc import ABC, abstractmethod
@@ -46,6 +47,7 @@ COLUMNS = (
 ROW_PLACEHOLDERS = "(" + ",".join("?" * 12) + ")"
 # SQLite allows 32766 parameters per statement; 12 per row.
 MAX_ROWS_PER_STATEMENT = 2000
+CHECKPOINT_EVERY_S = 2.0
 
 
 class LedgerError(RuntimeError):
@@ -112,12 +114,19 @@ class SqliteLedger(Ledger):
         setup.execute("PRAGMA journal_mode=WAL")
         setup.executescript(SCHEMA)
         setup.close()
-        # One writer thread; the event loop hands it whole batches, never
-        # single records, so there is one thread hand-off per commit.
+        # FULL: a commit is fsynced, so it may take a millisecond: one writer
+        # thread does it, handed whole batches (one hand-off per commit).
+        # NORMAL: a commit is a write() into the WAL, tens of microseconds:
+        # the event loop does it itself at the end of the loop iteration in
+        # which the records arrived (no thread hand-off), and checkpoints,
+        # which do fsync, run in the writer thread.
+        self._inline = synchronous.upper() != "FULL"
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ledger-writer")
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        # FULL: a commit is on disk (fsync) when it returns, not only in the OS.
         self._db.execute(f"PRAGMA synchronous={synchronous}")
+        if self._inline:
+            self._db.execute("PRAGMA wal_autocheckpoint=0")
+        self._checkpoint_task: asyncio.Task[None] | None = None
         self._reader = sqlite3.connect(path, check_same_thread=False)
         self._reader_lock = threading.Lock()
 
@@ -130,7 +139,12 @@ class SqliteLedger(Ledger):
         self._waiters.append(fut)
         if not self._flushing:
             self._flushing = True
-            loop.create_task(self._flush())
+            if self._inline:
+                loop.call_soon(self._flush_inline)
+                if self._checkpoint_task is None:
+                    self._checkpoint_task = loop.create_task(self._checkpoints())
+            else:
+                loop.create_task(self._flush())
         # A caller cancelled here (client gone) cancels only its wait: the
         # row is already queued, so the call is still billed.
         await fut
@@ -150,6 +164,30 @@ class SqliteLedger(Ledger):
                 _settle(waiters, error)
         finally:
             self._flushing = False
+
+    def _flush_inline(self) -> None:
+        rows, waiters = self._pending, self._waiters
+        self._pending, self._waiters = [], []
+        self._flushing = False
+        error: BaseException | None = None
+        try:
+            self._write(rows)
+        except sqlite3.Error as exc:
+            error = LedgerError(f"usage ledger write failed: {exc}")
+        _settle(waiters, error)
+
+    async def _checkpoints(self) -> None:
+        """Fold the WAL into the database now and then, off the event loop."""
+        loop = asyncio.get_running_loop()
+        while not self._closed:
+            await asyncio.sleep(CHECKPOINT_EVERY_S)
+            await loop.run_in_executor(self._writer, self._checkpoint)
+
+    def _checkpoint(self) -> None:
+        try:
+            self._db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        except sqlite3.Error:
+            pass  # busy readers: the next one will do it
 
     def _write(self, rows: list[tuple[Any, ...]]) -> None:
         """One INSERT statement per batch, not one per row: the sqlite3 module
@@ -203,14 +241,19 @@ class SqliteLedger(Ledger):
 
     async def aclose(self) -> None:
         """Flush what is queued, then stop the writer."""
-        self._closed = True
         while self._flushing:
             await asyncio.sleep(0.001)
+        self._closed = True
+        if self._checkpoint_task is not None:
+            self._checkpoint_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._checkpoint_task
         self.close()
 
     def close(self) -> None:
         self._closed = True
         self._writer.shutdown(wait=True)
+        self._checkpoint()
         self._db.close()
         with self._reader_lock:
             self._reader.close()

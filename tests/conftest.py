@@ -15,7 +15,7 @@ def nothing_left_behind() -> Iterator[None]:
     """After the whole suite: no sandbox process, cgroup or mount of ours is left."""
     before = leaks.snapshot()
     yield
-    leftovers = leaks.leftovers(before)
+    leftovers = leaks.leftovers(before, only_ours=True)
     assert not leftovers, f"the test suite left these behind: {leftovers}"
 
 

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tests import leaks
+
 REPO = Path(__file__).resolve().parent.parent
 TEST_FUNCTIONS = REPO / "tests" / "functions"
 EXAMPLES = REPO / "functions"
@@ -94,6 +96,7 @@ class Server:
         self.proc = subprocess.Popen(
             cmd, stdout=self._log, stderr=subprocess.STDOUT, env=env, preexec_fn=_own_cgroup(self.port)
         )
+        leaks.SERVER_PIDS.add(self.proc.pid)
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -114,6 +117,7 @@ class Server:
 
     def stop(self, sig: int = signal.SIGTERM, timeout_s: float = 30) -> int:
         assert self.proc is not None
+        leaks.ZYGOTE_PIDS.update(leaks.zygotes_of(self.proc.pid))
         if self.proc.poll() is None:
             self.proc.send_signal(sig)
             try:

@@ -49,10 +49,55 @@ def _mounts() -> set[str]:
         return {line.split()[4] for line in f if "/run/root" in line.split()[4]}
 
 
+# Servers this test run started (pids), and their zygotes: leftovers are
+# judged against these only, so other runs on the same machine (a benchmark,
+# a second test session) are not mistaken for ours.
+SERVER_PIDS: set[int] = set()
+ZYGOTE_PIDS: set[int] = set()
+
+
+def zygotes_of(server_pid: int) -> set[int]:
+    found = set()
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                stat = f.read()
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                cmd = f.read()
+        except OSError:
+            continue
+        if int(stat[stat.rfind(")") + 2 :].split()[1]) == server_pid and b"sandbox.zygote" in cmd:
+            found.add(int(pid))
+    return found
+
+
+def _ours(kind: str, item: str) -> bool:
+    if kind == "cgroups":
+        return any(item.rstrip("/").endswith(f"/faas-{pid}") for pid in SERVER_PIDS)
+    if kind == "processes":
+        pid = int(item.split()[1])
+        if pid in ZYGOTE_PIDS:
+            return True
+        try:
+            with open(f"/proc/{pid}/cgroup") as f:
+                groups = f.read()
+        except OSError:
+            return False
+        return any(f"/faas-{spid}/" in groups for spid in SERVER_PIDS)
+    return True
+
+
 def snapshot() -> dict[str, set[str]]:
     return {"cgroups": _cgroup_dirs(), "processes": _processes(), "mounts": _mounts()}
 
 
-def leftovers(before: dict[str, set[str]]) -> dict[str, set[str]]:
+def leftovers(before: dict[str, set[str]], only_ours: bool = False) -> dict[str, set[str]]:
     now = snapshot()
-    return {k: now[k] - before[k] for k in now if now[k] - before[k]}
+    out = {}
+    for kind in now:
+        new = {item for item in now[kind] - before[kind] if not only_ours or _ours(kind, item)}
+        if new:
+            out[kind] = new
+    return out
