@@ -61,15 +61,18 @@ def prepare_interpreter(python_path: tuple[str, ...], path_map: tuple[tuple[str,
     before any fork: import paths as they are inside (/python/N), no
     inherited environment, output captured. After this the zygote itself
     imports nothing more."""
+    # Before the paths change: on 3.12 this lazily imports importlib.metadata.
+    importlib.invalidate_caches()
     remap_loaded_modules(path_map)
     sys.path[:] = ["/var/task", *python_path]
     sys.path_importer_cache.clear()
-    importlib.invalidate_caches()
     os.environ.clear()
     runtime.install_streams()
 
 
 def _python_environment(function: FunctionSpec) -> None:
+    # Finders cached before the pivot saw no /python/N: look again.
+    sys.path_importer_cache.clear()
     os.environ.update(
         {
             "PATH": "/usr/bin:/bin",

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sandbox.cgroups.base import remove_tree
 from tests import leaks
 
 REPO = Path(__file__).resolve().parent.parent
@@ -28,16 +29,14 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def _own_cgroup(port: int) -> Any:
+def _own_cgroup(path: str | None) -> Any:
     """On cgroup v2 a server needs a cgroup of its own (it delegates
     controllers to its sandboxes, which a cgroup shared with the test runner
     cannot). Where FAAS_TEST_CGROUP_PARENT names a v2 cgroup with cpu,
     memory and pids enabled for its children, each server starts in a new
     child of it; elsewhere (cgroup v1, CI) servers share the runner's."""
-    parent = os.environ.get("FAAS_TEST_CGROUP_PARENT")
-    if not parent:
+    if path is None:
         return None
-    path = os.path.join(parent, f"server-{port}")
 
     def join() -> None:
         os.makedirs(path, exist_ok=True)
@@ -69,6 +68,8 @@ class Server:
         self.extra_args = extra_args
         self.proc: subprocess.Popen[bytes] | None = None
         self.log_path = data_dir.parent / f"serve-{self.port}.log"
+        self._starts = 0
+        self._cgroups: list[str] = []
 
     @property
     def url(self) -> str:
@@ -94,7 +95,7 @@ class Server:
             env["FAAS_TOKEN"] = self.token
         self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
-            cmd, stdout=self._log, stderr=subprocess.STDOUT, env=env, preexec_fn=_own_cgroup(self.port)
+            cmd, stdout=self._log, stderr=subprocess.STDOUT, env=env, preexec_fn=_own_cgroup(self._cgroup_path())
         )
         leaks.SERVER_PIDS.add(self.proc.pid)
         deadline = time.monotonic() + timeout_s
@@ -126,15 +127,20 @@ class Server:
                 self.proc.kill()
                 self.proc.wait()
         self._log.close()
-        parent = os.environ.get("FAAS_TEST_CGROUP_PARENT")
-        if parent:  # the server's own cgroup (see _own_cgroup), now empty
-            base = os.path.join(parent, f"server-{self.port}")
-            for path in (os.path.join(base, "supervisor"), base):
-                try:
-                    os.rmdir(path)
-                except OSError:
-                    pass
+        while self._cgroups:  # the server's own cgroups (see _own_cgroup)
+            remove_tree(self._cgroups.pop())
         return self.proc.returncode
+
+    def _cgroup_path(self) -> str | None:
+        """A fresh cgroup per start, so a restart after SIGKILL never lands
+        in a cgroup whose subtree the dead server had delegated."""
+        parent = os.environ.get("FAAS_TEST_CGROUP_PARENT")
+        self._starts += 1
+        if not parent:
+            return None
+        path = os.path.join(parent, f"server-{self.port}-{self._starts}")
+        self._cgroups.append(path)
+        return path
 
     def request(
         self,
