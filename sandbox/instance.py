@@ -78,7 +78,7 @@ class Sandbox:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
             try:
-                self.pid = await zygote.spawn(self.spec, theirs)
+                self.pid = await zygote.spawn(self.spec, theirs, timeout_s)
             finally:
                 theirs.close()
             self._reader, self._writer = await asyncio.open_unix_connection(sock=ours, limit=1 << 20)

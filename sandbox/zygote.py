@@ -1,9 +1,10 @@
 """The zygote: a single-threaded, pre-imported process that forks sandboxes.
 
 Started once per server, before any event loop or thread exists. It reads
-spawn requests (a msgpack SandboxSpec plus the sandbox's end of a socketpair,
-passed with SCM_RIGHTS) from its control socket, and answers each with the
-sandbox's host pid, in order. It is a child subreaper, so every sandbox is
+spawn requests ({"id", "spec": SandboxSpec} plus the sandbox's end of a
+socketpair, passed with SCM_RIGHTS) from its control socket and forks; each
+child answers its request with the sandbox's host pid, in whatever order
+they finish. It is a child subreaper, so every sandbox is
 its child and is reaped here. When the server goes away (EOF on the control
 socket) it kills every sandbox it made and exits.
 
@@ -42,45 +43,39 @@ def _recv_request(control: socket.socket) -> tuple[bytes, list[int]] | None:
     return msg, list(fds)
 
 
-def _spawn(control: socket.socket, spec: SandboxSpec, channel_fd: int, seccomp_program: bytes) -> int:
-    """Fork, join the cgroup, unshare, fork again (the grandchild is PID 1 of
-    the new PID namespace) and return the grandchild's host pid."""
-    read_end, write_end = os.pipe()
+def _spawn(
+    control: socket.socket, request_id: int, spec: SandboxSpec, channel_fd: int, seccomp_program: bytes
+) -> None:
+    """Fork a child that joins the cgroup, unshares, forks again (the
+    grandchild is PID 1 of the new PID namespace) and itself sends the
+    grandchild's host pid to the server. The zygote does not wait for it:
+    the slow part (the cgroup attach) runs in the child, concurrently with
+    the next spawns."""
     stamps = [("fork", time.monotonic())]
-    child = os.fork()
-    if child == 0:
-        try:
-            os.close(read_end)
-            control.close()
-            signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-            me = str(os.getpid())
-            for procs in spec.cgroup_procs_files:
-                with open(procs, "w") as f:
-                    f.write(me)
-            stamps.append(("cgroup_attach", time.monotonic()))
-            linux.unshare(namespaces.unshare_flags(spec))
-            stamps.append(("unshare", time.monotonic()))
-            grandchild = os.fork()
-            if grandchild == 0:
-                os.close(write_end)
-                stamps.append(("second_fork", time.monotonic()))
-                setup.run_sandbox(spec, channel_fd, stamps, seccomp_program)  # never returns
-            os.write(write_end, msgpack.packb({"pid": grandchild}))
-            os._exit(0)
-        except BaseException as exc:
-            try:
-                os.write(write_end, msgpack.packb({"error": f"{type(exc).__name__}: {exc}"}))
-            finally:
-                os._exit(1)
-    os.close(write_end)
-    chunks = []
-    while chunk := os.read(read_end, 4096):
-        chunks.append(chunk)
-    os.close(read_end)
-    reply: dict[str, Any] = msgpack.unpackb(b"".join(chunks)) if chunks else {"error": "sandbox fork failed"}
-    if "error" in reply:
-        raise OSError(reply["error"])
-    return int(reply["pid"])
+    if os.fork() != 0:
+        return
+    reply: dict[str, Any]
+    try:
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        me = str(os.getpid())
+        for procs in spec.cgroup_procs_files:
+            with open(procs, "w") as f:
+                f.write(me)
+        stamps.append(("cgroup_attach", time.monotonic()))
+        linux.unshare(namespaces.unshare_flags(spec))
+        stamps.append(("unshare", time.monotonic()))
+        grandchild = os.fork()
+        if grandchild == 0:
+            control.close()  # only the zygote and this child talk to the server
+            stamps.append(("second_fork", time.monotonic()))
+            setup.run_sandbox(spec, channel_fd, stamps, seccomp_program)  # never returns
+        reply = {"id": request_id, "pid": grandchild}
+    except BaseException as exc:
+        reply = {"id": request_id, "error": f"{type(exc).__name__}: {exc}"}
+    try:
+        control.send(msgpack.packb(reply))
+    finally:
+        os._exit(0)
 
 
 def _reap(_signum: int = 0, _frame: Any = None) -> None:
@@ -102,18 +97,18 @@ def serve(control: socket.socket, seccomp_program: bytes) -> None:
         if request is None:
             break
         payload, fds = request
+        request_id = None
         try:
+            message = msgpack.unpackb(payload)
+            request_id = message["id"]
             if len(fds) != 1:
                 raise ValueError(f"expected one channel fd, got {len(fds)}")
-            spec = SandboxSpec.from_wire(msgpack.unpackb(payload))
-            pid = _spawn(control, spec, fds[0], seccomp_program)
-            reply: dict[str, Any] = {"pid": pid}
+            _spawn(control, request_id, SandboxSpec.from_wire(message["spec"]), fds[0], seccomp_program)
         except Exception as exc:
-            reply = {"error": f"{type(exc).__name__}: {exc}"}
+            control.send(msgpack.packb({"id": request_id, "error": f"{type(exc).__name__}: {exc}"}))
         finally:
             for fd in fds:
                 os.close(fd)
-        control.send(msgpack.packb(reply))
     # Killing a sandbox's PID 1 takes down its whole PID namespace. Reap
     # them before leaving, so no zombie is handed to the host's init.
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)

@@ -1,15 +1,15 @@
 """The server's side of the zygote: start it, ask it for sandboxes.
 
 `Zygote` is an async context manager. Requests and replies are one
-SEQPACKET datagram each and the zygote answers in order, so a FIFO of
-futures matches replies to requests without ids.
+SEQPACKET datagram each; replies carry the request's id and may come in any
+order (each is sent by the zygote's child that did the work).
 """
 
 from __future__ import annotations
 
 import array
 import asyncio
-import collections
+import itertools
 import json
 import os
 import socket
@@ -38,7 +38,8 @@ class Zygote:
         self._sandbox_python = {"path": list(python_path), "path_map": [list(p) for p in python_path_map]}
         self._sock: socket.socket | None = None
         self._proc: subprocess.Popen[bytes] | None = None
-        self._pending: collections.deque[asyncio.Future[dict[str, Any]]] = collections.deque()
+        self._pending: dict[int, asyncio.Future[dict[str, Any]]] = {}
+        self._ids = itertools.count(1)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._dead: str | None = None
 
@@ -99,8 +100,8 @@ class Zygote:
 
     def _fail_pending(self, why: str) -> None:
         self._dead = why
-        while self._pending:
-            fut = self._pending.popleft()
+        pending, self._pending = self._pending, {}
+        for fut in pending.values():
             if not fut.done():
                 fut.set_exception(SpawnError(why))
 
@@ -120,26 +121,35 @@ class Zygote:
             self._loop.remove_reader(self._sock.fileno())
             self._fail_pending(why)
             return
-        fut = self._pending.popleft()
-        if not fut.done():
-            fut.set_result(msgpack.unpackb(data))
+        reply = msgpack.unpackb(data)
+        # A reply nobody waits for any more (its spawn timed out) is dropped:
+        # the waiter removed that sandbox's cgroup, killing what it held.
+        fut = self._pending.pop(reply.get("id"), None)
+        if fut is not None and not fut.done():
+            fut.set_result(reply)
 
-    async def spawn(self, spec: SandboxSpec, channel: socket.socket) -> int:
+    async def spawn(self, spec: SandboxSpec, channel: socket.socket, timeout_s: float) -> int:
         """Create a sandbox whose end of the channel is `channel`; its host pid."""
         if self._sock is None or self._dead:
             raise SpawnError(self._dead or "zygote not started")
         assert self._loop is not None
-        payload = msgpack.packb(spec.to_wire(), use_bin_type=True)
+        request_id = next(self._ids)
+        payload = msgpack.packb({"id": request_id, "spec": spec.to_wire()}, use_bin_type=True)
         fds = array.array("i", [channel.fileno()])
         fut: asyncio.Future[dict[str, Any]] = self._loop.create_future()
-        while True:
-            try:
-                self._sock.sendmsg([payload], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, fds)])
-                break
-            except BlockingIOError:
-                await asyncio.sleep(0.001)
-        self._pending.append(fut)
-        reply = await fut
+        self._pending[request_id] = fut
+        try:
+            while True:
+                try:
+                    self._sock.sendmsg([payload], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, fds)])
+                    break
+                except BlockingIOError:
+                    await asyncio.sleep(0.001)
+            reply = await asyncio.wait_for(fut, timeout_s)
+        except TimeoutError:
+            raise SpawnError(f"the zygote did not create the sandbox within {timeout_s:g} s") from None
+        finally:
+            self._pending.pop(request_id, None)
         if "error" in reply:
             raise SpawnError(f"could not create sandbox: {reply['error']}")
         return int(reply["pid"])
