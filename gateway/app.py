@@ -15,12 +15,15 @@ from aiohttp import web
 from invoker.errors import Unauthorized
 from invoker.invoker import Invoker, InvokerConfig
 from invoker.metrics import Metrics
+from invoker.validate import host_cores
 
 from .config import ServerConfig
 from .errors import Handler, error_middleware
+from .limits import handler_args, make_limits_middleware
 from .routes.functions import FunctionRoutes
 from .routes.invoke import make_invoke_handler
 from .routes.logs import make_logs_handler
+from .routes.openapi import make_openapi_handler
 from .routes.ops import OpsRoutes
 from .routes.usage import make_usage_handler
 
@@ -64,8 +67,13 @@ def create_app(config: ServerConfig) -> web.Application:
     # limit while reading.
     max_request = max(config.max_body_bytes, config.code_limit_bytes * 2 + 1024 * 1024)
     app = web.Application(
-        middlewares=[error_middleware, make_auth_middleware(config.token)],
+        middlewares=[
+            error_middleware,
+            make_limits_middleware(config.body_timeout_s),
+            make_auth_middleware(config.token),
+        ],
         client_max_size=max_request,
+        handler_args=handler_args(config),
     )
     app[CONFIG] = config
     app[METRICS] = metrics
@@ -73,11 +81,13 @@ def create_app(config: ServerConfig) -> web.Application:
 
     invoke = make_invoke_handler(invoker, metrics, config.max_body_bytes)
     app.router.add_route("*", "/function/{name}", invoke)
-    app.router.add_route("*", "/function/{name}/{path:.*}", invoke)
+    # [\s\S], not '.': a path may hold an (escaped) newline too.
+    app.router.add_route("*", "/function/{name}/{path:[\\s\\S]*}", invoke)
     FunctionRoutes(invoker).add_to(app.router)
     app.router.add_get("/system/logs", make_logs_handler(invoker))
     app.router.add_get("/system/usage", make_usage_handler(invoker, config.pricing))
     OpsRoutes(invoker, metrics).add_to(app.router)
+    app.router.add_get("/openapi.json", make_openapi_handler(config, host_cores()))
 
     async def invoker_context(app: web.Application) -> AsyncIterator[None]:
         async with invoker:

@@ -29,6 +29,14 @@ class ServerConfig:
     code_limit_bytes: int = 20 * 1024 * 1024
     # How long SIGTERM waits for in-flight calls before tearing down.
     shutdown_timeout_s: float = 30.0
+    # A connection must send a request's headers within this many seconds of
+    # opening (or of its previous response); also how long an idle keep-alive
+    # connection stays open (75 s: web.run_app's keep-alive default, longer than
+    # the usual 60 s of load balancers). Bounds slow-header (slowloris) clients.
+    header_timeout_s: float = 75.0
+    # A request's body must have arrived this many seconds after its headers
+    # (408 otherwise). Bounds slow-body clients.
+    body_timeout_s: float = 60.0
     pids_max: int = 128
     # Blank sandboxes kept ready, so cold starts skip fork, unshare and cgroup attach.
     prewarm: int = 4
@@ -48,6 +56,10 @@ class ServerConfig:
     def check(self) -> None:
         if self.ledger_sync not in ("full", "normal"):
             raise ConfigError(f"ledger_sync must be 'full' or 'normal', got {self.ledger_sync!r}")
+        for key in ("header_timeout_s", "body_timeout_s"):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+                raise ConfigError(f"{key} must be a positive number of seconds, got {value!r}")
         if not (0 <= self.port <= 65535):
             raise ConfigError(f"port must be 0-65535, got {self.port}")
         if not self.token and not is_loopback(self.host):

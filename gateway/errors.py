@@ -15,6 +15,22 @@ log = logging.getLogger("faas.gateway")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
+class UriTooLong(FaasError):
+    status = 414
+
+
+class HeadersTooLarge(FaasError):
+    status = 431
+
+
+class RequestTimeout(FaasError, TimeoutError):
+    """The body did not arrive in time. Also a TimeoutError, so that aiohttp,
+    draining the rest of the body after the response, just closes the
+    connection."""
+
+    status = 408
+
+
 def new_call_id() -> str:
     return str(uuid.uuid4())
 
@@ -36,7 +52,16 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     try:
         response = await handler(request)
     except FaasError as exc:
-        return error_response(exc.status, exc.message, call_id, exc.headers)
+        response = error_response(exc.status, exc.message, call_id, exc.headers)
+        if isinstance(exc, RequestTimeout):
+            response.force_close()
+        return response
+    except web.RequestPayloadError as exc:  # e.g. a body that does not match its Content-Encoding
+        # Close rather than let aiohttp drain the broken body (which raises again).
+        request.content.feed_eof()
+        response = error_response(400, f"request body could not be read: {exc}", call_id)
+        response.force_close()
+        return response
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
@@ -46,6 +71,12 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         return error_response(
             exc.status, message, call_id, {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
         )
+    except ConnectionResetError:
+        if request.transport is not None and not request.transport.is_closing():
+            log.exception("unhandled error in %s %s", request.method, request.path)
+            return error_response(500, "internal error in the gateway", call_id)
+        log.info("client closed the connection during %s %s", request.method, request.path)
+        return error_response(400, "the client closed the connection before its request was read", call_id)
     except Exception:
         log.exception("unhandled error in %s %s", request.method, request.path)
         return error_response(500, "internal error in the gateway", call_id)

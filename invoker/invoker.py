@@ -123,6 +123,7 @@ class Invoker:
         self._limits = Limits(host_cores=host_cores(), code_limit_bytes=config.code_limit_bytes)
         self._runtime_binds: tuple[BindMount, ...] = ()
         self._python_path: tuple[str, ...] = ()
+        self._masked_files: tuple[str, ...] = ()
         self._python_path_map: tuple[tuple[str, str], ...] = ()
         self._new_root = os.path.join(config.data_dir, "run", "root")
         metrics.watch_pools(self._pool_snapshot)
@@ -147,6 +148,7 @@ class Invoker:
             log.warning("removed %d cgroups left behind by a dead server", stale)
         python_binds, self._python_path, self._python_path_map = hostfs.python_binds()
         self._runtime_binds = hostfs.library_binds() + python_binds
+        self._masked_files = hostfs.masked_files(python_binds)
         self.registry = SqliteRegistry(os.path.join(self.config.data_dir, "registry.db"))
         self._stack.callback(self.registry.close)
         if self.config.metering:
@@ -377,6 +379,7 @@ class Invoker:
             runtime_binds=self._runtime_binds,
             symlinks=hostfs.library_symlinks(),
             python_path=self._python_path,
+            masked_files=self._masked_files,
             new_root_dir=self._new_root,
             cgroup_procs_files=cgroup.procs_files,
         )

@@ -188,16 +188,20 @@ def validate_deploy(
     if unknown:
         raise BadRequest(f"unknown field(s): {', '.join(unknown)}; known: {', '.join(sorted(FIELDS))}")
     name = validate_name(body.get("name"))
-    entry = body.get("entry") or "handle"
-    if not isinstance(entry, str):
-        raise BadRequest(f"entry must be a string, got {entry!r}")
+    entry = body.get("entry")
+    if entry is None:
+        entry = "handle"
+    if not isinstance(entry, str) or not entry:
+        raise BadRequest(f"entry must be a non-empty string, got {entry!r}")
     memory_mb = _number(body, "memory_mb", 128, 32, 10240, True)
     timeout_s = _number(body, "timeout_s", 30, 0.1, 900, False)
     cpu = _number(body, "cpu", 1.0, 0.05, limits.host_cores, False)
     cpu_ms = _number(body, "cpu_ms_per_call", None, 1, 900000, True)
     max_instances = _number(body, "max_instances", 10, 1, 1000, True)
     max_queue = _number(body, "max_queue", 1000, 0, 100000, True)
-    env = body.get("env") or {}
+    env = body.get("env")
+    if env is None:
+        env = {}
     if not isinstance(env, dict):
         raise BadRequest("env must be an object of NAME to string value")
     for key, value in env.items():

@@ -15,9 +15,11 @@ from typing import Any
 import msgpack
 
 HEADER = struct.Struct(">I")
-# Larger than any legal request or response (bodies are capped at a few MiB),
-# small enough that a garbage length is rejected before we allocate.
-MAX_FRAME_BYTES = 64 * 1024 * 1024
+# Larger than any legal request or response (bodies are capped at 6 MiB,
+# logs at 64 KiB), small enough that a garbage length is rejected before we
+# allocate: a sandbox cannot make the server hold more than this per call.
+MAX_FRAME_BYTES = 8 * 1024 * 1024
+MAX_BODY_BYTES = 6 * 1024 * 1024
 
 
 class FrameError(Exception):
@@ -37,9 +39,24 @@ def check_length(length: int) -> int:
     return length
 
 
+# Containers a legitimate message holds: a few keys, headers, a query.
+# Without these bounds a small frame of many empty containers decodes into
+# hundreds of MiB of Python objects (4 MiB of empty maps: ~300 MiB).
+MAX_CONTAINER_LEN = 16384
+# Strings are headers, paths, logs (capped at 64 KiB) and error messages;
+# bodies are bytes. A longer string is a sandbox lying about its output.
+MAX_STR_LEN = 256 * 1024
+
+
 def decode_payload(payload: bytes) -> dict[str, Any]:
     try:
-        message = msgpack.unpackb(payload, raw=False)
+        message = msgpack.unpackb(
+            payload,
+            raw=False,
+            max_array_len=MAX_CONTAINER_LEN,
+            max_map_len=MAX_CONTAINER_LEN,
+            max_str_len=MAX_STR_LEN,
+        )
     except Exception as exc:  # msgpack raises several unrelated types
         raise FrameError(f"undecodable frame: {exc}") from None
     if not isinstance(message, dict) or not isinstance(message.get("t"), str):

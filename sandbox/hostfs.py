@@ -4,7 +4,9 @@ The sandbox is a fork of the zygote, so the interpreter is already loaded;
 it needs the directories on sys.path (for imports after pivot_root) and the
 shared libraries extension modules link against. Each sys.path directory is
 bound at a neutral path (/python/N), so host paths such as /root/.pyenv or
-the repository never appear inside.
+the repository are not reachable inside. (They still show as the roots of
+those mounts in /proc/self/mountinfo: a bind mount's source path is part of
+the mount table. Names only; nothing there can be opened.)
 """
 
 from __future__ import annotations
@@ -45,6 +47,29 @@ def python_binds(
     # Longest prefix first, so nested entries (lib-dynload) map to their own bind.
     path_map.sort(key=lambda pair: len(pair[0]), reverse=True)
     return tuple(binds), tuple(sandbox_path), tuple(path_map)
+
+
+def masked_files(binds: tuple[BindMount, ...]) -> tuple[str, ...]:
+    """Files inside the bound Python paths that name the repository (an
+    editable install's .pth and finder files): hidden inside the sandbox,
+    so the host's layout is not handed to a function. Paths inside."""
+    project = _project_root()
+    masked = []
+    for bind in binds:
+        try:
+            entries = os.listdir(bind.source)
+        except OSError:
+            continue
+        for name in entries:
+            if not (name.endswith(".pth") or name.startswith("__editable__")):
+                continue
+            try:
+                with open(os.path.join(bind.source, name), errors="replace") as f:
+                    if project in f.read(1 << 20):
+                        masked.append(f"{bind.target}/{name}")
+            except OSError:
+                continue
+    return tuple(masked)
 
 
 def library_binds() -> tuple[BindMount, ...]:

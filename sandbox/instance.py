@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import socket
 import time
 from typing import Any
@@ -171,24 +172,20 @@ class Sandbox:
         cpu_before = cgroup.cpu_usage_ns()
         t0 = time.monotonic()
         request["timeout_ms"] = max(0, int((deadline - t0) * 1000))
+        # Encoded before the try: a request that cannot be encoded is the
+        # caller's problem, not a reason to destroy a healthy sandbox.
+        frame = frames.encode(request)
         watchdog = None
         if cpu_budget_ms is not None:
             watchdog = asyncio.create_task(self._cpu_watchdog(cpu_before, cpu_budget_ms))
         try:
-            self._writer.write(frames.encode(request))
+            self._writer.write(frame)
             msg = await self._receive(deadline, what="call")
             if msg["t"] != "result" or msg.get("id") != request["id"]:
                 # A stale or forged frame (a handler that wrote to the channel
                 # itself, or answered twice) is caught here, not served.
                 raise SandboxDied("protocol", "sandbox broke the protocol: a result for another call")
-            result = CallResult(
-                status=int(msg["status"]),
-                headers=tuple((str(k), str(v)) for k, v in msg["headers"]),
-                body=bytes(msg["body"]),
-                logs=str(msg.get("logs", "")),
-                error=msg.get("error"),
-                usage=self._usage(t0, cpu_before),
-            )
+            result = _checked_result(msg, self._usage(t0, cpu_before))
         except BaseException as exc:
             self.last_usage = self._usage(t0, cpu_before)
             await self.destroy()
@@ -235,6 +232,43 @@ class Sandbox:
             self._writer.close()
         # remove() waits for the kernel to empty the cgroup: keep that off the loop.
         await asyncio.to_thread(self.cgroup.remove)
+
+
+_HEADER_NAME = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
+
+
+def _checked_result(msg: dict[str, Any], usage: Usage) -> CallResult:
+    """The sandbox is not trusted: a result must have exactly the types the
+    runtime sends (a number as the body would make us allocate that many
+    bytes; a status outside 100-599 would be sent as a broken status line)."""
+    status, headers, body = msg.get("status"), msg.get("headers"), msg.get("body")
+    logs, error = msg.get("logs", ""), msg.get("error")
+    if (
+        type(status) is not int
+        or not 100 <= status <= 599
+        or not isinstance(body, bytes)
+        or not isinstance(logs, str)
+        or not (error is None or isinstance(error, str))
+        or not isinstance(headers, list)
+        or not all(
+            isinstance(h, list)
+            and len(h) == 2
+            and isinstance(h[0], str)
+            and isinstance(h[1], str)
+            and _HEADER_NAME.match(h[0])
+            and not any(c in h[1] for c in "\r\n\x00")
+            for h in headers
+        )
+    ):
+        raise SandboxDied("protocol", "sandbox broke the protocol: malformed result")
+    return CallResult(
+        status=status,
+        headers=tuple((k, v) for k, v in headers),
+        body=body,
+        logs=logs,
+        error=error,
+        usage=usage,
+    )
 
 
 def _loop_time(monotonic_deadline: float) -> float:

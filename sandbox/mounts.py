@@ -15,7 +15,7 @@ RO_BIND_FLAGS = linux.MS_REMOUNT | linux.MS_BIND | linux.MS_RDONLY | linux.MS_NO
 def _bind(source: str, target: str, readonly: bool, extra_flags: int = 0) -> None:
     if os.path.isdir(source):
         os.makedirs(target, exist_ok=True)
-    else:
+    elif not os.path.exists(target):
         os.makedirs(os.path.dirname(target), exist_ok=True)
         with open(target, "a"):
             pass
@@ -55,13 +55,21 @@ def enter_root(spec: SandboxSpec) -> None:
 
     for bind in spec.runtime_binds:
         _bind(bind.source, root + bind.target, readonly=True)
+    dev = os.path.join(root, "dev")
+    os.makedirs(dev)
+    if spec.masked_files:
+        empty = os.path.join(dev, ".empty")
+        with open(empty, "w"):
+            pass
+        os.chmod(empty, 0o444)
+        for path in spec.masked_files:
+            if os.path.isfile(root + path):
+                _bind(empty, root + path, readonly=True)
     for path, points_to in spec.symlinks:
         os.symlink(points_to, root + path)
     os.makedirs(os.path.join(root, "var/task"))
     os.makedirs(os.path.join(root, "etc"))
 
-    dev = os.path.join(root, "dev")
-    os.makedirs(dev)
     for name in DEVICES:
         # Device nodes stay writable (writes to /dev/null must work) but no exec or suid.
         _bind(f"/dev/{name}", os.path.join(dev, name), readonly=False, extra_flags=linux.MS_NOEXEC)

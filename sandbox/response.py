@@ -7,11 +7,16 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from typing import Any
 
 TEXT = "text/plain; charset=utf-8"
 BINARY = "application/octet-stream"
 JSON = "application/json"
+
+
+# RFC 9110 field names; values must not break the header block.
+_TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
 
 
 class UnsupportedReturn(TypeError):
@@ -45,6 +50,9 @@ def _proxy_response(result: dict[str, Any]) -> tuple[int, list[tuple[str, str]],
     if not isinstance(raw_headers, dict):
         raise UnsupportedReturn(f"headers must be a dict, got {type(raw_headers).__name__}")
     headers = [(str(k), str(v)) for k, v in raw_headers.items()]
+    for name, value in headers:
+        if not _TOKEN.match(name) or any(c in value for c in "\r\n\x00"):
+            raise UnsupportedReturn(f"invalid response header {name!r}: {value!r}")
     body_value = result.get("body")
     if result.get("isBase64Encoded") and isinstance(body_value, str):
         try:

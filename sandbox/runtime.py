@@ -108,6 +108,11 @@ def warm_up() -> None:
     )
 
 
+def _short(message: str, limit: int = 4096) -> str:
+    """Error messages travel in the response and the frame: keep them short."""
+    return message if len(message) <= limit else message[:limit] + "... (truncated)"
+
+
 def install_streams() -> None:
     """Capture print(), sys.stderr and logging for good. Done once in the
     zygote, so no sandbox pays for it (or for the pages it would dirty)."""
@@ -165,7 +170,11 @@ class Runtime:
             self.load_handler()
         except BaseException as exc:  # the user's module may raise anything, SystemExit included
             self.logs.write(traceback.format_exc())
-            return {"t": "init_error", "error": f"{type(exc).__name__}: {exc}", "logs": self.logs.text()}
+            return {
+                "t": "init_error",
+                "error": _short(f"{type(exc).__name__}: {exc}"),
+                "logs": self.logs.text(),
+            }
         self.stamps.append(("init", time.monotonic()))
         return {"t": "ready", "logs": self.logs.text(), "stamps": self.stamps}
 
@@ -202,11 +211,15 @@ class Runtime:
         error: str | None = None
         try:
             status, headers, body = to_http(self._run_handler(event, context))
+            if len(body) > frames.MAX_BODY_BYTES:
+                raise UnsupportedReturn(
+                    f"response body of {len(body)} bytes is over the limit of {frames.MAX_BODY_BYTES} bytes"
+                )
         except UnsupportedReturn as exc:
-            error = str(exc)
+            error = _short(str(exc))
             self.logs.write(f"{error}\n")
         except BaseException as exc:  # SystemExit and KeyboardInterrupt are handler errors too
-            error = f"{type(exc).__name__}: {exc}"
+            error = _short(f"{type(exc).__name__}: {exc}")
             self.logs.write(traceback.format_exc())
         if error is not None:
             status, headers, body = 500, [("Content-Type", "application/json")], _error_body(error, call_id)

@@ -55,11 +55,12 @@ def build_program() -> bytes:
             f.add_rule(seccomp.ERRNO(errno.EPERM), name)
         except (RuntimeError, ValueError, OSError):
             continue  # a syscall this kernel/libseccomp does not know
-    f.add_rule(
-        seccomp.ERRNO(errno.EPERM),
-        "clone",
-        seccomp.Arg(0, seccomp.MASKED_EQ, NAMESPACE_CLONE_FLAGS, NAMESPACE_CLONE_FLAGS),
-    )
+    # Any one namespace flag makes clone() fail (MASKED_EQ per flag: the
+    # rule matches when that bit is set, whatever the others are).
+    for bit in range(64):
+        flag = 1 << bit
+        if NAMESPACE_CLONE_FLAGS & flag:
+            f.add_rule(seccomp.ERRNO(errno.EPERM), "clone", seccomp.Arg(0, seccomp.MASKED_EQ, flag, flag))
     # clone3 passes its flags in memory, out of a filter's reach: say it does
     # not exist, and libc falls back to clone, which is filtered above.
     f.add_rule(seccomp.ERRNO(errno.ENOSYS), "clone3")

@@ -38,6 +38,8 @@ class SandboxSpec:
     symlinks: tuple[tuple[str, str], ...] = ()
     # sys.path inside the sandbox, after the binds are in place.
     python_path: tuple[str, ...] = ()
+    # Files inside the root hidden behind an empty one (/dev/null).
+    masked_files: tuple[str, ...] = ()
     # An empty host directory the sandbox mounts its private root on (in its
     # own mount namespace, so the host never sees it).
     new_root_dir: str = "/run/faas/root"
@@ -54,7 +56,7 @@ class SandboxSpec:
         data = dict(data)
         data["symlinks"] = tuple(tuple(link) for link in data["symlinks"])
         data["runtime_binds"] = tuple(BindMount(**b) for b in data["runtime_binds"])
-        for key in ("namespaces", "python_path", "cgroup_procs_files"):
+        for key in ("namespaces", "python_path", "cgroup_procs_files", "masked_files"):
             data[key] = tuple(data[key])
         return cls(**data)
 

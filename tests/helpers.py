@@ -95,7 +95,11 @@ class Server:
             env["FAAS_TOKEN"] = self.token
         self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
-            cmd, stdout=self._log, stderr=subprocess.STDOUT, env=env, preexec_fn=_own_cgroup(self._cgroup_path())
+            cmd,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            preexec_fn=_own_cgroup(self._cgroup_path()),
         )
         leaks.SERVER_PIDS.add(self.proc.pid)
         deadline = time.monotonic() + timeout_s

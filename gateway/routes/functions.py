@@ -7,7 +7,7 @@ from typing import Any
 
 from aiohttp import web
 
-from invoker.errors import BadRequest
+from invoker.errors import BadRequest, PayloadTooLarge
 from invoker.invoker import Invoker
 from invoker.model import FunctionConfig
 
@@ -17,6 +17,11 @@ def _record(invoker: Invoker, config: FunctionConfig) -> dict[str, Any]:
 
 
 async def read_json(request: web.Request) -> Any:
+    limit = request.client_max_size
+    if request.content_length is not None and request.content_length > limit:
+        raise PayloadTooLarge(
+            f"request body of {request.content_length} bytes is over the limit of {limit} bytes"
+        )
     raw = await request.read()
     try:
         return json.loads(raw)
@@ -24,6 +29,8 @@ async def read_json(request: web.Request) -> Any:
         raise BadRequest("request body is not UTF-8") from None
     except ValueError as exc:
         raise BadRequest(f"request body is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise BadRequest("request body is JSON nested too deeply") from None
 
 
 class FunctionRoutes:

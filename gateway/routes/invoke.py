@@ -15,6 +15,19 @@ from invoker.model import Invocation
 HOP_BY_HOP = {"connection", "content-length", "transfer-encoding", "keep-alive", "upgrade", "x-call-id"}
 
 
+def _text(value: str) -> str:
+    """aiohttp keeps header bytes that are not UTF-8 as surrogate escapes,
+    which cannot travel as text: read those bytes as Latin-1 (RFC 9110's
+    obs-text) instead."""
+    if value.isascii():
+        return value
+    try:
+        value.encode("utf-8")
+        return value
+    except UnicodeEncodeError:
+        return value.encode("utf-8", "surrogateescape").decode("latin-1")
+
+
 async def read_body(request: web.Request, limit: int) -> bytes:
     if request.content_length is not None and request.content_length > limit:
         raise PayloadTooLarge(
@@ -45,8 +58,8 @@ def make_invoke_handler(invoker: Invoker, metrics: Metrics, max_body_bytes: int)
                     call_id=call_id,
                     method=request.method,
                     path="/" + request.match_info.get("path", ""),
-                    query=dict(request.query),
-                    headers=tuple(request.headers.items()),
+                    query={k: _text(v) for k, v in request.query.items()},
+                    headers=tuple((k, _text(v)) for k, v in request.headers.items()),
                     body=body,
                     received_at=received,
                 )

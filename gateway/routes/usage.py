@@ -10,6 +10,7 @@ from aiohttp import web
 from invoker.errors import BadRequest, Unavailable
 from invoker.invoker import Invoker
 from invoker.metering import PricePlan, Totals, iso, parse_time
+from invoker.validate import validate_name
 
 MAX_LIMIT = 100_000
 
@@ -27,13 +28,28 @@ def _int_param(request: web.Request, name: str, default: int, lo: int, hi: int) 
     return value
 
 
+def _time_param(request: web.Request, name: str) -> float | None:
+    """parse_time, and a BadRequest (not a 500) for times it or iso() cannot
+    represent (e.g. since=1e18, year 0 after a UTC offset)."""
+    raw = request.query.get(name)
+    try:
+        value = parse_time(name, raw)
+        if value is not None:
+            iso(value)
+    except (ValueError, OverflowError, OSError):
+        raise BadRequest(f"{name}={raw!r} is not a time between the years 1 and 9999") from None
+    return value
+
+
 def make_usage_handler(invoker: Invoker, plan: PricePlan) -> web.RequestHandler:  # type: ignore[name-defined]
     async def usage(request: web.Request) -> web.Response:
-        since = parse_time("since", request.query.get("since"))
-        until = parse_time("until", request.query.get("until"))
+        since = _time_param(request, "since")
+        until = _time_param(request, "until")
         if since is not None and until is not None and until < since:
             raise BadRequest("until is before since")
         function = request.query.get("function") or None
+        if function is not None:
+            validate_name(function)
         want_records = request.query.get("records", "0").lower() in ("1", "true", "yes")
         limit = _int_param(request, "limit", 1000, 1, MAX_LIMIT)
         cursor = _int_param(request, "cursor", 0, 0, 2**62)

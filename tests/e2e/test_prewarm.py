@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import re
+import signal
 import threading
 import time
 from collections.abc import Callable
@@ -131,11 +133,11 @@ def test_budget_full_of_busy_sandboxes_is_503(tmp_path: Path) -> None:
 def test_sandbox_that_died_while_idle_is_replaced(server: Server) -> None:
     server.deploy_ok("sleeper", TEST_FUNCTIONS / "sleeper.py")
     assert server.invoke("sleeper", "?s=0").status == 200
-    # Kill the idle sandbox from outside; the next call must still succeed.
-    import os
-    import signal
-
-    victims = [int(p) for p in os.listdir("/proc") if p.isdigit() and _uid(p) >= 200_000]
+    # Kill this server's idle sandboxes from outside (only this server's: the
+    # machine may run others); the next call must still succeed.
+    assert server.proc is not None
+    victims = [pid for pid in _pids_in_cgroups_of(server.proc.pid) if _uid(pid) >= 200_000]
+    assert victims, "no sandbox process found"
     for pid in victims:
         os.kill(pid, signal.SIGKILL)
     time.sleep(0.2)
@@ -143,9 +145,21 @@ def test_sandbox_that_died_while_idle_is_replaced(server: Server) -> None:
     assert resp.status == 200, resp.text
 
 
-def _uid(pid: str) -> int:
-    import os
+def _pids_in_cgroups_of(server_pid: int) -> list[int]:
+    found = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open(f"/proc/{pid}/cgroup") as f:
+                if f"/faas-{server_pid}/" in f.read():
+                    found.append(int(pid))
+        except OSError:
+            continue
+    return found
 
+
+def _uid(pid: int) -> int:
     try:
         return os.stat(f"/proc/{pid}").st_uid
     except OSError:

@@ -43,3 +43,9 @@ def test_proxy_shape() -> None:
 def test_unsupported(value: object) -> None:
     with pytest.raises(UnsupportedReturn):
         to_http(value)
+
+
+@pytest.mark.parametrize("headers", [{"X-A": "a\r\nSet-Cookie: x=1"}, {"Bad Name": "v"}, {"X": "nul\x00"}])
+def test_headers_that_would_break_the_response_are_refused(headers: dict) -> None:
+    with pytest.raises(UnsupportedReturn):
+        to_http({"statusCode": 200, "headers": headers, "body": "x"})

@@ -1,0 +1,86 @@
+"""Limits on what a client may send before a handler runs: the size of the
+request line and headers, and how long headers and body may take to arrive.
+
+aiohttp's parser answers requests over its own limits itself, in plain text,
+before any middleware. So its hard caps (PARSER_*) sit above the gateway's
+(URL_LIMIT, HEADER_*), and the gateway answers everything between them with
+a JSON error (414, 431). Only a request over the parser's caps, or one that is
+not HTTP at all, still gets aiohttp's plain-text 400 and a closed connection.
+
+Slow headers: aiohttp's keep-alive timer starts when a connection opens and
+after each response, and closes a connection still waiting for a complete
+request when it fires, so `keepalive_timeout` = header_timeout_s bounds both
+idle keep-alive connections and clients that trickle headers (slowloris).
+Slow bodies: the middleware gives each body body_timeout_s from the time its
+headers arrived; past that the reader gets RequestTimeout (408).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from aiohttp import web
+
+from .config import ServerConfig
+from .errors import Handler, HeadersTooLarge, RequestTimeout, UriTooLong
+
+URL_LIMIT = 8 * 1024
+HEADER_FIELD_LIMIT = 8 * 1024
+HEADERS_TOTAL_LIMIT = 32 * 1024
+HEADER_COUNT_LIMIT = 100
+PARSER_LINE_LIMIT = 16 * 1024
+PARSER_HEADER_COUNT = 128
+
+
+def handler_args(config: ServerConfig) -> dict[str, Any]:
+    """Keyword arguments of aiohttp's RequestHandler (web.Application(handler_args=...))."""
+    return {
+        "max_line_size": PARSER_LINE_LIMIT,
+        "max_field_size": PARSER_LINE_LIMIT,
+        "max_headers": PARSER_HEADER_COUNT,
+        "keepalive_timeout": config.header_timeout_s,
+    }
+
+
+def check_head(request: web.BaseRequest) -> None:
+    url = len(request.raw_path)
+    if url > URL_LIMIT:
+        raise UriTooLong(f"request target of {url} bytes is over the limit of {URL_LIMIT} bytes")
+    headers = request.raw_headers
+    if len(headers) > HEADER_COUNT_LIMIT:
+        raise HeadersTooLarge(f"{len(headers)} header fields, at most {HEADER_COUNT_LIMIT} are allowed")
+    total = 0
+    for name, value in headers:
+        size = len(name) + len(value) + 4
+        if size > HEADER_FIELD_LIMIT:
+            shown = name[:64].decode("latin-1")
+            raise HeadersTooLarge(
+                f"header {shown!r} of {size} bytes is over the limit of {HEADER_FIELD_LIMIT} bytes"
+            )
+        total += size
+    if total > HEADERS_TOTAL_LIMIT:
+        raise HeadersTooLarge(f"headers of {total} bytes are over the limit of {HEADERS_TOTAL_LIMIT} bytes")
+
+
+def make_limits_middleware(body_timeout_s: float) -> web.Middleware:  # type: ignore[name-defined]
+    @web.middleware
+    async def limits(request: web.Request, handler: Handler) -> web.StreamResponse:
+        check_head(request)
+        content = request.content
+        if content.is_eof():
+            return await handler(request)
+
+        def expire() -> None:
+            if not content.is_eof():
+                content.set_exception(
+                    RequestTimeout(f"request body not received within {body_timeout_s:g} s")
+                )
+
+        timer = asyncio.get_running_loop().call_later(body_timeout_s, expire)
+        try:
+            return await handler(request)
+        finally:
+            timer.cancel()
+
+    return limits
