@@ -94,4 +94,11 @@ def create_app(config: ServerConfig) -> web.Application:
             yield
 
     app.cleanup_ctx.append(invoker_context)
+
+    async def drain(app: web.Application) -> None:
+        # Runs once the listener is closed, before aiohttp waits for the
+        # requests in flight: calls still arriving on open connections get 503.
+        invoker.drain()
+
+    app.on_shutdown.append(drain)
     return app

@@ -27,8 +27,9 @@ class ServerConfig:
     keepalive_s: float = 600.0
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     code_limit_bytes: int = 20 * 1024 * 1024
-    # How long SIGTERM waits for in-flight calls before tearing down.
-    shutdown_timeout_s: float = 30.0
+    # How long SIGTERM waits for in-flight calls before tearing down. Every
+    # call ends by its own timeout (at most 900 s), so this is only a bound.
+    shutdown_timeout_s: float = 900.0
     # A connection must send a request's headers within this many seconds of
     # opening (or of its previous response); also how long an idle keep-alive
     # connection stays open (75 s: web.run_app's keep-alive default, longer than

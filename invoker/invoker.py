@@ -105,6 +105,7 @@ class Invoker:
         self.config = config
         self.metrics = metrics
         self.ready = False
+        self.draining = False
         self._functions: dict[str, FunctionState] = {}
         self._uids = itertools.count()
         self._background: set[asyncio.Task[Any]] = set()
@@ -231,7 +232,14 @@ class Invoker:
 
     # -- invocation ---------------------------------------------------------
 
+    def drain(self) -> None:
+        """Stop taking calls (503); the ones in flight go on to their end."""
+        self.draining = True
+        self.ready = False
+
     async def invoke(self, inv: Invocation) -> InvocationResult:
+        if self.draining:
+            raise Unavailable("the server is shutting down")
         state = self._functions.get(inv.function)
         if state is None:
             raise NotFound(f"function {inv.function!r} not found")

@@ -6,7 +6,7 @@ import time
 
 from aiohttp import web
 
-from invoker.errors import FaasError, PayloadTooLarge
+from invoker.errors import FaasError, PayloadTooLarge, Unavailable
 from invoker.invoker import Invoker
 from invoker.metrics import Metrics
 from invoker.model import Invocation
@@ -48,6 +48,8 @@ def make_invoke_handler(invoker: Invoker, metrics: Metrics, max_body_bytes: int)
         received = time.monotonic()
         name = request.match_info["name"]
         call_id: str = request["call_id"]
+        if invoker.draining:
+            raise Unavailable("the server is shutting down")
         invoker.get(name)  # 404 before reading a body for a function that does not exist
         code = 500
         try:
