@@ -37,6 +37,8 @@ import time
 import traceback
 from typing import Any
 
+from sandbox import procfs
+
 from . import cold, creation, density, report, warm
 from .common import REPO, leftover_cgroups
 
@@ -90,20 +92,7 @@ def _meta(stamp: str, quick: bool) -> dict[str, Any]:
 
 def _children_alive() -> list[str]:
     """Processes this run started that are still alive (should be none)."""
-    me = os.getpid()
-    alive = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                stat = f.read()
-        except OSError:
-            continue
-        fields = stat.rsplit(")", 1)[1].split()
-        if int(fields[1]) == me and fields[0] != "Z":
-            alive.append(f"{entry} {stat.split('(', 1)[1].split(')')[0]}")
-    return alive
+    return [f"{pid} {name}" for pid, name in procfs.children_of(os.getpid(), include_zombies=False)]
 
 
 def main() -> int:

@@ -73,7 +73,7 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=10)
     parser.add_argument("--connections", type=int, default=32)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--sync", choices=["full", "normal"], default="full")
+    parser.add_argument("--sync", choices=["full", "normal"], default="normal")
     args = parser.parse_args()
     print(json.dumps(run(args.connections, args.duration, args.rounds, args.sync), indent=2))
 

@@ -26,7 +26,7 @@ from typing import Any
 import msgpack
 
 # Pre-import what every sandbox needs, so that forks share it.
-from . import linux, namespaces, seccomp, setup  # noqa: F401
+from . import linux, namespaces, procfs, seccomp, setup  # noqa: F401
 from .spec import SandboxSpec
 
 MAX_REQUEST_BYTES = 1 << 20
@@ -112,7 +112,7 @@ def serve(control: socket.socket, seccomp_program: bytes) -> None:
     # Killing a sandbox's PID 1 takes down its whole PID namespace. Reap
     # them before leaving, so no zombie is handed to the host's init.
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-    for pid in _children():
+    for pid, _name in procfs.children_of(os.getpid()):
         try:
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
@@ -122,26 +122,6 @@ def serve(control: socket.socket, seccomp_program: bytes) -> None:
             os.waitpid(-1, 0)
         except ChildProcessError:
             break
-
-
-def _children() -> list[int]:
-    """Our live children: every sandbox, since we are their subreaper. Read
-    from /proc rather than remembered, so a recycled pid is never killed."""
-    me = os.getpid()
-    out = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                stat = f.read()
-        except OSError:
-            continue
-        # The command name may hold spaces and parentheses: split after the last ")".
-        fields = stat[stat.rfind(")") + 2 :].split()
-        if len(fields) > 1 and int(fields[1]) == me:
-            out.append(int(entry))
-    return out
 
 
 def main() -> None:

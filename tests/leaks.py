@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 
+from sandbox import procfs
 from sandbox.cgroups import parse_mountinfo, parse_proc_cgroup
 
 SANDBOX_UID_MIN = 200_000
@@ -22,7 +23,9 @@ def _cgroup_dirs() -> set[str]:
     if parent and os.path.isdir(parent):
         for server in os.scandir(parent):
             if server.is_dir() and server.name.startswith("server-"):
-                found |= {e.path for e in os.scandir(server.path) if e.is_dir() and e.name.startswith("faas-")}
+                found |= {
+                    e.path for e in os.scandir(server.path) if e.is_dir() and e.name.startswith("faas-")
+                }
     for _fstype, _root, point, opts in mounts:
         for controller in [c for c in opts if c in own] or ([""] if "" in own else []):
             base = os.path.join(point, own[controller].lstrip("/"))
@@ -65,18 +68,13 @@ ZYGOTE_PIDS: set[int] = set()
 
 def zygotes_of(server_pid: int) -> set[int]:
     found = set()
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit():
-            continue
+    for pid, _name in procfs.children_of(server_pid):
         try:
-            with open(f"/proc/{pid}/stat") as f:
-                stat = f.read()
             with open(f"/proc/{pid}/cmdline", "rb") as f:
-                cmd = f.read()
+                if b"sandbox.zygote" in f.read():
+                    found.add(pid)
         except OSError:
             continue
-        if int(stat[stat.rfind(")") + 2 :].split()[1]) == server_pid and b"sandbox.zygote" in cmd:
-            found.add(int(pid))
     return found
 
 

@@ -1,0 +1,25 @@
+"""Reading processes from /proc: who is whose child. Read each time, never
+remembered, so a recycled pid is never taken for one of ours."""
+
+from __future__ import annotations
+
+import os
+
+
+def children_of(parent: int, include_zombies: bool = True) -> list[tuple[int, str]]:
+    """(pid, command name) of every process whose parent is `parent`."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        # The command name may hold spaces and parentheses: split at the last ")".
+        name = stat[stat.find("(") + 1 : stat.rfind(")")]
+        fields = stat[stat.rfind(")") + 2 :].split()
+        if len(fields) > 1 and int(fields[1]) == parent and (include_zombies or fields[0] != "Z"):
+            found.append((int(entry), name))
+    return found
