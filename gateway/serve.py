@@ -110,4 +110,5 @@ def run_server(
             file=sys.stderr,
         )
         return 1
+    log.info("stopped")
     return 0

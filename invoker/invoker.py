@@ -233,9 +233,14 @@ class Invoker:
     # -- invocation ---------------------------------------------------------
 
     def drain(self) -> None:
-        """Stop taking calls (503); the ones in flight go on to their end."""
+        """Stop taking calls (503); the ones in flight go on to their end,
+        calls still waiting for a sandbox get 503 now."""
         self.draining = True
         self.ready = False
+        busy = sum(state.pool.busy for state in self._functions.values())
+        log.info("shutting down: %d calls in flight", busy)
+        for state in self._functions.values():
+            state.pool.fail_waiters(Unavailable("the server is shutting down"))
 
     async def invoke(self, inv: Invocation) -> InvocationResult:
         if self.draining:

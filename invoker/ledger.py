@@ -17,6 +17,7 @@ from abc import ABC, abstractmethod
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from .errors import Unavailable
 from .metering import Totals, UsageRecord
 
 SCHEMA = """
@@ -50,8 +51,8 @@ MAX_ROWS_PER_STATEMENT = 2000
 CHECKPOINT_EVERY_S = 2.0
 
 
-class LedgerError(RuntimeError):
-    pass
+class LedgerError(Unavailable):
+    """A record could not be made durable: the call is answered 503."""
 
 
 class Ledger(ABC):
@@ -159,7 +160,7 @@ class SqliteLedger(Ledger):
                 error: BaseException | None = None
                 try:
                     await loop.run_in_executor(self._writer, self._write, rows)
-                except sqlite3.Error as exc:
+                except Exception as exc:  # whatever it is, every waiter must hear of it
                     error = LedgerError(f"usage ledger write failed: {exc}")
                 _settle(waiters, error)
         finally:
@@ -172,7 +173,7 @@ class SqliteLedger(Ledger):
         error: BaseException | None = None
         try:
             self._write(rows)
-        except sqlite3.Error as exc:
+        except Exception as exc:  # whatever it is, every waiter must hear of it
             error = LedgerError(f"usage ledger write failed: {exc}")
         _settle(waiters, error)
 
