@@ -1,0 +1,65 @@
+"""The SQLite usage ledger: durable appends, group commit, totals, paging."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from invoker.ledger import SqliteLedger
+from invoker.metering import UsageRecord
+
+
+def record(i: int, function: str = "f", status: str = "ok", started_at: float = 1000.0) -> UsageRecord:
+    return UsageRecord(
+        call_id=f"call-{i}", function=function, version=1, started_at=started_at + i, wall_ms=10.2,
+        init_ms=None, cpu_us=1000 + i, memory_mb=128, max_memory_bytes=1 << 20, status=status, cold=False,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("sync", ["NORMAL", "FULL"])
+async def test_concurrent_appends_share_commits_and_are_all_stored(tmp_path: Path, sync: str) -> None:
+    ledger = SqliteLedger(str(tmp_path / "usage.db"), synchronous=sync)
+    await asyncio.gather(*(ledger.append(record(i)) for i in range(200)))
+    assert ledger.commits < 200  # group commit: many records per transaction
+    await ledger.aclose()
+    # Durable and readable by anyone once append returned.
+    rows = sqlite3.connect(tmp_path / "usage.db").execute(
+        "SELECT COUNT(*), COUNT(DISTINCT call_id) FROM usage"
+    )
+    assert rows.fetchone() == (200, 200)
+
+
+async def test_totals_filter_by_time_and_function(tmp_path: Path) -> None:
+    ledger = SqliteLedger(str(tmp_path / "usage.db"))
+    for i in range(10):
+        await ledger.append(record(i, function="a" if i % 2 else "b", status="error" if i == 3 else "ok"))
+    totals = ledger.totals(None, None, None)
+    assert {k: v.requests for k, v in totals.items()} == {"a": 5, "b": 5}
+    assert totals["a"].errors == 1 and totals["a"].billed_ms == 5 * 11
+    assert totals["a"].cpu_us == sum(1000 + i for i in range(10) if i % 2)
+    window = ledger.totals(1002.0, 1005.0, None)  # started_at in [1002, 1005)
+    assert sum(t.requests for t in window.values()) == 3
+    assert set(ledger.totals(None, None, "a")) == {"a"}
+    await ledger.aclose()
+
+
+async def test_records_page_by_cursor_oldest_first(tmp_path: Path) -> None:
+    ledger = SqliteLedger(str(tmp_path / "usage.db"))
+    for i in range(7):
+        await ledger.append(record(i))
+    first = ledger.records(None, None, None, after=0, limit=4)
+    assert [r.call_id for _, r in first] == [f"call-{i}" for i in range(4)]
+    rest = ledger.records(None, None, None, after=first[-1][0], limit=4)
+    assert [r.call_id for _, r in rest] == [f"call-{i}" for i in range(4, 7)]
+    assert rest[0][1] == record(4)
+    await ledger.aclose()
+
+
+async def test_appends_after_close_are_refused(tmp_path: Path) -> None:
+    ledger = SqliteLedger(str(tmp_path / "usage.db"))
+    await ledger.aclose()
+    with pytest.raises(Exception, match="closed"):
+        await ledger.append(record(1))
