@@ -73,7 +73,8 @@ class InvokerConfig:
     ledger_sync: str = "normal"
     # Blank sandboxes kept ready for cold starts.
     prewarm: int = 4
-    # Memory limit of a blank sandbox until a function sets its own.
+    # Memory limit of a blank sandbox until a function sets its own (the
+    # function default, so most cold starts write no limits at all).
     blank_memory_mb: int = 128
     # Memory all warm sandboxes together may hold (their measured peaks);
     # past it the least recently used idle ones are evicted. 0: 75% of RAM.
@@ -397,6 +398,7 @@ class Invoker:
             cgroup_procs_files=cgroup.procs_files,
         )
         sandbox = Sandbox(spec, cgroup)
+        sandbox.cgroup_limits = limits
         await sandbox.spawn(self.zygote, timeout_s)
         return sandbox
 
@@ -432,9 +434,12 @@ class Invoker:
         limits = self._cgroup_limits(config.memory_mb, config.cpu)
         sandbox = self.blanks.take() if self.blanks is not None else None
         (self.metrics.prewarm_hits if sandbox is not None else self.metrics.prewarm_misses).inc()
-        if sandbox is not None:
+        if sandbox is not None and sandbox.cgroup_limits != limits:
+            # Blanks are made with the default limits, which most functions
+            # keep: then there is nothing to write on the cold path.
             try:
                 sandbox.cgroup.set_limits(limits)
+                sandbox.cgroup_limits = limits
             except OSError:
                 await sandbox.destroy()
                 sandbox = None

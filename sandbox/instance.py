@@ -25,7 +25,7 @@ from .api import (
     SetupError,
     Usage,
 )
-from .cgroups import SandboxCgroup
+from .cgroups import CgroupLimits, SandboxCgroup
 from .spec import FunctionSpec, SandboxSpec
 from .zygote_client import Zygote
 
@@ -51,6 +51,8 @@ class Sandbox:
         self._oom_baseline = 0
         self._cpu_exceeded_ms: float | None = None
         self.last_usage: Usage | None = None
+        # The limits its cgroup holds now (set by the invoker).
+        self.cgroup_limits: CgroupLimits | None = None
         # Memory it holds (its last call's peak), for the invoker's budget.
         self.memory_bytes = 0
         # Set by specialize(): the function this sandbox now runs.
