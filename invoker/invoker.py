@@ -317,7 +317,7 @@ class Invoker:
             self.metrics.init_seconds.labels(name).observe(sandbox.init_ms / 1000)
         self.logs.append(name, inv.call_id, result.logs)
         status = "ok" if result.error is None else "error"
-        record = await self._record(sandbox, inv.call_id, started_at, result.usage, init_ms, status, cold)
+        await self._record(sandbox, inv.call_id, started_at, result.usage, init_ms, status, cold)
         return InvocationResult(
             status=result.status,
             headers=result.headers,
@@ -326,7 +326,6 @@ class Invoker:
             wall_ms=result.usage.wall_ms,
             billed_ms=billed_ms(result.usage.wall_ms, init_ms),
             init_ms=init_ms,
-            record=record,
         )
 
     async def _record(
@@ -470,6 +469,14 @@ class Invoker:
             await self._record(sandbox, call_id, started_at, usage, sandbox.init_ms, status, True)
             raise error from None
         sandbox.init_ms = (time.monotonic() - t0) * 1000
+        if log.isEnabledFor(logging.DEBUG):
+            stages = sandbox.stamps
+            log.debug(
+                "cold start of %s in %.2f ms: %s",
+                config.name,
+                sandbox.init_ms,
+                " ".join(f"{b[0]}={(b[1] - a[1]) * 1000:.2f}" for a, b in zip(stages, stages[1:], strict=False)),
+            )
         sandbox.memory_bytes = state.memory_estimate
         self._live.add(sandbox)
         if sandbox.init_logs:

@@ -74,5 +74,3 @@ class InvocationResult:
     wall_ms: float
     billed_ms: int
     init_ms: float | None
-    # The call's usage record (metering), already durable.
-    record: Any = None
