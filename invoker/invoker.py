@@ -475,7 +475,9 @@ class Invoker:
                 "cold start of %s in %.2f ms: %s",
                 config.name,
                 sandbox.init_ms,
-                " ".join(f"{b[0]}={(b[1] - a[1]) * 1000:.2f}" for a, b in zip(stages, stages[1:], strict=False)),
+                " ".join(
+                    f"{b[0]}={(b[1] - a[1]) * 1000:.2f}" for a, b in zip(stages, stages[1:], strict=False)
+                ),
             )
         sandbox.memory_bytes = state.memory_estimate
         self._live.add(sandbox)

@@ -2,7 +2,7 @@
 to <data>/logs/<function>.log so they survive a restart.
 
 Everything here is bounded whatever a function does (the sandbox's own cap
-cannot be trusted): at most CALL_CAP_BYTES of one call's output is kept,
+cannot be trusted): at most LOG_CAP_BYTES of one call's output is kept,
 then one marker line; memory per function is capped in bytes; a log file
 is rotated once it passes FILE_CAP_BYTES (one older generation is kept).
 """
@@ -15,18 +15,21 @@ import os
 import time
 from typing import IO
 
-CALL_CAP_BYTES = 64 * 1024
+from sandbox.runtime import LOG_CAP_BYTES, TRUNCATION_MARKER
+
 MEMORY_CAP_BYTES = 2 * 1024 * 1024
 FILE_CAP_BYTES = 16 * 1024 * 1024
 FLUSH_DELAY_S = 0.2
-TRUNCATED = "[faas] log output truncated: more than 64 KiB in this call"
+# The same cap and marker the sandbox's runtime applies, so a call's output
+# is never marked twice.
+TRUNCATED = TRUNCATION_MARKER.rstrip("\n")
 
 
 def cap_call_output(text: str) -> str:
-    """One call's output, cut at CALL_CAP_BYTES with a marker line."""
-    if len(text) <= CALL_CAP_BYTES // 4 or len(text.encode("utf-8", "replace")) <= CALL_CAP_BYTES:
+    """One call's output, cut at LOG_CAP_BYTES with a marker line."""
+    if len(text) <= LOG_CAP_BYTES // 4 or len(text.encode("utf-8", "replace")) <= LOG_CAP_BYTES:
         return text
-    kept = text.encode("utf-8", "replace")[:CALL_CAP_BYTES].decode("utf-8", "ignore")
+    kept = text.encode("utf-8", "replace")[:LOG_CAP_BYTES].decode("utf-8", "ignore")
     kept = kept[: kept.rfind("\n") + 1] if "\n" in kept else kept + "\n"
     if TRUNCATED in kept:  # the sandbox already marked it
         return kept

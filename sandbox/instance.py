@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import re
 import socket
 import time
 from typing import Any
@@ -26,6 +25,7 @@ from .api import (
     Usage,
 )
 from .cgroups import CgroupLimits, SandboxCgroup
+from .response import valid_header
 from .spec import FunctionSpec, SandboxSpec
 from .zygote_client import Zygote
 
@@ -236,9 +236,6 @@ class Sandbox:
         await asyncio.to_thread(self.cgroup.remove)
 
 
-_HEADER_NAME = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
-
-
 def _checked_result(msg: dict[str, Any], usage: Usage) -> CallResult:
     """The sandbox is not trusted: a result must have exactly the types the
     runtime sends (a number as the body would make us allocate that many
@@ -257,8 +254,7 @@ def _checked_result(msg: dict[str, Any], usage: Usage) -> CallResult:
             and len(h) == 2
             and isinstance(h[0], str)
             and isinstance(h[1], str)
-            and _HEADER_NAME.match(h[0])
-            and not any(c in h[1] for c in "\r\n\x00")
+            and valid_header(h[0], h[1])
             for h in headers
         )
     ):

@@ -19,6 +19,11 @@ JSON = "application/json"
 _TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
 
 
+def valid_header(name: str, value: str) -> bool:
+    """A field name that is a token and a value that cannot break the header block."""
+    return bool(_TOKEN.match(name)) and not any(c in value for c in "\r\n\x00")
+
+
 class UnsupportedReturn(TypeError):
     """The handler returned something the runtime cannot turn into HTTP."""
 
@@ -51,7 +56,7 @@ def _proxy_response(result: dict[str, Any]) -> tuple[int, list[tuple[str, str]],
         raise UnsupportedReturn(f"headers must be a dict, got {type(raw_headers).__name__}")
     headers = [(str(k), str(v)) for k, v in raw_headers.items()]
     for name, value in headers:
-        if not _TOKEN.match(name) or any(c in value for c in "\r\n\x00"):
+        if not valid_header(name, value):
             raise UnsupportedReturn(f"invalid response header {name!r}: {value!r}")
     body_value = result.get("body")
     if result.get("isBase64Encoded") and isinstance(body_value, str):

@@ -78,19 +78,25 @@ def zygotes_of(server_pid: int) -> set[int]:
     return found
 
 
+def in_sandbox_of(pid: int, server_pid: int) -> bool:
+    """Whether process `pid` lives in a sandbox cgroup of that server."""
+    try:
+        with open(f"/proc/{pid}/cgroup") as f:
+            return f"/faas-{server_pid}/" in f.read()
+    except OSError:
+        return False
+
+
+def sandbox_pids_of(server_pid: int) -> list[int]:
+    return [int(p) for p in os.listdir("/proc") if p.isdigit() and in_sandbox_of(int(p), server_pid)]
+
+
 def _ours(kind: str, item: str) -> bool:
     if kind == "cgroups":
         return any(item.rstrip("/").endswith(f"/faas-{pid}") for pid in SERVER_PIDS)
     if kind == "processes":
         pid = int(item.split()[1])
-        if pid in ZYGOTE_PIDS:
-            return True
-        try:
-            with open(f"/proc/{pid}/cgroup") as f:
-                groups = f.read()
-        except OSError:
-            return False
-        return any(f"/faas-{spid}/" in groups for spid in SERVER_PIDS)
+        return pid in ZYGOTE_PIDS or any(in_sandbox_of(pid, spid) for spid in SERVER_PIDS)
     return True
 
 

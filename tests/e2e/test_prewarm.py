@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from tests import leaks
 from tests.helpers import EXAMPLES, TEST_FUNCTIONS, Server
 
 
@@ -136,27 +137,13 @@ def test_sandbox_that_died_while_idle_is_replaced(server: Server) -> None:
     # Kill this server's idle sandboxes from outside (only this server's: the
     # machine may run others); the next call must still succeed.
     assert server.proc is not None
-    victims = [pid for pid in _pids_in_cgroups_of(server.proc.pid) if _uid(pid) >= 200_000]
+    victims = [pid for pid in leaks.sandbox_pids_of(server.proc.pid) if _uid(pid) >= 200_000]
     assert victims, "no sandbox process found"
     for pid in victims:
         os.kill(pid, signal.SIGKILL)
     time.sleep(0.2)
     resp = server.invoke("sleeper", "?s=0")
     assert resp.status == 200, resp.text
-
-
-def _pids_in_cgroups_of(server_pid: int) -> list[int]:
-    found = []
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit():
-            continue
-        try:
-            with open(f"/proc/{pid}/cgroup") as f:
-                if f"/faas-{server_pid}/" in f.read():
-                    found.append(int(pid))
-        except OSError:
-            continue
-    return found
 
 
 def _uid(pid: int) -> int:
