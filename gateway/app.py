@@ -12,8 +12,9 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
+from invoker.config import InvokerConfig
 from invoker.errors import Unauthorized
-from invoker.invoker import Invoker, InvokerConfig
+from invoker.invoker import Invoker
 from invoker.metrics import Metrics
 from invoker.validate import host_cores
 

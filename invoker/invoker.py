@@ -14,7 +14,6 @@ import logging
 import os
 import time
 import uuid
-from dataclasses import dataclass
 from typing import Any
 
 from sandbox import hostfs
@@ -33,6 +32,7 @@ from sandbox.instance import Sandbox
 from sandbox.spec import BindMount, FunctionSpec, SandboxSpec
 from sandbox.zygote_client import Zygote
 
+from .config import InvokerConfig
 from .errors import (
     CallTimeout,
     FaasError,
@@ -49,7 +49,7 @@ from .model import FunctionConfig, Invocation, InvocationResult
 from .pool import START, Pool
 from .prewarm import BlankPool
 from .registry import CodeStore, Registry, SqliteRegistry
-from .validate import DEFAULT_CODE_LIMIT_BYTES, Limits, host_cores, validate_deploy
+from .validate import Limits, host_cores, validate_deploy
 
 log = logging.getLogger("faas.invoker")
 
@@ -57,28 +57,6 @@ UID_BASE = 200_000
 UID_RANGE = 65_536
 # What a new sandbox is assumed to hold before its first call is measured.
 NEW_SANDBOX_ESTIMATE_BYTES = 8 * 1024 * 1024
-
-
-@dataclass(frozen=True)
-class InvokerConfig:
-    data_dir: str
-    keepalive_s: float = 600.0
-    pids_max: int = 128
-    open_files_max: int = 1024
-    code_limit_bytes: int = DEFAULT_CODE_LIMIT_BYTES
-    # Leave a short burst at full speed under a small cpu quota (LINUX-NOTES).
-    cpu_burst_us: int = 50_000
-    # Usage records in the durable ledger (off only to measure what it costs).
-    metering: bool = True
-    ledger_sync: str = "normal"
-    # Blank sandboxes kept ready for cold starts.
-    prewarm: int = 4
-    # Memory limit of a blank sandbox until a function sets its own (the
-    # function default, so most cold starts write no limits at all).
-    blank_memory_mb: int = 128
-    # Memory all warm sandboxes together may hold (their measured peaks);
-    # past it the least recently used idle ones are evicted. 0: 75% of RAM.
-    warm_memory_budget_mb: int = 0
 
 
 class FunctionState:
