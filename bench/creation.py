@@ -25,7 +25,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from typing import Any
 
 from .common import CGROUP_OWNERS, REPO, percentile
@@ -35,44 +34,26 @@ TARGET_PER_S = 200.0
 
 
 async def _measure_sandboxes(k: int, duration_s: float, warmup: int = 8) -> dict[str, Any]:
-    from sandbox import hostfs
-    from sandbox.cgroups import CgroupLimits, detect
+    from sandbox.factory import FactoryConfig, SandboxFactory
     from sandbox.instance import Sandbox
-    from sandbox.spec import SandboxSpec
-    from sandbox.zygote_client import Zygote
 
-    limits = CgroupLimits(memory_mb=128, cpu_cores=1.0, pids_max=128, cpu_burst_us=50_000)
     new_root = tempfile.mkdtemp(prefix="faas-bench-root-")
-    backend = detect()
+    # The invoker's own factory, without its pre-warmed pool: each blank is
+    # made on demand, exactly as a cold start that finds the pool empty.
+    factory = SandboxFactory(FactoryConfig(root_dir=new_root, prewarm=0))
+    limits = factory.limits(memory_mb=128, cpu_cores=1.0)
     destroys: set[asyncio.Task[None]] = set()
+
+    def destroy_later(sandbox: Sandbox) -> None:
+        task = asyncio.create_task(sandbox.destroy())
+        destroys.add(task)
+        task.add_done_callback(destroys.discard)
+
     try:
-        python_binds, python_path, python_path_map = hostfs.python_binds()
-        runtime_binds = hostfs.library_binds() + python_binds
-        symlinks = hostfs.library_symlinks()
-
-        async def new_blank() -> Sandbox:
-            cgroup = backend.create(f"sb-{uuid.uuid4().hex[:16]}", limits)
-            spec = SandboxSpec(
-                sandbox_id=cgroup.name.removeprefix("sb-"),
-                runtime_binds=runtime_binds,
-                symlinks=symlinks,
-                python_path=python_path,
-                new_root_dir=new_root,
-                cgroup_procs_files=cgroup.procs_files,
-            )
-            sandbox = Sandbox(spec, cgroup)
-            await sandbox.spawn(zygote, 10.0)  # destroys the sandbox itself on failure
-            return sandbox
-
-        def destroy_later(sandbox: Sandbox) -> None:
-            task = asyncio.create_task(sandbox.destroy())
-            destroys.add(task)
-            task.add_done_callback(destroys.discard)
-
-        async with Zygote(python_path, python_path_map) as zygote:
+        async with factory:
             try:
                 for _ in range(warmup):
-                    destroy_later(await new_blank())
+                    destroy_later(await factory.blank(limits, 10.0))
                 while destroys:
                     await asyncio.gather(*destroys)
                 made: list[float] = []
@@ -83,7 +64,7 @@ async def _measure_sandboxes(k: int, duration_s: float, warmup: int = 8) -> dict
                 async def worker() -> None:
                     while time.monotonic() < end:
                         start = time.monotonic()
-                        sandbox = await new_blank()
+                        sandbox = await factory.blank(limits, 10.0)  # destroyed by itself on failure
                         done = time.monotonic()
                         destroy_later(sandbox)
                         if done <= end:
@@ -95,7 +76,6 @@ async def _measure_sandboxes(k: int, duration_s: float, warmup: int = 8) -> dict
                 while destroys:
                     await asyncio.gather(*destroys, return_exceptions=True)
     finally:
-        backend.close()
         os.rmdir(new_root)
     return {
         "k": k,

@@ -1,4 +1,5 @@
-"""The one place errors become HTTP responses: JSON {"error", "call_id"}."""
+"""The one place errors become HTTP responses: JSON {"error", "call_id"},
+with the status the table below gives each kind of error."""
 
 from __future__ import annotations
 
@@ -8,7 +9,22 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from invoker.errors import FaasError
+from invoker.errors import (
+    BadRequest,
+    CallTimedOut,
+    CallTimeout,
+    CpuBudgetExceeded,
+    FaasError,
+    InitError,
+    NotFound,
+    PayloadTooLarge,
+    SandboxDied,
+    SetupError,
+    SpawnError,
+    TooManyRequests,
+    Unauthorized,
+    Unavailable,
+)
 
 log = logging.getLogger("faas.gateway")
 
@@ -16,11 +32,11 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 class UriTooLong(FaasError):
-    status = 414
+    """A URL over 8 KiB."""
 
 
 class HeadersTooLarge(FaasError):
-    status = 431
+    """A header over 8 KiB, all of them over 32 KiB, or more than 100."""
 
 
 class RequestTimeout(FaasError, TimeoutError):
@@ -28,7 +44,36 @@ class RequestTimeout(FaasError, TimeoutError):
     draining the rest of the body after the response, just closes the
     connection."""
 
-    status = 408
+
+HTTP_STATUS: dict[type[FaasError], int] = {
+    BadRequest: 400,
+    Unauthorized: 401,
+    NotFound: 404,
+    RequestTimeout: 408,
+    PayloadTooLarge: 413,
+    UriTooLong: 414,
+    TooManyRequests: 429,
+    HeadersTooLarge: 431,
+    # The function failed: its init raised (a handler that raises is a 500 from its sandbox).
+    InitError: 500,
+    # The sandbox died: out of memory, crashed, exited, broke the protocol, or failed its setup.
+    SandboxDied: 502,
+    SetupError: 502,
+    Unavailable: 503,
+    SpawnError: 503,
+    CallTimeout: 504,
+    CallTimedOut: 504,
+    CpuBudgetExceeded: 504,
+}
+
+
+def http_status(exc: FaasError) -> int:
+    """The status of an error: its own kind's, else its nearest base's, else 500."""
+    for kind in type(exc).__mro__:
+        status = HTTP_STATUS.get(kind)
+        if status is not None:
+            return status
+    return 500
 
 
 def new_call_id() -> str:
@@ -52,7 +97,7 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     try:
         response = await handler(request)
     except FaasError as exc:
-        response = error_response(exc.status, exc.message, call_id, exc.headers)
+        response = error_response(http_status(exc), exc.message, call_id, exc.headers)
         if isinstance(exc, RequestTimeout):
             response.force_close()
         return response

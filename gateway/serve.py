@@ -9,9 +9,7 @@ from collections.abc import Sequence
 
 from aiohttp import web
 
-from invoker.errors import FaasError
-from sandbox.api import SpawnError
-from sandbox.cgroups import CgroupUnavailable
+from invoker.errors import CgroupUnavailable, FaasError, SpawnError
 
 from .app import INVOKER, create_app
 from .config import ConfigError, load

@@ -1,57 +1,69 @@
-"""The one error hierarchy of the runtime. Each error knows its HTTP status;
-gateway/errors.py is the one place that turns them into responses."""
+"""The invoker's kinds of error, in the runtime's one vocabulary: they
+extend `FaasError` of sandbox/errors.py (where the sandbox's own kinds are),
+and gateway/errors.py is the one place that maps each kind to HTTP."""
 
 from __future__ import annotations
 
+from sandbox.cgroups import CgroupUnavailable
+from sandbox.errors import (
+    CallTimedOut,
+    CpuBudgetExceeded,
+    FaasError,
+    InitError,
+    SandboxDied,
+    SandboxError,
+    SetupError,
+    SpawnError,
+)
 
-class FaasError(Exception):
-    status = 500
-    headers: dict[str, str] = {}
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message)
-        self.message = message
+# The whole vocabulary, so the gateway needs no import of sandbox/.
+__all__ = [
+    "FaasError",
+    "SandboxError",
+    "SpawnError",
+    "SetupError",
+    "InitError",
+    "SandboxDied",
+    "CallTimedOut",
+    "CpuBudgetExceeded",
+    "CgroupUnavailable",
+    "BadRequest",
+    "Unauthorized",
+    "NotFound",
+    "PayloadTooLarge",
+    "TooManyRequests",
+    "Unavailable",
+    "CallTimeout",
+]
 
 
 class BadRequest(FaasError):
-    status = 400
+    """The request is malformed or out of range; the message says how."""
 
 
 class Unauthorized(FaasError):
-    status = 401
+    """A /system request without the server's token."""
 
 
 class NotFound(FaasError):
-    status = 404
+    """No such function."""
 
 
 class PayloadTooLarge(FaasError):
-    status = 413
+    """A request body over its limit."""
 
 
 class TooManyRequests(FaasError):
-    status = 429
+    """The function's concurrency limit and wait queue are full."""
 
     def __init__(self, message: str, retry_after_s: int = 1) -> None:
         super().__init__(message)
         self.headers = {"Retry-After": str(retry_after_s)}
 
 
-class FunctionError(FaasError):
-    """The function itself failed: its init raised or it has no entry."""
-
-    status = 500
-
-
-class SandboxFailed(FaasError):
-    """The sandbox died: out of memory, crashed, exited or broke the protocol."""
-
-    status = 502
-
-
 class Unavailable(FaasError):
-    status = 503
+    """Shutting down, or no capacity."""
 
 
 class CallTimeout(FaasError):
-    status = 504
+    """A call ran out of time before it reached a sandbox (waiting in the queue)."""

@@ -9,6 +9,7 @@ the same integers, agree exactly.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -63,7 +64,7 @@ class UsageRecord:
 
 
 def billed_ms(wall_ms: float, init_ms: float | None) -> int:
-    """ceil(wall + init), at least 1 ms (SPEC section 5)."""
+    """ceil(wall + init), at least 1 ms (docs/METRICS.md)."""
     return max(1, math.ceil(wall_ms + (init_ms or 0.0)))
 
 
@@ -102,6 +103,17 @@ class Totals:
         self.billed_ms += record.billed_ms
         self.mb_ms += record.memory_mb * record.billed_ms
         self.cpu_us += record.cpu_us
+
+    @classmethod
+    def sum(cls, parts: Iterable[Totals]) -> Totals:
+        total = cls()
+        for part in parts:
+            total.requests += part.requests
+            total.errors += part.errors
+            total.billed_ms += part.billed_ms
+            total.mb_ms += part.mb_ms
+            total.cpu_us += part.cpu_us
+        return total
 
     @property
     def gb_seconds(self) -> float:

@@ -6,6 +6,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from sandbox.api import CallResult
+
 
 @dataclass(frozen=True)
 class FunctionConfig:
@@ -67,10 +69,26 @@ class Invocation:
 
 @dataclass(frozen=True)
 class InvocationResult:
-    status: int
-    headers: tuple[tuple[str, str], ...]
-    body: bytes
+    """A call's answer from its sandbox (status, headers, body, usage) and
+    how it was served and billed."""
+
+    call: CallResult
     cold: bool
-    wall_ms: float
     billed_ms: int
     init_ms: float | None
+
+    @property
+    def status(self) -> int:
+        return self.call.result.status
+
+    @property
+    def headers(self) -> tuple[tuple[str, str], ...]:
+        return self.call.result.headers
+
+    @property
+    def body(self) -> bytes:
+        return self.call.result.body
+
+    @property
+    def wall_ms(self) -> float:
+        return self.call.usage.wall_ms

@@ -6,7 +6,8 @@ A call asks `acquire()` and gets an idle sandbox, START (a capacity slot is
 reserved for it: start a new sandbox), or a future to await, which resolves
 to one of those two. A freed sandbox or slot goes straight to the oldest
 waiter, never back into a shared queue a newcomer could grab it from (the
-asyncio.Queue overtaking problem in LINUX-NOTES).
+asyncio.Queue overtaking problem: a newcomer overtaking a woken waiter
+made p99 go from 4 ms to over 100 ms at 32 connections).
 """
 
 from __future__ import annotations
@@ -79,11 +80,20 @@ class Pool(Generic[S]):
         self.instances -= 1
         self._grant_capacity()
 
+    def resize(self, max_instances: int, max_queue: int) -> None:
+        """New limits (a redeploy): every slot a higher limit allows goes to a
+        waiter at once. A lower one takes effect as sandboxes go."""
+        self.max_instances = max_instances
+        self.max_queue = max_queue
+        self._grant_capacity()
+
     def _grant_capacity(self) -> None:
-        if self.waiters and self.instances < self.max_instances:
+        """Hand each free capacity slot to a waiter, oldest first."""
+        while self.waiters and self.instances < self.max_instances:
             self.instances += 1
             if not self._hand_over(START):
                 self.instances -= 1
+                return
 
     def abandon(self, fut: asyncio.Future[S | _Start]) -> None:
         """A waiter gave up (timeout, cancellation). If it had already been

@@ -1,50 +1,61 @@
-"""The sandbox contract as the invoker sees it: what a call returns and the
-ways a sandbox can fail. The implementation is sandbox/instance.py."""
+"""The sandbox contract, as the invoker sees it: one short interface.
+
+`SandboxFactory` makes sandboxes (sandbox/factory.py does it with a zygote,
+namespaces and cgroups; the invoker's tests use an in-process fake), and a
+`Sandbox` goes through explicit states:
+
+    BLANK --specialize--> SPECIALIZING --> IDLE <--call--> BUSY
+      any state --destroy or any failure--> DEAD
+
+A failure of specialize or call destroys the sandbox before the error
+(sandbox/errors.py) reaches the caller, so a broken sandbox is never reused.
+"""
 
 from __future__ import annotations
 
+import enum
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
+from typing import Protocol
+
+from .cgroups import CgroupLimits
+from .protocol import Call, Result, Stamps
+from .spec import FunctionSpec
 
 
-class SandboxError(Exception):
-    """Base of everything a sandbox can fail with."""
+class SandboxState(enum.Enum):
+    NEW = "new"
+    BLANK = "blank"
+    SPECIALIZING = "specializing"
+    IDLE = "idle"
+    BUSY = "busy"
+    DEAD = "dead"
 
 
-class SpawnError(SandboxError):
-    """The zygote could not create the sandbox (fork, cgroup attach, unshare)."""
+_ALLOWED = {
+    SandboxState.NEW: {SandboxState.BLANK, SandboxState.DEAD},
+    SandboxState.BLANK: {SandboxState.SPECIALIZING, SandboxState.DEAD},
+    SandboxState.SPECIALIZING: {SandboxState.IDLE, SandboxState.DEAD},
+    SandboxState.IDLE: {SandboxState.BUSY, SandboxState.DEAD},
+    SandboxState.BUSY: {SandboxState.IDLE, SandboxState.DEAD},
+    SandboxState.DEAD: set(),
+}
 
 
-class SetupError(SandboxError):
-    """The sandbox failed while building its namespaces, root or credentials."""
+class StateError(RuntimeError):
+    """A sandbox was asked to do what its state does not allow (a bug in
+    the caller, never the sandbox's doing)."""
 
 
-class InitError(SandboxError):
-    """The function's module raised while loading, or has no entry function."""
-
-    def __init__(self, message: str, logs: str) -> None:
-        super().__init__(message)
-        self.logs = logs
-
-
-class SandboxDied(SandboxError):
-    """The sandbox is gone: reason is "oom", "crash" or "protocol"."""
-
-    def __init__(self, reason: str, message: str) -> None:
-        super().__init__(message)
-        self.reason = reason
-
-
-class CallTimedOut(SandboxError):
-    """The call ran past its deadline; the sandbox was killed."""
-
-
-class CpuBudgetExceeded(SandboxError):
-    """The call used more CPU time than its budget; the sandbox was killed."""
+def check_transition(current: SandboxState, new: SandboxState) -> SandboxState:
+    if new not in _ALLOWED[current]:
+        raise StateError(f"a sandbox cannot go from {current.value} to {new.value}")
+    return new
 
 
 @dataclass(frozen=True)
 class Usage:
-    """What one call cost, read from outside the sandbox."""
+    """What one call (or a start) cost, read from outside the sandbox."""
 
     wall_ms: float
     cpu_us: int
@@ -55,12 +66,57 @@ class Usage:
         return self.cpu_us / 1000
 
 
+NO_USAGE = Usage(0.0, 0, 0)
+
+
 @dataclass(frozen=True)
 class CallResult:
-    status: int
-    headers: tuple[tuple[str, str], ...]
-    body: bytes
-    logs: str
-    # The handler raised or returned an unsupported type (status is 500).
-    error: str | None
+    """A call's answer from the sandbox and what it cost."""
+
+    result: Result
     usage: Usage
+
+
+class Sandbox(Protocol):
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def state(self) -> SandboxState: ...
+
+    # Set by specialize: the function it runs, its init time and output, and
+    # (stage, time.monotonic()) stamps of its start.
+    function: FunctionSpec | None
+    init_ms: float
+    init_logs: str
+    stamps: Stamps
+    # What the failed call or start cost, after a SandboxError.
+    last_usage: Usage | None
+
+    def alive(self) -> bool:
+        """False once destroyed or once its channel hit EOF (it died idle)."""
+        ...
+
+    async def specialize(self, function: FunctionSpec, timeout_s: float) -> None: ...
+
+    async def call(self, call: Call, cpu_budget_ms: float | None = None) -> CallResult: ...
+
+    async def destroy(self) -> None:
+        """Kill every process of the sandbox and remove its cgroup. Idempotent."""
+        ...
+
+
+class SandboxFactory(AbstractAsyncContextManager["SandboxFactory"], Protocol):
+    def limits(self, memory_mb: int, cpu_cores: float) -> CgroupLimits:
+        """The cgroup limits of a sandbox of a function with these settings."""
+        ...
+
+    async def take(self, limits: CgroupLimits, timeout_s: float) -> tuple[Sandbox, bool]:
+        """A blank sandbox with these limits, and whether it was pre-warmed.
+        Raises SpawnError, SetupError, SandboxDied or CallTimedOut."""
+        ...
+
+    @property
+    def prewarmed(self) -> int:
+        """Blank sandboxes ready now."""
+        ...

@@ -1,4 +1,5 @@
-"""One running sandbox as the invoker holds it: start, init, call, destroy.
+"""One running sandbox as the invoker holds it: spawn, specialize, call,
+destroy (the real implementation of the contract in sandbox/api.py).
 
 Destroy-on-error lives here: any failure of a call (timeout, death,
 protocol) kills the whole sandbox (every process in its cgroup) before the
@@ -11,21 +12,12 @@ import asyncio
 import os
 import socket
 import time
-from typing import Any
 
-from . import frames, linux
-from .api import (
-    CallResult,
-    CallTimedOut,
-    CpuBudgetExceeded,
-    InitError,
-    SandboxDied,
-    SandboxError,
-    SetupError,
-    Usage,
-)
+from . import frames, linux, protocol
+from .api import CallResult, SandboxState, Usage, check_transition
 from .cgroups import CgroupLimits, SandboxCgroup
-from .response import valid_header
+from .errors import CallTimedOut, CpuBudgetExceeded, InitError, SandboxDied, SandboxError, SetupError
+from .protocol import Call, Stamps
 from .spec import FunctionSpec, SandboxSpec
 from .zygote_client import Zygote
 
@@ -33,39 +25,41 @@ HOST_CORES = len(os.sched_getaffinity(0))
 
 
 class Sandbox:
-    def __init__(self, spec: SandboxSpec, cgroup: SandboxCgroup) -> None:
+    def __init__(self, spec: SandboxSpec, cgroup: SandboxCgroup, limits: CgroupLimits) -> None:
         self.spec = spec
         self.cgroup = cgroup
+        # The limits its cgroup holds now.
+        self.cgroup_limits = limits
         self.pid = 0
-        self.calls = 0
-        # Which deploy of its function this sandbox runs (set by the invoker).
-        self.generation = 0
+        self.function: FunctionSpec | None = None
         self.init_ms = 0.0
         self.init_logs = ""
-        # (stage, time.monotonic()) of the start, from the zygote's fork to init.
-        self.stamps: list[tuple[str, float]] = []
-        self.last_used = time.monotonic()
-        self.dead = False
+        self.stamps: Stamps = ()
+        self.last_usage: Usage | None = None
+        self._state = SandboxState.NEW
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
         self._oom_baseline = 0
         self._cpu_exceeded_ms: float | None = None
-        self.last_usage: Usage | None = None
-        # The limits its cgroup holds now (set by the invoker).
-        self.cgroup_limits: CgroupLimits | None = None
-        # Memory it holds (its last call's peak), for the invoker's budget.
-        self.memory_bytes = 0
-        # Set by specialize(): the function this sandbox now runs.
-        self.function: FunctionSpec | None = None
-
-    def alive(self) -> bool:
-        """False once the sandbox is destroyed or its channel has hit EOF
-        (it died while idle: killed, crashed, or exited on its own)."""
-        return not self.dead and self._reader is not None and not self._reader.at_eof()
 
     @property
     def id(self) -> str:
         return self.spec.sandbox_id
+
+    @property
+    def state(self) -> SandboxState:
+        return self._state
+
+    def _to(self, state: SandboxState) -> None:
+        self._state = check_transition(self._state, state)
+
+    def alive(self) -> bool:
+        return self._state is not SandboxState.DEAD and self._reader is not None and not self._reader.at_eof()
+
+    def set_limits(self, limits: CgroupLimits) -> None:
+        if limits != self.cgroup_limits:
+            self.cgroup.set_limits(limits)
+            self.cgroup_limits = limits
 
     async def spawn(self, zygote: Zygote, timeout_s: float) -> None:
         """Fork a blank sandbox (namespaces, root, cgroup; no function yet)
@@ -85,12 +79,13 @@ class Sandbox:
             finally:
                 theirs.close()
             self._reader, self._writer = await asyncio.open_unix_connection(sock=ours, limit=1 << 20)
-            msg = await self._receive(t0 + timeout_s, what="sandbox setup")
-            if msg["t"] == "setup_error":
-                raise SetupError(f"sandbox setup failed: {msg.get('error')}")
-            if msg["t"] != "blank":
-                raise SandboxDied("protocol", f"sandbox broke the protocol: expected blank, got {msg['t']!r}")
-            self.stamps = [(str(stage), float(t)) for stage, t in msg.get("stamps", [])]
+            msg = await self._receive(t0 + timeout_s, "the sandbox's setup")
+            if isinstance(msg, protocol.SetupFailed):
+                raise SetupError(f"sandbox setup failed: {msg.error}")
+            if not isinstance(msg, protocol.Blank):
+                raise _protocol_error(f"expected blank, got {type(msg).__name__}")
+            self.stamps = msg.stamps
+            self._to(SandboxState.BLANK)
         except BaseException:
             ours.close()
             await self.destroy()
@@ -104,6 +99,7 @@ class Sandbox:
         Raises SetupError, InitError, SandboxDied or CallTimedOut; the
         sandbox is destroyed in every case.
         """
+        self._to(SandboxState.SPECIALIZING)
         assert self._writer is not None
         t0 = time.monotonic()
         self.function = function
@@ -113,43 +109,46 @@ class Sandbox:
             try:
                 sock = self._writer.get_extra_info("socket")
                 frames.send_with_fds(
-                    sock.fileno(), {"t": "specialize", "function": function.to_wire()}, [code_mount]
+                    sock.fileno(), protocol.pack(protocol.Specialize(function)), [code_mount]
                 )
             finally:
                 os.close(code_mount)
-            msg = await self._receive(t0 + timeout_s, what="init")
-            if msg["t"] == "setup_error":
-                raise SetupError(f"sandbox setup failed: {msg.get('error')}")
-            if msg["t"] == "init_error":
-                raise InitError(f"function init failed: {msg.get('error')}", str(msg.get("logs", "")))
-            if msg["t"] != "ready":
-                raise SandboxDied("protocol", f"sandbox broke the protocol: expected ready, got {msg['t']!r}")
-            self.init_logs = str(msg.get("logs", ""))
-            self.stamps += [(str(stage), float(t)) for stage, t in msg.get("stamps", [])]
+            msg = await self._receive(t0 + timeout_s, "init")
+            if isinstance(msg, protocol.SetupFailed):
+                raise SetupError(f"sandbox setup failed: {msg.error}")
+            if isinstance(msg, protocol.InitFailed):
+                raise InitError(f"function init failed: {msg.error}", msg.logs)
+            if not isinstance(msg, protocol.Ready):
+                raise _protocol_error(f"expected ready, got {type(msg).__name__}")
+            self.init_logs = msg.logs
+            self.stamps += msg.stamps
             self.init_ms = (time.monotonic() - t0) * 1000
-        except BaseException:
+            self._to(SandboxState.IDLE)
+        except BaseException as exc:
             # What the failed init cost, for its usage record.
             self.init_ms = (time.monotonic() - t0) * 1000
             self.last_usage = self._usage(t0, cpu_before)
             await self.destroy()
+            if isinstance(exc, CallTimedOut):
+                raise CallTimedOut(f"timed out after {function.timeout_s:g} s (during init)") from None
+            if isinstance(exc, SandboxDied):
+                raise SandboxDied(exc.reason, f"sandbox died during init: {exc.message}") from None
             raise
 
-    async def _receive(self, deadline: float, what: str) -> dict[str, Any]:
+    async def _receive(self, deadline: float, what: str) -> protocol.Message:
         assert self._reader is not None
         try:
             async with asyncio.timeout_at(_loop_time(deadline)):
-                header = await self._reader.readexactly(frames.HEADER.size)
-                (length,) = frames.HEADER.unpack(header)
-                payload = await self._reader.readexactly(frames.check_length(length))
-            return frames.decode_payload(payload)
+                header = await self._reader.readexactly(protocol.HEADER.size)
+                (length,) = protocol.HEADER.unpack(header)
+                payload = await self._reader.readexactly(protocol.check_length(length))
+            return protocol.parse_from_sandbox(protocol.decode_payload(payload))
         except TimeoutError:
             raise CallTimedOut(f"{what} timed out") from None
-        except asyncio.IncompleteReadError:
+        except (asyncio.IncompleteReadError, ConnectionError, OSError):
             raise self._death() from None
-        except (ConnectionError, OSError):
-            raise self._death() from None
-        except frames.FrameError as exc:
-            raise SandboxDied("protocol", f"sandbox broke the protocol: {exc}") from None
+        except protocol.ProtocolError as exc:
+            raise _protocol_error(str(exc)) from None
 
     def _death(self) -> SandboxError:
         if self._cpu_exceeded_ms is not None:
@@ -159,46 +158,42 @@ class Sandbox:
             return SandboxDied("oom", f"memory limit of {limit} MiB exceeded")
         return SandboxDied("crash", "sandbox exited or crashed during the call")
 
-    async def call(
-        self, request: dict[str, Any], deadline: float, cpu_budget_ms: float | None = None
-    ) -> CallResult:
-        """Run one call. `deadline` is a time.monotonic() value.
+    async def call(self, call: Call, cpu_budget_ms: float | None = None) -> CallResult:
+        """Run one call until `call.deadline` (a time.monotonic() value).
 
         Raises CallTimedOut, CpuBudgetExceeded or SandboxDied, after
         destroying the sandbox; `last_usage` then holds what the call used.
         """
-        assert self._writer is not None
-        self.calls += 1
+        # Encoded before the state changes: a request that cannot be encoded
+        # is the caller's problem, not a reason to destroy a healthy sandbox.
+        frame = protocol.pack(call)
+        self._to(SandboxState.BUSY)
+        assert self._writer is not None and self.function is not None
         cgroup = self.cgroup
         cgroup.reset_memory_peak()
         cpu_before = cgroup.cpu_usage_ns()
         t0 = time.monotonic()
-        request["timeout_ms"] = max(0, int((deadline - t0) * 1000))
-        # Encoded before the try: a request that cannot be encoded is the
-        # caller's problem, not a reason to destroy a healthy sandbox.
-        frame = frames.encode(request)
         watchdog = None
         if cpu_budget_ms is not None:
             watchdog = asyncio.create_task(self._cpu_watchdog(cpu_before, cpu_budget_ms))
         try:
             self._writer.write(frame)
-            msg = await self._receive(deadline, what="call")
-            if msg["t"] != "result" or msg.get("id") != request["id"]:
+            msg = await self._receive(call.deadline, "call")
+            if not isinstance(msg, protocol.Result) or msg.id != call.id:
                 # A stale or forged frame (a handler that wrote to the channel
                 # itself, or answered twice) is caught here, not served.
-                raise SandboxDied("protocol", "sandbox broke the protocol: a result for another call")
-            result = _checked_result(msg, self._usage(t0, cpu_before))
+                raise _protocol_error("a result for another call")
         except BaseException as exc:
             self.last_usage = self._usage(t0, cpu_before)
             await self.destroy()
-            if isinstance(exc, (KeyError, TypeError, ValueError)):
-                raise SandboxDied("protocol", f"sandbox broke the protocol: bad result ({exc})") from None
+            if isinstance(exc, CallTimedOut):
+                raise CallTimedOut(f"timed out after {self.function.timeout_s:g} s") from None
             raise
         finally:
             if watchdog is not None:
                 watchdog.cancel()
-        self.last_used = time.monotonic()
-        return result
+        self._to(SandboxState.IDLE)
+        return CallResult(msg, self._usage(t0, cpu_before))
 
     async def _cpu_watchdog(self, cpu_before: int, budget_ms: float) -> None:
         """Kill the sandbox once the call's CPU time passes its budget.
@@ -227,46 +222,17 @@ class Sandbox:
 
     async def destroy(self) -> None:
         """Kill every process of the sandbox and remove its cgroup. Idempotent."""
-        if self.dead:
+        if self._state is SandboxState.DEAD:
             return
-        self.dead = True
+        self._to(SandboxState.DEAD)
         if self._writer is not None:
             self._writer.close()
         # remove() waits for the kernel to empty the cgroup: keep that off the loop.
         await asyncio.to_thread(self.cgroup.remove)
 
 
-def _checked_result(msg: dict[str, Any], usage: Usage) -> CallResult:
-    """The sandbox is not trusted: a result must have exactly the types the
-    runtime sends (a number as the body would make us allocate that many
-    bytes; a status outside 100-599 would be sent as a broken status line)."""
-    status, headers, body = msg.get("status"), msg.get("headers"), msg.get("body")
-    logs, error = msg.get("logs", ""), msg.get("error")
-    if (
-        type(status) is not int
-        or not 100 <= status <= 599
-        or not isinstance(body, bytes)
-        or not isinstance(logs, str)
-        or not (error is None or isinstance(error, str))
-        or not isinstance(headers, list)
-        or not all(
-            isinstance(h, list)
-            and len(h) == 2
-            and isinstance(h[0], str)
-            and isinstance(h[1], str)
-            and valid_header(h[0], h[1])
-            for h in headers
-        )
-    ):
-        raise SandboxDied("protocol", "sandbox broke the protocol: malformed result")
-    return CallResult(
-        status=status,
-        headers=tuple((k, v) for k, v in headers),
-        body=body,
-        logs=logs,
-        error=error,
-        usage=usage,
-    )
+def _protocol_error(what: str) -> SandboxDied:
+    return SandboxDied("protocol", f"sandbox broke the protocol: {what}")
 
 
 def _loop_time(monotonic_deadline: float) -> float:

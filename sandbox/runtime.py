@@ -15,7 +15,7 @@ import traceback
 from collections.abc import Awaitable
 from typing import Any
 
-from . import frames
+from . import frames, protocol
 from .event import Context, Event, Headers
 from .response import UnsupportedReturn, to_http
 from .spec import FunctionSpec
@@ -94,18 +94,16 @@ def warm_up() -> None:
     """Run the call path once on a fake request while the sandbox is still
     blank: the pages it touches are copied (copy-on-write after the fork)
     now, off the path of the first real call."""
-    msg = frames.decode_payload(
-        frames.encode({"t": "call", "id": "warm-up", "headers": [["A", "b"]], "body": b"x"})[4:]
-    )
-    event = Event("GET", "/", {}, Headers(msg["headers"]), msg["body"])
-    Context("warm-up", "", "0", 0, 0.0, True, time.monotonic()).get_remaining_time_in_millis()
+    call = protocol.Call("warm-up", "GET", "/", {}, (("A", "b"),), b"x", time.monotonic())
+    msg = protocol.parse_from_invoker(protocol.decode_payload(protocol.pack(call)[4:]))
+    assert isinstance(msg, protocol.Call)
+    event = Event(msg.method, msg.path, msg.query, Headers(msg.headers), msg.body)
+    Context("warm-up", "", "0", 0, 0.0, True, msg.deadline).get_remaining_time_in_millis()
     buffer = LogBuffer()
     buffer.write(event.text)
     for value in (None, "s", b"b", {"k": [1]}, {"statusCode": 200, "body": "x"}):
         to_http(value)
-    frames.encode(
-        {"t": "result", "status": 200, "headers": [], "body": b"", "error": None, "logs": buffer.text()}
-    )
+    protocol.pack(protocol.Result("warm-up", 200, (), b"", None, buffer.text()))
 
 
 def _short(message: str, limit: int = 4096) -> str:
@@ -163,20 +161,16 @@ class Runtime:
             raise TypeError(f"{self.spec.handler_module}.{self.spec.entry} is not callable")
         self.handler = handler
 
-    def init(self) -> dict[str, Any]:
+    def init(self) -> protocol.Ready | protocol.InitFailed:
         self.logs = LogBuffer()
         self.stamps.append(("streams", time.monotonic()))
         try:
             self.load_handler()
         except BaseException as exc:  # the user's module may raise anything, SystemExit included
             self.logs.write(traceback.format_exc())
-            return {
-                "t": "init_error",
-                "error": _short(f"{type(exc).__name__}: {exc}"),
-                "logs": self.logs.text(),
-            }
+            return protocol.InitFailed(_short(f"{type(exc).__name__}: {exc}"), self.logs.text())
         self.stamps.append(("init", time.monotonic()))
-        return {"t": "ready", "logs": self.logs.text(), "stamps": self.stamps}
+        return protocol.Ready(self.logs.text(), tuple(self.stamps))
 
     def _run_handler(self, event: Event, context: Context) -> Any:
         result = self.handler(event, context)
@@ -188,15 +182,11 @@ class Runtime:
             result = self._loop.run_until_complete(result)
         return result
 
-    def call(self, msg: dict[str, Any]) -> dict[str, Any]:
-        call_id = msg["id"]
+    def call(self, msg: protocol.Call) -> protocol.Result:
+        call_id = msg.id
         self.logs = LogBuffer()
         event = Event(
-            method=msg["method"],
-            path=msg["path"],
-            query=msg["query"],
-            headers=Headers(msg["headers"]),
-            body=msg["body"],
+            method=msg.method, path=msg.path, query=msg.query, headers=Headers(msg.headers), body=msg.body
         )
         context = Context(
             request_id=call_id,
@@ -205,15 +195,15 @@ class Runtime:
             memory_limit_in_mb=self.spec.memory_mb,
             timeout_s=self.spec.timeout_s,
             cold_start=self._cold,
-            deadline_monotonic=time.monotonic() + msg["timeout_ms"] / 1000,
+            deadline_monotonic=msg.deadline,
         )
         self._cold = False
         error: str | None = None
         try:
             status, headers, body = to_http(self._run_handler(event, context))
-            if len(body) > frames.MAX_BODY_BYTES:
+            if len(body) > protocol.MAX_BODY_BYTES:
                 raise UnsupportedReturn(
-                    f"response body of {len(body)} bytes is over the limit of {frames.MAX_BODY_BYTES} bytes"
+                    f"response body of {len(body)} bytes is over the limit of {protocol.MAX_BODY_BYTES} bytes"
                 )
         except UnsupportedReturn as exc:
             error = _short(str(exc))
@@ -223,25 +213,18 @@ class Runtime:
             self.logs.write(traceback.format_exc())
         if error is not None:
             status, headers, body = 500, [("Content-Type", "application/json")], _error_body(error, call_id)
-        return {
-            "t": "result",
-            "id": call_id,
-            "status": status,
-            "headers": headers,
-            "body": body,
-            "error": error,
-            "logs": self.logs.text(),
-        }
+        return protocol.Result(call_id, status, tuple(headers), body, error, self.logs.text())
 
     def serve(self) -> None:
-        frames.send_blocking(self.channel, self.init())
+        self.channel.sendall(protocol.pack(self.init()))
         while True:
-            msg = frames.recv_blocking(self.channel)
-            if msg is None:
+            raw = frames.recv_blocking(self.channel)
+            if raw is None:
                 return
-            if msg["t"] != "call":
-                raise frames.FrameError(f"unexpected message {msg['t']!r}")
-            frames.send_blocking(self.channel, self.call(msg))
+            msg = protocol.parse_from_invoker(raw)
+            if not isinstance(msg, protocol.Call):
+                raise protocol.ProtocolError(f"unexpected message {raw['t']!r}")
+            self.channel.sendall(protocol.pack(self.call(msg)))
             _reap_zombies()
 
 

@@ -18,7 +18,7 @@ import socket
 import sys
 import time
 
-from . import creds, frames, mounts, namespaces, runtime, seccomp
+from . import creds, frames, mounts, namespaces, protocol, runtime, seccomp
 from .spec import FunctionSpec, SandboxSpec
 
 CHANNEL_FD = 3
@@ -112,18 +112,20 @@ def run_sandbox(
     runtime.warm_up()
     _stamp(stamps, "warm_up")
     try:
-        frames.send_blocking(channel, {"t": "blank", "stamps": stamps})
+        channel.sendall(protocol.pack(protocol.Blank(tuple(stamps))))
         request = frames.recv_with_fds(channel)
-    except (OSError, frames.FrameError):
+    except (OSError, protocol.ProtocolError):
         os._exit(1)
     if request is None:
         os._exit(0)  # retired before it was used
-    msg, fds = request
-    if msg["t"] != "specialize" or len(fds) != 1:
+    raw, fds = request
+    if raw["t"] != "specialize" or len(fds) != 1:
         os._exit(1)
     stamps = [("specialize", time.monotonic())]
     try:
-        function = FunctionSpec.from_wire(msg["function"])
+        message = protocol.parse_from_invoker(raw)
+        assert isinstance(message, protocol.Specialize)
+        function = message.function
         mounts.specialize(function, fds[0])
         os.close(fds[0])
         _stamp(stamps, "code_mounted")
@@ -148,6 +150,6 @@ def run_sandbox(
 def _report_setup_error(fd: int, exc: BaseException) -> None:
     try:
         sock = socket.socket(fileno=os.dup(fd))
-        frames.send_blocking(sock, {"t": "setup_error", "error": f"{type(exc).__name__}: {exc}"})
+        sock.sendall(protocol.pack(protocol.SetupFailed(f"{type(exc).__name__}: {exc}")))
     except BaseException:
         pass  # the invoker sees EOF and reports a crash instead

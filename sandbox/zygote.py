@@ -23,18 +23,15 @@ import sys
 import time
 from typing import Any
 
-import msgpack
-
 # Pre-import what every sandbox needs, so that forks share it.
 from . import linux, namespaces, procfs, seccomp, setup  # noqa: F401
+from .protocol import MAX_CONTROL_BYTES, ZYGOTE_READY, SpawnReply, SpawnRequest
 from .spec import SandboxSpec
-
-MAX_REQUEST_BYTES = 1 << 20
 
 
 def _recv_request(control: socket.socket) -> tuple[bytes, list[int]] | None:
     fds = array.array("i")
-    msg, ancdata, _flags, _addr = control.recvmsg(MAX_REQUEST_BYTES, socket.CMSG_SPACE(4 * fds.itemsize))
+    msg, ancdata, _flags, _addr = control.recvmsg(MAX_CONTROL_BYTES, socket.CMSG_SPACE(4 * fds.itemsize))
     if not msg:
         return None
     for level, kind, data in ancdata:
@@ -54,7 +51,7 @@ def _spawn(
     stamps = [("fork", time.monotonic())]
     if os.fork() != 0:
         return
-    reply: dict[str, Any]
+    reply: SpawnReply
     try:
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         me = str(os.getpid())
@@ -69,11 +66,11 @@ def _spawn(
             control.close()  # only the zygote and this child talk to the server
             stamps.append(("second_fork", time.monotonic()))
             setup.run_sandbox(spec, channel_fd, stamps, seccomp_program)  # never returns
-        reply = {"id": request_id, "pid": grandchild}
+        reply = SpawnReply(request_id, pid=grandchild)
     except BaseException as exc:
-        reply = {"id": request_id, "error": f"{type(exc).__name__}: {exc}"}
+        reply = SpawnReply(request_id, error=f"{type(exc).__name__}: {exc}")
     try:
-        control.send(msgpack.packb(reply))
+        control.send(reply.pack())
     finally:
         os._exit(0)
 
@@ -99,13 +96,13 @@ def serve(control: socket.socket, seccomp_program: bytes) -> None:
         payload, fds = request
         request_id = None
         try:
-            message = msgpack.unpackb(payload)
-            request_id = message["id"]
+            message = SpawnRequest.unpack(payload)
+            request_id = message.id
             if len(fds) != 1:
                 raise ValueError(f"expected one channel fd, got {len(fds)}")
-            _spawn(control, request_id, SandboxSpec.from_wire(message["spec"]), fds[0], seccomp_program)
+            _spawn(control, request_id, message.spec, fds[0], seccomp_program)
         except Exception as exc:
-            control.send(msgpack.packb({"id": request_id, "error": f"{type(exc).__name__}: {exc}"}))
+            control.send(SpawnReply(request_id, error=f"{type(exc).__name__}: {exc}").pack())
         finally:
             for fd in fds:
                 os.close(fd)
@@ -139,7 +136,7 @@ def main() -> None:
     # Objects that exist now are never collected; keeping the GC off them
     # keeps their pages shared with every sandbox instead of copied.
     gc.freeze()
-    control.send(msgpack.packb({"ready": True}))
+    control.send(ZYGOTE_READY)
     serve(control, seccomp_program)
 
 

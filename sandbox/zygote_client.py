@@ -15,11 +15,9 @@ import os
 import socket
 import subprocess
 import sys
-from typing import Any
 
-import msgpack
-
-from .api import SpawnError
+from .errors import SpawnError
+from .protocol import ZYGOTE_READY, SpawnReply, SpawnRequest
 from .spec import SandboxSpec
 
 STARTUP_TIMEOUT_S = 60
@@ -38,7 +36,7 @@ class Zygote:
         self._sandbox_python = {"path": list(python_path), "path_map": [list(p) for p in python_path_map]}
         self._sock: socket.socket | None = None
         self._proc: subprocess.Popen[bytes] | None = None
-        self._pending: dict[int, asyncio.Future[dict[str, Any]]] = {}
+        self._pending: dict[int, asyncio.Future[SpawnReply]] = {}
         self._ids = itertools.count(1)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._dead: str | None = None
@@ -75,7 +73,7 @@ class Zygote:
             hello = await asyncio.wait_for(self._loop.sock_recv(ours, 65536), STARTUP_TIMEOUT_S)
         except TimeoutError:
             hello = b""
-        if not hello:
+        if hello != ZYGOTE_READY:
             await self.close()
             raise SpawnError("the zygote failed to start (see the error above)")
         self._loop.add_reader(ours.fileno(), self._on_readable)
@@ -121,10 +119,10 @@ class Zygote:
             self._loop.remove_reader(self._sock.fileno())
             self._fail_pending(why)
             return
-        reply = msgpack.unpackb(data)
+        reply = SpawnReply.unpack(data)
         # A reply nobody waits for any more (its spawn timed out) is dropped:
         # the waiter removed that sandbox's cgroup, killing what it held.
-        fut = self._pending.pop(reply.get("id"), None)
+        fut = self._pending.pop(reply.id, None)  # type: ignore[arg-type]
         if fut is not None and not fut.done():
             fut.set_result(reply)
 
@@ -134,9 +132,9 @@ class Zygote:
             raise SpawnError(self._dead or "zygote not started")
         assert self._loop is not None
         request_id = next(self._ids)
-        payload = msgpack.packb({"id": request_id, "spec": spec.to_wire()}, use_bin_type=True)
+        payload = SpawnRequest(request_id, spec).pack()
         fds = array.array("i", [channel.fileno()])
-        fut: asyncio.Future[dict[str, Any]] = self._loop.create_future()
+        fut: asyncio.Future[SpawnReply] = self._loop.create_future()
         self._pending[request_id] = fut
         try:
             while True:
@@ -150,6 +148,6 @@ class Zygote:
             raise SpawnError(f"the zygote did not create the sandbox within {timeout_s:g} s") from None
         finally:
             self._pending.pop(request_id, None)
-        if "error" in reply:
-            raise SpawnError(f"could not create sandbox: {reply['error']}")
-        return int(reply["pid"])
+        if reply.error is not None:
+            raise SpawnError(f"could not create sandbox: {reply.error}")
+        return reply.pid

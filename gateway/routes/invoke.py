@@ -6,10 +6,12 @@ import time
 
 from aiohttp import web
 
-from invoker.errors import FaasError, PayloadTooLarge, Unavailable
+from invoker.errors import FaasError, PayloadTooLarge
 from invoker.invoker import Invoker
 from invoker.metrics import Metrics
 from invoker.model import Invocation
+
+from ..errors import http_status
 
 # Set by aiohttp for the response it writes; a function may not override them.
 HOP_BY_HOP = {"connection", "content-length", "transfer-encoding", "keep-alive", "upgrade", "x-call-id"}
@@ -48,9 +50,7 @@ def make_invoke_handler(invoker: Invoker, metrics: Metrics, max_body_bytes: int)
         received = time.monotonic()
         name = request.match_info["name"]
         call_id: str = request["call_id"]
-        if invoker.draining:
-            raise Unavailable("the server is shutting down")
-        invoker.get(name)  # 404 before reading a body for a function that does not exist
+        invoker.admit(name)  # 503 while draining, 404 before reading a body for no such function
         code = 500
         try:
             body = await read_body(request, max_body_bytes)
@@ -68,7 +68,7 @@ def make_invoke_handler(invoker: Invoker, metrics: Metrics, max_body_bytes: int)
             )
             code = result.status
         except FaasError as exc:
-            code = exc.status
+            code = http_status(exc)
             raise
         finally:
             metrics.invocation_done(name, code, time.monotonic() - received)

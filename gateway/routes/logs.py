@@ -22,7 +22,6 @@ def make_logs_handler(invoker: Invoker) -> web.RequestHandler:  # type: ignore[n
             raise BadRequest(f"tail must be an integer from 0 to {MAX_TAIL}, got {raw_tail!r}") from None
         if not 0 <= tail <= MAX_TAIL:
             raise BadRequest(f"tail must be an integer from 0 to {MAX_TAIL}, got {tail}")
-        invoker.get(name)
-        return web.json_response({"function": name, "lines": invoker.logs.tail(name, tail)})
+        return web.json_response({"function": name, "lines": invoker.logs(name, tail)})
 
     return logs

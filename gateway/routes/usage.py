@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 from aiohttp import web
 
-from invoker.errors import BadRequest, Unavailable
+from invoker.errors import BadRequest
 from invoker.invoker import Invoker
 from invoker.metering import PricePlan, Totals, iso, parse_time
+from invoker.recorder import UsageQuery
 from invoker.validate import validate_name
 
 MAX_LIMIT = 100_000
@@ -53,14 +53,9 @@ def make_usage_handler(invoker: Invoker, plan: PricePlan) -> web.RequestHandler:
         want_records = request.query.get("records", "0").lower() in ("1", "true", "yes")
         limit = _int_param(request, "limit", 1000, 1, MAX_LIMIT)
         cursor = _int_param(request, "cursor", 0, 0, 2**62)
-        ledger = invoker.ledger
-        if ledger is None:
-            raise Unavailable("metering is off on this server (metering = false)")
-        by_function = await asyncio.to_thread(ledger.totals, since, until, function)
-        overall = Totals()
-        for t in by_function.values():
-            for key in ("requests", "errors", "billed_ms", "mb_ms", "cpu_us"):
-                setattr(overall, key, getattr(overall, key) + getattr(t, key))
+        query = UsageQuery(since, until, function)
+        by_function = await invoker.usage_totals(query)
+        overall = Totals.sum(by_function.values())
         body: dict[str, Any] = {
             "since": iso(since) if since is not None else None,
             "until": iso(until) if until is not None else None,
@@ -74,7 +69,7 @@ def make_usage_handler(invoker: Invoker, plan: PricePlan) -> web.RequestHandler:
             "totals": overall.to_json(plan),
         }
         if want_records:
-            rows = await asyncio.to_thread(ledger.records, since, until, function, cursor, limit + 1)
+            rows = await invoker.usage_records(query, cursor, limit + 1)
             more = len(rows) > limit
             rows = rows[:limit]
             body["records"] = [record.to_json() for _, record in rows]

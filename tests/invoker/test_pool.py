@@ -6,6 +6,7 @@ import asyncio
 
 import pytest
 
+from gateway.errors import http_status
 from invoker.errors import TooManyRequests
 from invoker.pool import START, Pool
 
@@ -49,7 +50,7 @@ async def test_full_queue_is_429() -> None:
     pool.acquire()
     with pytest.raises(TooManyRequests) as err:
         pool.acquire()
-    assert err.value.status == 429 and "Retry-After" in err.value.headers
+    assert http_status(err.value) == 429 and "Retry-After" in err.value.headers
 
 
 async def test_zero_queue_rejects_immediately_when_busy() -> None:

@@ -4,7 +4,7 @@ import socket
 
 import pytest
 
-from sandbox import frames
+from sandbox import frames, protocol
 
 
 def test_round_trip_over_a_socket() -> None:
@@ -17,20 +17,20 @@ def test_round_trip_over_a_socket() -> None:
 
 
 def test_rejects_huge_length_before_reading() -> None:
-    with pytest.raises(frames.FrameError):
-        frames.check_length(frames.MAX_FRAME_BYTES + 1)
+    with pytest.raises(protocol.ProtocolError):
+        protocol.check_length(protocol.MAX_FRAME_BYTES + 1)
 
 
 @pytest.mark.parametrize("payload", [b"\xc1", b"\x93\x01\x02\x03", b"\x81\xa1x\x01"])
 def test_rejects_garbage_and_non_messages(payload: bytes) -> None:
-    with pytest.raises(frames.FrameError):
-        frames.decode_payload(payload)
+    with pytest.raises(protocol.ProtocolError):
+        protocol.decode_payload(payload)
 
 
 def test_eof_inside_a_frame() -> None:
     a, b = socket.socketpair()
     with a, b:
-        a.sendall(frames.HEADER.pack(10) + b"abc")
+        a.sendall(protocol.HEADER.pack(10) + b"abc")
         a.close()
-        with pytest.raises(frames.FrameError):
+        with pytest.raises(protocol.ProtocolError):
             frames.recv_blocking(b)

@@ -1,0 +1,20 @@
+"""A Lease: the invoker's hold on one specialized sandbox, with the
+bookkeeping the sandbox itself does not need to know."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from sandbox.api import Sandbox
+
+
+@dataclass(eq=False)
+class Lease:
+    sandbox: Sandbox
+    # Which deploy of its function the sandbox runs: a redeploy retires it.
+    generation: int
+    # Memory it holds, for the warm-memory budget (its last call's peak).
+    memory_bytes: int
+    # time.monotonic() of its last call's end, for keep-alive and LRU.
+    last_used: float = field(default_factory=time.monotonic)

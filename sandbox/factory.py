@@ -1,0 +1,128 @@
+"""SandboxFactory: everything it takes to make a sandbox, in one owner.
+
+It holds the cgroup backend, what of the host a sandbox's root binds, the
+directory roots are built on, the zygote that forks sandboxes, and the pool
+of pre-warmed blanks. An async context manager: set up in order, torn down
+in reverse. The invoker (and bench/) ask it for sandboxes and never see
+cgroups, binds or the zygote.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import uuid
+from dataclasses import dataclass
+
+from . import hostfs
+from .cgroups import CgroupBackend, CgroupLimits, detect
+from .errors import SpawnError
+from .instance import Sandbox
+from .prewarm import BlankPool
+from .spec import SandboxSpec
+from .zygote_client import Zygote
+
+log = logging.getLogger("faas.sandbox")
+
+
+@dataclass(frozen=True)
+class FactoryConfig:
+    # An empty directory each sandbox mounts its private root on (in its own
+    # mount namespace, so the host never sees it).
+    root_dir: str
+    # Blank sandboxes kept ready for cold starts.
+    prewarm: int = 4
+    # Limits of a blank sandbox until a function sets its own (the function
+    # defaults, so most cold starts write no limits at all).
+    blank_memory_mb: int = 128
+    blank_cpu_cores: float = 1.0
+    pids_max: int = 128
+    # Leave a short burst at full speed under a small cpu quota.
+    cpu_burst_us: int = 50_000
+
+
+class SandboxFactory:
+    def __init__(self, config: FactoryConfig) -> None:
+        self.config = config
+        self.cgroups: CgroupBackend | None = None
+        self.zygote: Zygote | None = None
+        self.blanks: BlankPool | None = None
+        self._template: SandboxSpec | None = None
+        self._stack = contextlib.AsyncExitStack()
+
+    async def __aenter__(self) -> SandboxFactory:
+        try:
+            os.makedirs(self.config.root_dir, mode=0o755, exist_ok=True)
+            self.cgroups = detect()
+            self._stack.callback(self.cgroups.close)
+            stale = self.remove_stale()
+            if stale:
+                log.warning("removed %d cgroups left behind by a dead server", stale)
+            python_binds, python_path, path_map = hostfs.python_binds()
+            self._template = SandboxSpec(
+                sandbox_id="",
+                runtime_binds=hostfs.library_binds() + python_binds,
+                symlinks=hostfs.library_symlinks(),
+                python_path=python_path,
+                masked_files=hostfs.masked_files(python_binds),
+                new_root_dir=self.config.root_dir,
+            )
+            self.zygote = await self._stack.enter_async_context(Zygote(python_path, path_map))
+            self.blanks = await self._stack.enter_async_context(BlankPool(self.config.prewarm, self.blank))
+        except BaseException:
+            await self._stack.aclose()
+            raise
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self._stack.aclose()
+
+    def remove_stale(self) -> int:
+        """Remove the cgroups a dead server left behind; how many."""
+        assert self.cgroups is not None
+        return self.cgroups.remove_stale()
+
+    def limits(self, memory_mb: int, cpu_cores: float) -> CgroupLimits:
+        return CgroupLimits(
+            memory_mb=memory_mb,
+            cpu_cores=cpu_cores,
+            pids_max=self.config.pids_max,
+            cpu_burst_us=self.config.cpu_burst_us,
+        )
+
+    @property
+    def prewarmed(self) -> int:
+        return len(self.blanks.ready) if self.blanks is not None else 0
+
+    async def blank(self, limits: CgroupLimits | None = None, timeout_s: float = 30.0) -> Sandbox:
+        """A new blank sandbox: its cgroup, then the fork into new namespaces.
+        Raises SpawnError (also for a cgroup that cannot be made), SetupError,
+        SandboxDied or CallTimedOut."""
+        assert self.cgroups is not None and self.zygote is not None and self._template is not None
+        limits = limits or self.limits(self.config.blank_memory_mb, self.config.blank_cpu_cores)
+        sandbox_id = uuid.uuid4().hex[:16]
+        try:
+            cgroup = self.cgroups.create(f"sb-{sandbox_id}", limits)
+        except OSError as exc:
+            raise SpawnError(f"could not create a sandbox: {exc}") from None
+        spec = SandboxSpec(
+            sandbox_id=sandbox_id,
+            runtime_binds=self._template.runtime_binds,
+            symlinks=self._template.symlinks,
+            python_path=self._template.python_path,
+            masked_files=self._template.masked_files,
+            new_root_dir=self._template.new_root_dir,
+            cgroup_procs_files=cgroup.procs_files,
+        )
+        sandbox = Sandbox(spec, cgroup, limits)
+        await sandbox.spawn(self.zygote, timeout_s)
+        return sandbox
+
+    async def take(self, limits: CgroupLimits, timeout_s: float) -> tuple[Sandbox, bool]:
+        """A pre-warmed blank with `limits` if one is ready, else a new one;
+        and whether it was pre-warmed."""
+        sandbox = await self.blanks.take(limits) if self.blanks is not None else None
+        if sandbox is not None:
+            return sandbox, True
+        return await self.blank(limits, timeout_s), False
