@@ -1,0 +1,123 @@
+"""An in-process SandboxFactory for the invoker's tests: sandboxes that are
+plain objects answering calls on the event loop, so scheduling, redeploy,
+eviction and drain are tested without root, namespaces or cgroups. They
+keep the real contract (sandbox/api.py): the same states and transitions,
+destroy on failure, the same errors."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import Awaitable, Callable
+from types import TracebackType
+
+from sandbox.api import CallResult, SandboxState, Usage, check_transition
+from sandbox.cgroups import CgroupLimits
+from sandbox.errors import SandboxError
+from sandbox.protocol import Call, Result, Stamps
+from sandbox.spec import FunctionSpec
+
+MIB = 1024 * 1024
+
+Behaviour = Callable[["FakeSandbox", Call], Awaitable[Result]]
+
+
+async def answer_hello(sandbox: FakeSandbox, call: Call) -> Result:
+    return Result(call.id, 200, (("Content-Type", "text/plain"),), f"hello from {sandbox.id}".encode())
+
+
+class FakeSandbox:
+    def __init__(self, factory: FakeFactory, sandbox_id: str, limits: CgroupLimits) -> None:
+        self._factory = factory
+        self._id = sandbox_id
+        self.limits = limits
+        self.function: FunctionSpec | None = None
+        self.init_ms = 0.0
+        self.init_logs = ""
+        self.stamps: Stamps = ()
+        self.last_usage: Usage | None = None
+        self.calls = 0
+        self.crashed = False
+        self._state = SandboxState.BLANK
+
+    @property
+    def id(self) -> str:
+        return self._id
+
+    @property
+    def state(self) -> SandboxState:
+        return self._state
+
+    def alive(self) -> bool:
+        return self._state is not SandboxState.DEAD and not self.crashed
+
+    async def specialize(self, function: FunctionSpec, timeout_s: float) -> None:
+        self._state = check_transition(self._state, SandboxState.SPECIALIZING)
+        self.function = function
+        if self._factory.init_error is not None:
+            self.last_usage = Usage(1.0, 100, MIB)
+            await self.destroy()
+            raise self._factory.init_error
+        self.init_ms = 1.0
+        self._state = check_transition(self._state, SandboxState.IDLE)
+
+    async def call(self, call: Call, cpu_budget_ms: float | None = None) -> CallResult:
+        self._state = check_transition(self._state, SandboxState.BUSY)
+        self.calls += 1
+        self._factory.in_flight.add(self)
+        try:
+            if self._factory.gate is not None:
+                await self._factory.gate.wait()
+            result = await self._factory.behaviour(self, call)
+        except SandboxError:
+            self.last_usage = Usage(2.0, 500, self._factory.memory_bytes)
+            await self.destroy()
+            raise
+        finally:
+            self._factory.in_flight.discard(self)
+        self._state = check_transition(self._state, SandboxState.IDLE)
+        return CallResult(result, Usage(1.5, 250, self._factory.memory_bytes))
+
+    async def destroy(self) -> None:
+        if self._state is not SandboxState.DEAD:
+            self._state = check_transition(self._state, SandboxState.DEAD)
+
+
+class FakeFactory:
+    def __init__(self, prewarm: int = 0) -> None:
+        self.made: list[FakeSandbox] = []
+        self.in_flight: set[FakeSandbox] = set()
+        # Calls wait on this while it is set and not yet set: no timing needed.
+        self.gate: asyncio.Event | None = None
+        self.behaviour: Behaviour = answer_hello
+        # Peak memory each call reports.
+        self.memory_bytes = 4 * MIB
+        self.init_error: SandboxError | None = None
+        self._ids = itertools.count(1)
+        self._ready = prewarm
+
+    async def __aenter__(self) -> FakeFactory:
+        return self
+
+    async def __aexit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        for sandbox in self.made:
+            await sandbox.destroy()
+
+    def limits(self, memory_mb: int, cpu_cores: float) -> CgroupLimits:
+        return CgroupLimits(memory_mb=memory_mb, cpu_cores=cpu_cores, pids_max=128)
+
+    async def take(self, limits: CgroupLimits, timeout_s: float) -> tuple[FakeSandbox, bool]:
+        prewarmed = self._ready > 0
+        self._ready = max(0, self._ready - 1)
+        sandbox = FakeSandbox(self, f"fake-{next(self._ids)}", limits)
+        self.made.append(sandbox)
+        return sandbox, prewarmed
+
+    @property
+    def prewarmed(self) -> int:
+        return self._ready
+
+    def live(self) -> list[FakeSandbox]:
+        return [s for s in self.made if s.state is not SandboxState.DEAD]
