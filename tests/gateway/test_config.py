@@ -144,3 +144,9 @@ def test_every_invoker_setting_is_reachable_from_the_config_file(tmp_path: Path)
 def test_invoker_config_carries_the_defaults_and_the_flags() -> None:
     config = load(data_dir="/srv/faas", keepalive_s=2.5)
     assert config.invoker_config() == InvokerConfig(data_dir="/srv/faas", keepalive_s=2.5)
+
+
+def test_every_setting_is_a_row_of_the_operations_docs() -> None:
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "OPERATIONS.md").read_text()
+    rows = {line.split("|")[1].strip().strip("`") for line in doc.splitlines() if line.startswith("| `")}
+    assert {f.name for f in fields(ServerConfig)} == rows
