@@ -63,7 +63,7 @@ class UsageRecord:
 
 
 def billed_ms(wall_ms: float, init_ms: float | None) -> int:
-    """ceil(wall + init), at least 1 ms (SPEC section 5)."""
+    """ceil(wall + init), at least 1 ms (docs/METRICS.md)."""
     return max(1, math.ceil(wall_ms + (init_ms or 0.0)))
 
 

@@ -6,7 +6,7 @@ A call asks `acquire()` and gets an idle sandbox, START (a capacity slot is
 reserved for it: start a new sandbox), or a future to await, which resolves
 to one of those two. A freed sandbox or slot goes straight to the oldest
 waiter, never back into a shared queue a newcomer could grab it from (the
-asyncio.Queue overtaking problem in LINUX-NOTES).
+asyncio.Queue overtaking problem).
 """
 
 from __future__ import annotations
