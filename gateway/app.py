@@ -12,7 +12,6 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from invoker.config import InvokerConfig
 from invoker.errors import Unauthorized
 from invoker.invoker import Invoker
 from invoker.metrics import Metrics
@@ -50,19 +49,7 @@ def make_auth_middleware(token: str | None) -> web.Middleware:  # type: ignore[n
 def create_app(config: ServerConfig) -> web.Application:
     config.check()
     metrics = Metrics()
-    invoker = Invoker(
-        InvokerConfig(
-            data_dir=config.data_dir,
-            keepalive_s=config.keepalive_s,
-            pids_max=config.pids_max,
-            code_limit_bytes=config.code_limit_bytes,
-            metering=config.metering,
-            ledger_sync=config.ledger_sync,
-            prewarm=config.prewarm,
-            warm_memory_budget_mb=config.warm_memory_budget_mb,
-        ),
-        metrics,
-    )
+    invoker = Invoker(config.invoker_config(), metrics)
     # Room for a deploy somewhat over code_limit_bytes in base64 (4/3), so that
     # one gets validation's precise 400; invocations enforce their own, smaller
     # limit while reading.

@@ -1,4 +1,4 @@
-"""Turn a function on disk (a .py file or a directory) into the deploy body of SPEC section 2.
+"""Turn a function on disk (a .py file or a directory) into the deploy body of docs/HTTP-API.md.
 
 Shared by `faas deploy` (which POSTs the body) and `faas serve --deploy` (which
 hands it to the registry directly), so it imports nothing but the standard library.

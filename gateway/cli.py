@@ -1,4 +1,4 @@
-"""`faas`: the command line of SPEC section 3.
+"""`faas`: the command line (docs/CLI.md).
 
 Every command but `serve` is a thin HTTP client of the gateway. `serve` imports the
 server lazily, so the client commands never pay for importing aiohttp.
@@ -18,6 +18,7 @@ from urllib.parse import quote
 
 from gateway.bundle import BundleError, build_deploy_body, parse_env
 from gateway.client import ApiError, GatewayClient, GatewayError, GatewayUnreachable, Response, error_message
+from invoker.fields import DEPLOY_FIELDS
 
 DEFAULT_GATEWAY = "http://127.0.0.1:8080"
 FOLLOW_INTERVAL_S = 0.5
@@ -62,6 +63,49 @@ def _non_negative(text: str) -> int:
     return value
 
 
+# How a deploy field of each kind is read from the command line.
+FLAG_TYPES: dict[str, type] = {"integer": int, "number": float, "string": str}
+
+
+def _deploy_flags(parser: argparse.ArgumentParser) -> None:
+    """One option per deploy field that has one, named, typed and explained by the field table."""
+    for f in DEPLOY_FIELDS:
+        if f.cli_flag is None:
+            continue
+        unit = f", in {f.unit}" if f.unit else ""
+        default = (
+            ""
+            if f.required or f.kind == "object"
+            else f" (default {'none' if f.default is None else f.default})"
+        )
+        help_text = f"{f.description.rstrip('.')}{unit}{default}"
+        if f.kind == "object":
+            # append, not nargs="+": a greedy --env would swallow a PATH written after it.
+            parser.add_argument(
+                f.cli_flag,
+                dest=f.name,
+                metavar=f.cli_metavar,
+                action="append",
+                help=help_text + " (repeatable)",
+            )
+        else:
+            parser.add_argument(
+                f.cli_flag, dest=f.name, metavar=f.cli_metavar, type=FLAG_TYPES[f.kind], help=help_text
+            )
+
+
+def deploy_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The deploy body's optional fields from the parsed flags (None: not given, the server's default)."""
+    options: dict[str, Any] = {}
+    for f in DEPLOY_FIELDS:
+        if f.cli_flag is None:
+            continue
+        value = getattr(args, f.name)
+        # The only object-valued flag is --env K=V, repeated.
+        options[f.name] = parse_env(value) if f.kind == "object" and value is not None else value
+    return options
+
+
 def build_parser() -> argparse.ArgumentParser:
     common = _global_options()
     parser = argparse.ArgumentParser(
@@ -88,16 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("deploy", parents=[common], help="create or update a function")
     p.add_argument("path", metavar="PATH", help="a .py file or a directory")
-    p.add_argument("--name", help="function name (default: the file's stem or the directory's name)")
-    p.add_argument("--entry", metavar="F", help="entry function (default handle)")
-    p.add_argument("--memory", metavar="MB", type=int, help="memory limit in MiB")
-    p.add_argument("--timeout", metavar="S", type=float, help="timeout in seconds")
-    p.add_argument("--cpu", metavar="CORES", type=float, help="CPU cores")
-    p.add_argument("--cpu-ms-per-call", metavar="MS", type=int, help="CPU-time budget of one call")
-    # append, not nargs="+": a greedy --env would swallow a PATH written after it.
-    p.add_argument("--env", metavar="K=V", action="append", help="environment variable (repeatable)")
-    p.add_argument("--max-instances", metavar="N", type=int, help="concurrent sandboxes at most")
-    p.add_argument("--max-queue", metavar="N", type=int, help="calls waiting for a sandbox at most")
+    _deploy_flags(p)
     p.set_defaults(func=cmd_deploy)
 
     p = sub.add_parser("invoke", parents=[common], help="call a function")
@@ -244,19 +279,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def cmd_deploy(args: argparse.Namespace) -> int:
     # Check everything local before building a possibly large body or touching the network.
-    env = parse_env(args.env) if args.env is not None else None
-    body = build_deploy_body(
-        args.path,
-        name=args.name,
-        entry=args.entry,
-        memory_mb=args.memory,
-        timeout_s=args.timeout,
-        cpu=args.cpu,
-        cpu_ms_per_call=args.cpu_ms_per_call,
-        env=env,
-        max_instances=args.max_instances,
-        max_queue=args.max_queue,
-    )
+    body = build_deploy_body(args.path, **deploy_options(args))
     resp = _client(args).call("POST", "/system/functions", json_body=body)
     record = _json(resp)
     record = record if isinstance(record, dict) else {}

@@ -1,4 +1,7 @@
-"""Server configuration: defaults, then a TOML/JSON file, then flags."""
+"""Server configuration: defaults, then a TOML/JSON file, then FAAS_TOKEN, then flags.
+
+The keys of the config file are the fields of ServerConfig (docs/OPERATIONS.md lists them).
+"""
 
 from __future__ import annotations
 
@@ -9,6 +12,7 @@ import tomllib
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
+from invoker.config import InvokerConfig
 from invoker.metering import PricePlan
 
 DEFAULT_MAX_BODY_BYTES = 6 * 1024 * 1024
@@ -19,14 +23,19 @@ class ConfigError(ValueError):
 
 
 @dataclass(frozen=True)
-class ServerConfig:
+class ServerConfig(InvokerConfig):
+    """The gateway's own settings, plus the invoker's (inherited, documented in invoker/config.py).
+
+    Every field is a key of the config file.
+    """
+
+    data_dir: str = "/var/lib/faas"
     host: str = "127.0.0.1"
     port: int = 8080
-    data_dir: str = "/var/lib/faas"
+    # Bearer token /system requires; without one the server listens on loopback only.
     token: str | None = None
-    keepalive_s: float = 600.0
+    # Request (and response) bodies of invocations, in bytes.
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
-    code_limit_bytes: int = 20 * 1024 * 1024
     # How long SIGTERM waits for in-flight calls before tearing down. Every
     # call ends by its own timeout (at most 900 s), so this is only a bound.
     shutdown_timeout_s: float = 900.0
@@ -38,21 +47,13 @@ class ServerConfig:
     # A request's body must have arrived this many seconds after its headers
     # (408 otherwise). Bounds slow-body clients.
     body_timeout_s: float = 60.0
-    pids_max: int = 128
-    # Blank sandboxes kept ready, so cold starts skip fork, unshare and cgroup attach.
-    prewarm: int = 4
-    # Memory all warm sandboxes may hold before the least recently used idle
-    # ones are evicted; 0 means 75% of the machine's memory.
-    warm_memory_budget_mb: int = 0
-    # Usage records in the durable ledger (off only to measure what it costs).
-    metering: bool = True
-    # "full": a usage record is fsynced before the response leaves (survives
-    # power loss); "normal": it is in the OS before the response leaves
-    # (survives a killed server, not a lost host).
-    ledger_sync: str = "normal"
     pricing: PricePlan = field(default_factory=PricePlan)
     # Functions (files or directories of them) deployed at start.
     deploy_paths: tuple[str, ...] = ()
+
+    def invoker_config(self) -> InvokerConfig:
+        """The invoker's part of these settings."""
+        return InvokerConfig(**{f.name: getattr(self, f.name) for f in fields(InvokerConfig)})
 
     def check(self) -> None:
         if self.ledger_sync not in ("full", "normal"):
@@ -101,13 +102,14 @@ def _read_file(path: str) -> dict[str, Any]:
     except OSError as exc:
         raise ConfigError(f"cannot read config {path}: {exc.strerror}") from None
     try:
-        if path.endswith(".json"):
-            return json.loads(raw)
-        return tomllib.loads(raw.decode())
+        data = json.loads(raw) if path.endswith(".json") else tomllib.loads(raw.decode())
     except (ValueError, UnicodeDecodeError) as exc:
         raise ConfigError(
             f"config {path} is not valid {'JSON' if path.endswith('.json') else 'TOML'}: {exc}"
         ) from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"config {path} must hold an object of settings")
+    return data
 
 
 def _apply(config: ServerConfig, data: dict[str, Any], source: str) -> ServerConfig:
@@ -124,6 +126,27 @@ def _apply(config: ServerConfig, data: dict[str, Any], source: str) -> ServerCon
             except (TypeError, ValueError) as exc:
                 raise ConfigError(f"{source}: bad pricing: {exc}") from None
         elif key == "deploy_paths":
+            if not isinstance(value, list) or not all(isinstance(p, str) for p in value):
+                raise ConfigError(f"{source}: deploy_paths must be a list of paths")
             value = tuple(value)
+        else:
+            value = _checked(key, value, getattr(config, key), source)
         changes[key] = value
     return replace(config, **changes)
+
+
+def _checked(key: str, value: Any, default: Any, source: str) -> Any:
+    """`value` if it has the kind of the setting's default (an integer does for a number)."""
+    is_number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if isinstance(default, bool):
+        ok, kind = isinstance(value, bool), "true or false"
+    elif isinstance(default, int):
+        ok, kind = is_number and isinstance(value, int), "an integer"
+    elif isinstance(default, float):
+        ok, kind = is_number, "a number"
+        value = float(value) if ok else value
+    else:  # strings, and the token (None by default)
+        ok, kind = isinstance(value, str), "a string"
+    if not ok:
+        raise ConfigError(f"{source}: {key} must be {kind}, got {value!r}")
+    return value

@@ -1,4 +1,5 @@
-"""The invoker's settings (the server's config file and flags carry them)."""
+"""The invoker's settings. The server's config file and flags carry them
+(gateway/config.py's ServerConfig extends this class); each is documented here only."""
 
 from __future__ import annotations
 
@@ -9,17 +10,25 @@ from .validate import DEFAULT_CODE_LIMIT_BYTES
 
 @dataclass(frozen=True)
 class InvokerConfig:
+    # State: the SQLite registry, code, logs and the usage ledger.
     data_dir: str
+    # Seconds an idle warm sandbox is kept before it is retired.
     keepalive_s: float = 600.0
+    # Processes (and threads) one sandbox may hold: bounds fork bombs.
     pids_max: int = 128
     open_files_max: int = 1024
+    # Size of a function's code, decoded, in bytes.
     code_limit_bytes: int = DEFAULT_CODE_LIMIT_BYTES
-    # Leave a short burst at full speed under a small cpu quota (LINUX-NOTES).
+    # Leave a short burst at full speed under a small cpu quota: without it a
+    # 20% quota stretches a 50 ms burst to about 140 ms of wall time.
     cpu_burst_us: int = 50_000
     # Usage records in the durable ledger (off only to measure what it costs).
     metering: bool = True
+    # "full": a usage record is fsynced before the response leaves (survives
+    # power loss); "normal": it is in the OS before the response leaves
+    # (survives a killed server, not a lost host).
     ledger_sync: str = "normal"
-    # Blank sandboxes kept ready for cold starts.
+    # Blank sandboxes kept ready, so cold starts skip fork, unshare and cgroup attach.
     prewarm: int = 4
     # Memory limit of a blank sandbox until a function sets its own (the
     # function default, so most cold starts write no limits at all).

@@ -1,4 +1,4 @@
-"""Prometheus metrics of SPEC section 4, in a registry of their own (no
+"""Prometheus metrics of docs/METRICS.md, in a registry of their own (no
 globals): the gateway exposes `registry`, the invoker updates the rest."""
 
 from __future__ import annotations

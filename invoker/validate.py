@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .errors import BadRequest
+from .fields import BY_NAME, DEPLOY_FIELDS, FIELD_NAMES, DeployField
 from .model import FunctionConfig
 
 NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
@@ -24,23 +25,12 @@ IDENT_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 DEFAULT_CODE_LIMIT_BYTES = 20 * 1024 * 1024
 MAX_FILES = 1000
 
-FIELDS = {
-    "name",
-    "files",
-    "entry",
-    "memory_mb",
-    "timeout_s",
-    "cpu",
-    "cpu_ms_per_call",
-    "env",
-    "max_instances",
-    "max_queue",
-}
+FIELDS = FIELD_NAMES
 
 
 @dataclass(frozen=True)
 class Limits:
-    """(default, minimum, maximum) of each numeric field: SPEC section 2."""
+    """What bounds a deploy beyond the field table: the host's cores (`cpu`) and the code's size."""
 
     host_cores: float
     code_limit_bytes: int = DEFAULT_CODE_LIMIT_BYTES
@@ -55,10 +45,13 @@ def validate_name(name: Any) -> str:
     return name
 
 
-def _number(body: dict[str, Any], key: str, default: Any, lo: float, hi: float, integer: bool) -> Any:
-    value = body.get(key, default)
-    if value is None and default is None:
+def _number(body: dict[str, Any], field: DeployField, host_cores: float) -> Any:
+    """The numeric field of the body, or its default, in the field's range."""
+    key = field.name
+    value = body.get(key, field.default)
+    if value is None and field.default is None:
         return None
+    lo, hi, integer = field.minimum, field.maximum_for(host_cores), field.kind == "integer"
     kind = "an integer" if integer else "a number"
     if (
         isinstance(value, bool)
@@ -190,15 +183,11 @@ def validate_deploy(
     name = validate_name(body.get("name"))
     entry = body.get("entry")
     if entry is None:
-        entry = "handle"
+        entry = BY_NAME["entry"].default
     if not isinstance(entry, str) or not entry:
         raise BadRequest(f"entry must be a non-empty string, got {entry!r}")
-    memory_mb = _number(body, "memory_mb", 128, 32, 10240, True)
-    timeout_s = _number(body, "timeout_s", 30, 0.1, 900, False)
-    cpu = _number(body, "cpu", 1.0, 0.05, limits.host_cores, False)
-    cpu_ms = _number(body, "cpu_ms_per_call", None, 1, 900000, True)
-    max_instances = _number(body, "max_instances", 10, 1, 1000, True)
-    max_queue = _number(body, "max_queue", 1000, 0, 100000, True)
+    # The numeric fields are FunctionConfig's fields of the same names.
+    numbers = {f.name: _number(body, f, limits.host_cores) for f in DEPLOY_FIELDS if f.is_number}
     env = body.get("env")
     if env is None:
         env = {}
@@ -218,13 +207,8 @@ def validate_deploy(
         version=version,
         handler_module=module,
         entry=func,
-        memory_mb=memory_mb,
-        timeout_s=timeout_s,
-        cpu=cpu,
-        cpu_ms_per_call=cpu_ms,
         env=tuple(sorted(env.items())),
-        max_instances=max_instances,
-        max_queue=max_queue,
+        **numbers,
         code_size_bytes=sum(len(d) for d in files.values()),
         code_sha256=digest.hexdigest(),
         files=tuple(sorted(files)),

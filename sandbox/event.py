@@ -1,6 +1,6 @@
 """What a handler receives: `event` (the HTTP request) and `context`.
 
-Runs inside the sandbox; the contract is SPEC section 1.
+Runs inside the sandbox; the contract is docs/HANDLER.md.
 """
 
 from __future__ import annotations

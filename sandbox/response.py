@@ -1,4 +1,4 @@
-"""Turn a handler's return value into (status, headers, body): SPEC section 1.
+"""Turn a handler's return value into (status, headers, body): the table of docs/HANDLER.md.
 
 Pure: no I/O, runs inside the sandbox, unit-tested directly.
 """

@@ -1,4 +1,4 @@
-"""GET /openapi.json: an OpenAPI 3 description of the whole HTTP API (SPEC section 2).
+"""GET /openapi.json: an OpenAPI 3 description of the whole HTTP API (docs/HTTP-API.md).
 
 Built per server, so that what depends on it is exact: the `cpu` maximum
 (the host's cores), the body and code size limits, whether /system needs a
@@ -213,7 +213,7 @@ def build_document(config: ServerConfig, host_cores: float) -> Obj:
         "/readyz": _ops(
             "readyz", "200 once the sandbox pool can take calls", json_body({"type": "object"}, "Ready.")
         ),
-        "/metrics": _ops("metrics", "Prometheus metrics (SPEC section 4)", text),
+        "/metrics": _ops("metrics", "Prometheus metrics (docs/METRICS.md)", text),
         "/openapi.json": _ops("openapi", "This document", json_body({"type": "object"}, "OpenAPI 3.")),
     }
     paths["/readyz"]["get"]["responses"]["503"] = json_body({"type": "object"}, "Not ready yet.")

@@ -1,10 +1,11 @@
 """The components of the OpenAPI document (gateway/routes/openapi.py): the
-deploy body with SPEC section 2's defaults and ranges, records, errors."""
+deploy body (from the field table of invoker/fields.py), records, errors."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from invoker.fields import BY_NAME, DEPLOY_FIELDS, DeployField
 from invoker.metering import STATUSES
 from invoker.validate import MAX_FILES, NAME_RE
 
@@ -20,50 +21,39 @@ def json_body(schema: Obj, description: str) -> Obj:
     return {"description": description, "content": {JSON: {"schema": schema}}}
 
 
-def _num(kind: str, default: Any, lo: float, hi: float, description: str) -> Obj:
-    schema: Obj = {"type": kind, "minimum": lo, "maximum": hi, "description": description}
-    if default is not None:
-        schema["default"] = default
-    return schema
+# Constraints of the non-numeric fields that the field table does not describe.
+EXTRA_SCHEMA: dict[str, Obj] = {
+    "entry": {"nullable": True},
+    "env": {"additionalProperties": {"type": "string"}},
+    "cpu_ms_per_call": {"nullable": True},
+}
+
+
+def _field_schema(field: DeployField, host_cores: float) -> Obj:
+    schema: Obj = {"type": field.kind}
+    if field.is_number:
+        schema |= {"minimum": field.minimum, "maximum": field.maximum_for(host_cores)}
+    if field.default is not None:
+        schema["default"] = field.default
+    unit = f" Unit: {field.unit}." if field.unit else ""
+    return schema | EXTRA_SCHEMA.get(field.name, {}) | {"description": field.description + unit}
 
 
 def deploy_schema(host_cores: float, code_limit_bytes: int) -> Obj:
-    """The deploy body with the defaults and ranges of SPEC section 2."""
+    """The deploy body, from the field table (invoker/fields.py)."""
+    properties = {f.name: _field_schema(f, host_cores) for f in DEPLOY_FIELDS}
+    properties["name"] = ref("Name")  # its pattern is a component of its own
+    properties["files"] |= {
+        "minProperties": 1,
+        "maxProperties": MAX_FILES,
+        "additionalProperties": {"type": "string", "format": "byte"},
+        "description": f"{BY_NAME['files'].description} At most {code_limit_bytes} bytes decoded in all.",
+    }
     return {
         "type": "object",
         "additionalProperties": False,
-        "required": ["name", "files"],
-        "properties": {
-            "name": ref("Name"),
-            "files": {
-                "type": "object",
-                "minProperties": 1,
-                "maxProperties": MAX_FILES,
-                "additionalProperties": {"type": "string", "format": "byte"},
-                "description": "Relative path (no '..', no leading '/', no backslash) to base64 "
-                f"content; at most {code_limit_bytes} bytes decoded in all.",
-            },
-            "entry": {
-                "type": "string",
-                "nullable": True,
-                "default": "handle",
-                "description": "The handler function, or module.function to pick its file.",
-            },
-            "memory_mb": _num("integer", 128, 32, 10240, "Memory limit of one sandbox in MiB."),
-            "timeout_s": _num("number", 30, 0.1, 900, "Wall-clock limit of one call."),
-            "cpu": _num("number", 1.0, 0.05, host_cores, "CPU quota in cores (at most the host's)."),
-            "cpu_ms_per_call": {
-                **_num("integer", None, 1, 900000, "CPU-time budget of one call; none by default."),
-                "nullable": True,
-            },
-            "env": {
-                "type": "object",
-                "additionalProperties": {"type": "string"},
-                "description": "Environment variables: names match [A-Za-z_][A-Za-z0-9_]*.",
-            },
-            "max_instances": _num("integer", 10, 1, 1000, "Sandboxes of the function at once."),
-            "max_queue": _num("integer", 1000, 0, 100000, "Calls waiting for a sandbox (FIFO)."),
-        },
+        "required": [f.name for f in DEPLOY_FIELDS if f.required],
+        "properties": properties,
     }
 
 

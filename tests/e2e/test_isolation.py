@@ -1,4 +1,4 @@
-"""Isolation, checked from inside a deployed function (SPEC section 6)."""
+"""Isolation, checked from inside a deployed function (docs/SANDBOX.md)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Returns each shape of value the SPEC's return table lists, by ?kind=."""
+"""Returns each shape of value the return table of docs/HANDLER.md lists, by ?kind=."""
 
 
 def handle(event, context):

@@ -1,4 +1,4 @@
-"""The return-value table of SPEC section 1."""
+"""The return-value table of docs/HANDLER.md."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Escape attempts (SPEC section 6), each made by a deployed hostile function.
+"""Escape attempts (docs/SANDBOX.md), each made by a deployed hostile function.
 
 Every test checks (1) that the attempt failed and left the host, the server
 and the other functions alone, and (2) that the server is healthy after it.

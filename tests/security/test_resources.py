@@ -1,4 +1,4 @@
-"""Resource attacks (SPEC section 6): each is bounded by the sandbox's limits,
+"""Resource attacks (docs/SANDBOX.md): each is bounded by the sandbox's limits,
 the call ends, nothing of the sandbox outlives it where it should not, and the
 server and the other functions stay healthy. tests/e2e/test_limits.py holds
 the plain cases (a sleeping timeout, one big allocation, exit, garbage)."""

@@ -1,0 +1,152 @@
+"""Server configuration: defaults < config file < FAAS_TOKEN < flags, and the invoker's part of it."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import fields
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gateway.config import ConfigError, ServerConfig, load
+from invoker.config import InvokerConfig
+from invoker.metering import PricePlan
+
+# Every key the config file accepted before the invoker's settings were inherited.
+GATEWAY_KEYS = {
+    "host",
+    "port",
+    "data_dir",
+    "token",
+    "keepalive_s",
+    "max_body_bytes",
+    "code_limit_bytes",
+    "shutdown_timeout_s",
+    "header_timeout_s",
+    "body_timeout_s",
+    "pids_max",
+    "prewarm",
+    "warm_memory_budget_mb",
+    "metering",
+    "ledger_sync",
+    "pricing",
+    "deploy_paths",
+}
+
+
+@pytest.fixture(autouse=True)
+def no_env_token(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("FAAS_TOKEN", raising=False)
+
+
+def write(tmp_path: Path, text: str, name: str = "faas.toml") -> str:
+    path = tmp_path / name
+    path.write_text(text)
+    return str(path)
+
+
+def test_defaults_without_a_file() -> None:
+    config = load()
+    assert (config.host, config.port, config.data_dir, config.token) == (
+        "127.0.0.1",
+        8080,
+        "/var/lib/faas",
+        None,
+    )
+    assert (config.keepalive_s, config.prewarm, config.ledger_sync) == (600.0, 4, "normal")
+
+
+def test_toml_file_then_env_token_then_flags(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = write(
+        tmp_path,
+        'port = 9000\nkeepalive_s = 5\ntoken = "from-file"\ndeploy_paths = ["a.py"]\n'
+        "[pricing]\nper_request = 1\n",
+    )
+    config = load(path)
+    assert (config.port, config.keepalive_s, config.token, config.deploy_paths) == (
+        9000,
+        5.0,
+        "from-file",
+        ("a.py",),
+    )
+    assert isinstance(config.keepalive_s, float)
+    assert config.pricing == PricePlan(per_request=1.0)
+    monkeypatch.setenv("FAAS_TOKEN", "from-env")
+    assert load(path).token == "from-env"
+    flagged = load(path, port=9100, token="from-flag", keepalive_s=None, deploy_paths=["b.py"])
+    assert (flagged.port, flagged.token, flagged.keepalive_s, flagged.deploy_paths) == (
+        9100,
+        "from-flag",
+        5.0,  # None: the flag was not given
+        ("b.py",),
+    )
+
+
+def test_json_file(tmp_path: Path) -> None:
+    path = write(tmp_path, json.dumps({"prewarm": 0, "ledger_sync": "full"}), "faas.json")
+    config = load(path)
+    assert (config.prewarm, config.ledger_sync) == (0, "full")
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("keepalive = 5\n", "unknown setting 'keepalive'"),
+        ('port = "80"\n', "port must be an integer, got '80'"),
+        ("keepalive_s = true\n", "keepalive_s must be a number, got True"),
+        ("metering = 1\n", "metering must be true or false, got 1"),
+        ("token = 5\n", "token must be a string, got 5"),
+        ('deploy_paths = "fns"\n', "deploy_paths must be a list of paths"),
+        ('pricing = "free"\n', "pricing must be a table"),
+        ("[pricing]\nper_call = 1\n", "bad pricing"),
+        ('ledger_sync = "sometimes"\n', "ledger_sync must be 'full' or 'normal'"),
+        ("port = 70000\n", "port must be 0-65535"),
+        ('host = "0.0.0.0"\n', "refusing to listen on 0.0.0.0 without a token"),
+        ("port = \n", "is not valid TOML"),
+    ],
+)
+def test_bad_settings_are_one_clear_error(tmp_path: Path, text: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace("[", r"\[")):
+        load(write(tmp_path, text))
+
+
+def test_a_file_that_is_not_an_object_or_missing(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="must hold an object"):
+        load(write(tmp_path, "[1, 2]", "faas.json"))
+    with pytest.raises(ConfigError, match="cannot read config"):
+        load(str(tmp_path / "missing.toml"))
+
+
+def test_every_key_accepted_before_is_still_accepted() -> None:
+    assert GATEWAY_KEYS <= {f.name for f in fields(ServerConfig)}
+
+
+def sample(value: Any) -> Any:
+    """A value of the same kind as `value` that differs from it."""
+    if isinstance(value, bool):
+        return not value
+    if isinstance(value, (int, float)):
+        return value + 3
+    return value + "-other"
+
+
+def test_every_invoker_setting_is_reachable_from_the_config_file(tmp_path: Path) -> None:
+    defaults = InvokerConfig(data_dir="/x")
+    settings = {f.name: sample(getattr(defaults, f.name)) for f in fields(InvokerConfig)}
+    settings["ledger_sync"] = "full"  # one of two values
+    config = load(write(tmp_path, json.dumps(settings), "faas.json"))
+    invoker = config.invoker_config()
+    assert type(invoker) is InvokerConfig
+    assert {f.name: getattr(invoker, f.name) for f in fields(InvokerConfig)} == settings
+
+
+def test_invoker_config_carries_the_defaults_and_the_flags() -> None:
+    config = load(data_dir="/srv/faas", keepalive_s=2.5)
+    assert config.invoker_config() == InvokerConfig(data_dir="/srv/faas", keepalive_s=2.5)
+
+
+def test_every_setting_is_a_row_of_the_operations_docs() -> None:
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "OPERATIONS.md").read_text()
+    rows = {line.split("|")[1].strip().strip("`") for line in doc.splitlines() if line.startswith("| `")}
+    assert {f.name for f in fields(ServerConfig)} == rows
