@@ -23,3 +23,15 @@ def children_of(parent: int, include_zombies: bool = True) -> list[tuple[int, st
         if len(fields) > 1 and int(fields[1]) == parent and (include_zombies or fields[0] != "Z"):
             found.append((int(entry), name))
     return found
+
+
+def reap_exited_children(_signum: int = 0, _frame: object = None) -> None:
+    """Collect every child that has exited, without blocking (also usable as
+    a SIGCHLD handler): the zygote's sandboxes, or a sandbox's orphans."""
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return

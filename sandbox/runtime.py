@@ -15,7 +15,7 @@ import traceback
 from collections.abc import Awaitable
 from typing import Any
 
-from . import frames, protocol
+from . import frames, procfs, protocol
 from .event import Context, Event, Headers
 from .response import UnsupportedReturn, to_http
 from .spec import FunctionSpec
@@ -225,15 +225,5 @@ class Runtime:
             if not isinstance(msg, protocol.Call):
                 raise protocol.ProtocolError(f"unexpected message {raw['t']!r}")
             self.channel.sendall(protocol.pack(self.call(msg)))
-            _reap_zombies()
-
-
-def _reap_zombies() -> None:
-    """We are PID 1 of the sandbox: orphans the handler left become ours."""
-    while True:
-        try:
-            pid, _ = os.waitpid(-1, os.WNOHANG)
-        except ChildProcessError:
-            return
-        if pid == 0:
-            return
+            # We are PID 1 of the sandbox: orphans the handler left become ours.
+            procfs.reap_exited_children()

@@ -21,7 +21,6 @@ import signal
 import socket
 import sys
 import time
-from typing import Any
 
 # Pre-import what every sandbox needs, so that forks share it.
 from . import linux, namespaces, procfs, seccomp, setup  # noqa: F401
@@ -75,19 +74,9 @@ def _spawn(
         os._exit(0)
 
 
-def _reap(_signum: int = 0, _frame: Any = None) -> None:
-    while True:
-        try:
-            pid, _ = os.waitpid(-1, os.WNOHANG)
-        except ChildProcessError:
-            return
-        if pid == 0:
-            return
-
-
 def serve(control: socket.socket, seccomp_program: bytes) -> None:
     linux.prctl(linux.PR_SET_CHILD_SUBREAPER, 1)
-    signal.signal(signal.SIGCHLD, _reap)
+    signal.signal(signal.SIGCHLD, procfs.reap_exited_children)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the server decides when we stop
     while True:
         request = _recv_request(control)
