@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 from aiohttp import web
 
-from invoker.errors import CgroupUnavailable, FaasError, SpawnError
+from invoker.errors import CgroupUnavailable, FaasError, SpawnError, StartupError
 
 from .app import INVOKER, create_app
 from .config import ConfigError, load
@@ -99,7 +99,7 @@ def run_server(
                 "serving on http://%s:%d (data in %s)", config.host, config.port, config.data_dir
             ),
         )
-    except (CgroupUnavailable, ConfigError, SpawnError) as exc:
+    except (CgroupUnavailable, ConfigError, SpawnError, StartupError) as exc:
         print(f"faas serve: {exc}", file=sys.stderr)
         return 1
     except OSError as exc:

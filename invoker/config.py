@@ -19,6 +19,9 @@ class InvokerConfig:
     open_files_max: int = 1024
     # Size of a function's code, decoded, in bytes.
     code_limit_bytes: int = DEFAULT_CODE_LIMIT_BYTES
+    # Functions deployed at once, and the size of all their code together.
+    max_functions: int = 1000
+    max_code_bytes_total: int = 2 * 1024 * 1024 * 1024
     # Leave a short burst at full speed under a small cpu quota: without it a
     # 20% quota stretches a 50 ms burst to about 140 ms of wall time.
     cpu_burst_us: int = 50_000

@@ -34,6 +34,7 @@ __all__ = [
     "TooManyRequests",
     "Unavailable",
     "CallTimeout",
+    "StartupError",
 ]
 
 
@@ -67,3 +68,7 @@ class Unavailable(FaasError):
 
 class CallTimeout(FaasError):
     """A call ran out of time before it reached a sandbox (waiting in the queue)."""
+
+
+class StartupError(RuntimeError):
+    """The invoker cannot start; the message names the cause."""

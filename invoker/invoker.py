@@ -23,8 +23,9 @@ from sandbox.factory import SandboxFactory as RealSandboxFactory
 from sandbox.protocol import Call
 
 from . import eviction
+from .catalog import Catalog
 from .config import InvokerConfig
-from .errors import CallTimeout, NotFound, Unavailable
+from .errors import CallTimeout, NotFound, StartupError, Unavailable
 from .functions import FunctionState
 from .lease import Lease
 from .ledger import SqliteLedger
@@ -34,8 +35,8 @@ from .metrics import Metrics
 from .model import FunctionConfig, Invocation, InvocationResult
 from .pool import START
 from .recorder import Recorder, UsageQuery
-from .registry import CodeStore, Registry, SqliteRegistry
-from .validate import Limits, host_cores, validate_deploy
+from .registry import CodeStore, SqliteRegistry
+from .validate import Limits, host_cores
 
 log = logging.getLogger("faas.invoker")
 
@@ -51,7 +52,6 @@ class Invoker:
         self.metrics = metrics
         self.ready = False
         self.draining = False
-        self._functions: dict[str, FunctionState] = {}
         self._uids = itertools.count()
         self._background: set[asyncio.Task[Any]] = set()
         # Every lease alive, busy or idle, for the memory budget.
@@ -67,12 +67,15 @@ class Invoker:
                 cpu_burst_us=config.cpu_burst_us,
             )
         )
-        self.registry: Registry | None = None
         self.billing = BillingTotals()
         self._logs = LogStore(os.path.join(config.data_dir, "logs"))
         self._recorder = Recorder(None, self._logs, self.billing)
-        self.code = CodeStore(os.path.join(config.data_dir, "code"))
-        self._limits = Limits(host_cores=host_cores(), code_limit_bytes=config.code_limit_bytes)
+        self.catalog = Catalog(
+            CodeStore(os.path.join(config.data_dir, "code")),
+            Limits(host_cores=host_cores(), code_limit_bytes=config.code_limit_bytes),
+            config.max_functions,
+            config.max_code_bytes_total,
+        )
         metrics.watch_pools(self._pool_snapshot)
         metrics.watch_billing(self.billing)
 
@@ -81,14 +84,16 @@ class Invoker:
     async def __aenter__(self) -> Invoker:
         try:
             await self._open()
-        except BaseException:
+        except BaseException as exc:
             await self._stack.aclose()
+            if isinstance(exc, OSError):
+                raise StartupError(f"cannot start the invoker: {exc}") from exc
             raise
         return self
 
     async def _open(self) -> None:
-        self.registry = SqliteRegistry(os.path.join(self.config.data_dir, "registry.db"))
-        self._stack.callback(self.registry.close)
+        registry = SqliteRegistry(os.path.join(self.config.data_dir, "registry.db"))
+        self._stack.callback(registry.close)
         if self.config.metering:
             ledger = SqliteLedger(
                 os.path.join(self.config.data_dir, "usage.db"), synchronous=self.config.ledger_sync.upper()
@@ -98,10 +103,7 @@ class Invoker:
         self._stack.callback(self._logs.close)
         await self._stack.enter_async_context(self.factory)
         self._stack.push_async_callback(self._destroy_all)
-        for config in self.registry.load_all():
-            code_dir = self.code.write(config.name, config.version, self.registry.files(config.name))
-            self.code.prune(config.name, {config.version})
-            self._functions[config.name] = FunctionState(config, code_dir)
+        await asyncio.to_thread(self.catalog.load, registry)
         reaper = asyncio.create_task(self._keepalive_loop(), name="keepalive")
         self._stack.push_async_callback(_cancel_and_wait, reaper)
         self.ready = True
@@ -141,30 +143,19 @@ class Invoker:
 
     async def deploy(self, body: Any) -> tuple[FunctionConfig, bool]:
         """Create or update a function; (config, created)."""
-        assert self.registry is not None
-        config, files = validate_deploy(body, self._limits, version=0, now=time.time())
-        config = await asyncio.to_thread(self.registry.put, config, files)
-        code_dir = await asyncio.to_thread(self.code.write, config.name, config.version, files)
-        state = self._functions.get(config.name)
-        if state is None:
-            self._functions[config.name] = FunctionState(config, code_dir)
-            return config, True
-        # Keep the previous version's code for calls still running on it.
-        self.code.prune(config.name, {config.version, state.config.version})
-        state.update(config, code_dir)
+        state, replaced = await self.catalog.put(body)
+        if replaced is None:
+            return state.config, True
+        # Calls still running on the old code keep it until they end.
         await self._drain_idle(state)
-        return config, False
+        self.catalog.collect(replaced)
+        return state.config, False
 
     async def delete(self, name: str) -> None:
-        assert self.registry is not None
-        state = self._state(name)
-        del self._functions[name]
-        state.deleted = True
+        state = await self.catalog.remove(name)
         state.pool.fail_waiters(NotFound(f"function {name!r} was deleted"))
-        await asyncio.to_thread(self.registry.delete, name)
         await self._drain_idle(state)
-        if state.pool.instances == 0:
-            self.code.prune(name, set())
+        self.catalog.collect(state.code_dir)
         self._logs.delete(name)
 
     def logs(self, name: str, tail: int) -> list[str]:
@@ -180,10 +171,11 @@ class Invoker:
         return await self._recorder.records(query, cursor, limit)
 
     def _state(self, name: str) -> FunctionState:
-        state = self._functions.get(name)
-        if state is None:
-            raise NotFound(f"function {name!r} not found")
-        return state
+        return self.catalog.get(name)
+
+    @property
+    def _functions(self) -> dict[str, FunctionState]:
+        return self.catalog.functions
 
     # -- invocation ---------------------------------------------------------
 
@@ -282,9 +274,11 @@ class Invoker:
         uid = UID_BASE + next(self._uids) % UID_RANGE
         function = state.function_spec(sandbox.id, uid, self.config.open_files_max)
         started_at = time.time()
+        self.catalog.hold(function.code_dir)
         try:
             await sandbox.specialize(function, max(0.0, deadline - time.monotonic()))
         except SandboxError as exc:
+            self.catalog.release(function.code_dir)
             if exc.kill_reason:
                 self.metrics.kills.labels(config.name, exc.kill_reason).inc()
             logs = getattr(exc, "logs", "")
@@ -308,7 +302,7 @@ class Invoker:
         self.metrics.init_seconds.labels(config.name).observe(sandbox.init_ms / 1000)
         if sandbox.init_logs:
             self._logs.append(config.name, call_id, sandbox.init_logs)
-        lease = Lease(sandbox, state.generation, state.memory_estimate)
+        lease = Lease(sandbox, state.generation, function.code_dir, state.memory_estimate)
         self._leases.add(lease)
         return lease
 
@@ -321,8 +315,6 @@ class Invoker:
             return
         state.pool.discard()
         self._forget(lease)
-        if state.deleted and state.pool.instances == 0:
-            self.code.prune(state.name, set())
 
     def _lost(self, state: FunctionState, lease: Lease, call_id: str, exc: SandboxError | None) -> None:
         """A call failed: its sandbox is destroyed (by the sandbox itself for
@@ -334,8 +326,15 @@ class Invoker:
             self._logs.append(state.name, call_id, f"sandbox killed ({exc.usage_status}): {exc.message}")
 
     def _forget(self, lease: Lease) -> None:
-        self._leases.discard(lease)
+        """Destroy a lease's sandbox in the background."""
+        self._drop(lease)
         self._spawn_background(lease.sandbox.destroy())
+
+    def _drop(self, lease: Lease) -> None:
+        """A lease's sandbox is going: it no longer counts or holds its code."""
+        if lease in self._leases:
+            self._leases.discard(lease)
+            self.catalog.release(lease.code_dir)
 
     def _spawn_background(self, coro: Any) -> None:
         task = asyncio.create_task(coro)
@@ -346,8 +345,9 @@ class Invoker:
         idle = list(state.pool.idle)
         for lease in idle:
             state.pool.remove_idle(lease)
-            self._leases.discard(lease)
         await asyncio.gather(*(lease.sandbox.destroy() for lease in idle))
+        for lease in idle:
+            self._drop(lease)
 
     def _make_room(self, needed_bytes: int) -> None:
         """Keep warm sandboxes within the memory budget (evict_lru)."""
@@ -367,10 +367,10 @@ class Invoker:
             expired = eviction.retire_idle(
                 self._functions.values(), time.monotonic() - self.config.keepalive_s
             )
-            for lease in expired:
-                self._leases.discard(lease)
             if expired:
                 await asyncio.gather(*(lease.sandbox.destroy() for lease in expired), return_exceptions=True)
+            for lease in expired:
+                self._drop(lease)
 
     def _pool_snapshot(self) -> tuple[dict[str, int], dict[str, int]]:
         idle = sum(len(s.pool.idle) for s in self._functions.values())

@@ -14,6 +14,8 @@ class Lease:
     sandbox: Sandbox
     # Which deploy of its function the sandbox runs: a redeploy retires it.
     generation: int
+    # The code directory it was specialized from: kept on disk while it lives.
+    code_dir: str
     # Memory it holds, for the warm-memory budget (its last call's peak).
     memory_bytes: int
     # time.monotonic() of its last call's end, for keep-alive and LRU.

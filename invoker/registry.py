@@ -6,12 +6,14 @@ Behind the `Registry` interface so a cluster can put a shared database there.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
 import shutil
 import sqlite3
 import threading
+import uuid
 from abc import ABC, abstractmethod
 
 import msgpack
@@ -101,40 +103,49 @@ def _config_from_json(text: str) -> FunctionConfig:
 
 
 class CodeStore:
-    """Each function version's files under <root>/<name>/v<version>/, read-only
-    to sandboxes (bound at /var/task)."""
+    """Each deploy's files in a directory of its own, <root>/<name>/<id>/,
+    read-only to sandboxes (bound at /var/task). Never shared between two
+    deploys, not even two of the same name and version (a function deleted
+    and created again), and removed only by whoever owns it."""
 
     def __init__(self, root: str) -> None:
         self.root = root
         os.makedirs(root, mode=0o755, exist_ok=True)
 
-    def path(self, name: str, version: int) -> str:
-        return os.path.join(self.root, name, f"v{version}")
-
-    def write(self, name: str, version: int, files: dict[str, bytes]) -> str:
-        final = self.path(name, version)
-        if os.path.isdir(final):
-            return final
+    def write(self, name: str, files: dict[str, bytes]) -> str:
+        """A new directory holding `files`; whole, or not there at all."""
+        base = os.path.join(self.root, name)
+        os.makedirs(base, mode=0o755, exist_ok=True)
+        final = os.path.join(base, uuid.uuid4().hex)
         staging = final + ".tmp"
-        shutil.rmtree(staging, ignore_errors=True)
-        os.makedirs(staging, mode=0o755)
-        for rel, data in files.items():
-            dest = os.path.join(staging, rel)
-            os.makedirs(os.path.dirname(dest), mode=0o755, exist_ok=True)
-            with open(dest, "wb") as f:
-                f.write(data)
-            os.chmod(dest, 0o644)
-        os.chmod(staging, 0o755)
-        os.rename(staging, final)
+        try:
+            os.makedirs(staging, mode=0o755)
+            for rel, data in files.items():
+                dest = os.path.join(staging, rel)
+                os.makedirs(os.path.dirname(dest), mode=0o755, exist_ok=True)
+                with open(dest, "wb") as f:
+                    f.write(data)
+                os.chmod(dest, 0o644)
+            os.rename(staging, final)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
         return final
 
-    def prune(self, name: str, keep: set[int]) -> None:
-        """Remove versions of `name` not in `keep` (all of them if keep is empty)."""
-        base = os.path.join(self.root, name)
-        if not os.path.isdir(base):
-            return
-        for entry in os.listdir(base):
-            if not (entry.startswith("v") and entry[1:].isdigit() and int(entry[1:]) in keep):
-                shutil.rmtree(os.path.join(base, entry), ignore_errors=True)
-        if not keep:
-            shutil.rmtree(base, ignore_errors=True)
+    def remove(self, path: str) -> None:
+        """Remove one deploy's directory (and its name's, once empty)."""
+        if os.path.dirname(os.path.dirname(path)) != self.root:
+            raise ValueError(f"{path} is not a code directory of {self.root}")
+        shutil.rmtree(path, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            os.rmdir(os.path.dirname(path))
+
+    def remove_all_but(self, keep: set[str]) -> None:
+        """At start: every directory but `keep` is left over from an earlier run."""
+        for name in os.listdir(self.root):
+            base = os.path.join(self.root, name)
+            for entry in os.listdir(base) if os.path.isdir(base) else []:
+                if os.path.join(base, entry) not in keep:
+                    shutil.rmtree(os.path.join(base, entry), ignore_errors=True)
+            with contextlib.suppress(OSError):
+                os.rmdir(base)

@@ -24,6 +24,10 @@ ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 IDENT_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 DEFAULT_CODE_LIMIT_BYTES = 20 * 1024 * 1024
 MAX_FILES = 1000
+# What a Linux filesystem takes: a name of 255 bytes, a path of 4096 (less
+# the directory the code is stored in).
+MAX_NAME_BYTES = 255
+MAX_PATH_BYTES = 3072
 
 FIELDS = FIELD_NAMES
 
@@ -79,7 +83,26 @@ def _safe_path(path: Any) -> str:
         raise BadRequest(
             f"file name {path!r} must be a plain relative path inside the function (no '..', no leading '/')"
         )
+    if len(norm.encode("utf-8", "surrogatepass")) > MAX_PATH_BYTES or any(
+        len(part.encode("utf-8", "surrogatepass")) > MAX_NAME_BYTES for part in norm.split("/")
+    ):
+        raise BadRequest(
+            f"file name {path[:80]!r}... is too long: at most {MAX_NAME_BYTES} bytes a name "
+            f"and {MAX_PATH_BYTES} bytes a path"
+        )
     return norm
+
+
+def _check_no_collisions(paths: list[str]) -> None:
+    """No file may also be a directory of another (`a` and `a/b`): both
+    cannot exist on disk."""
+    names = set(paths)
+    for path in paths:
+        parts = path.split("/")
+        for depth in range(1, len(parts)):
+            parent = "/".join(parts[:depth])
+            if parent in names:
+                raise BadRequest(f"file {parent!r} is also the directory of {path!r}")
 
 
 def decode_files(raw: Any, code_limit_bytes: int) -> dict[str, bytes]:
@@ -100,7 +123,10 @@ def decode_files(raw: Any, code_limit_bytes: int) -> dict[str, bytes]:
         total += len(data)
         if total > code_limit_bytes:
             raise BadRequest(f"code is over the size limit of {code_limit_bytes} bytes")
+        if name in files:
+            raise BadRequest(f"file {name!r} is given twice")
         files[name] = data
+    _check_no_collisions(list(files))
     return files
 
 
