@@ -151,22 +151,27 @@ class CgroupV1Backend(CgroupBackend):
         self.parent_paths = tuple(dict.fromkeys(self._parents.values()))
         self._own_dirs = tuple(dict.fromkeys(controller_dirs[c] for c in used))
         for d in self.parent_paths:
-            os.makedirs(d, exist_ok=True)
+            self._mkdir(d, exist_ok=True)
         if self.can_freeze:
             anchor = os.path.join(self._parents[FREEZER], FREEZE_ANCHOR)
-            os.makedirs(anchor, exist_ok=True)
+            self._mkdir(anchor, exist_ok=True)
             write_text(os.path.join(anchor, "freezer.state"), FROZEN)
         else:
             log.warning(
                 "cgroup v1 freezer hierarchy not mounted: idle sandboxes are not frozen between calls"
             )
 
+    def _mkdir(self, path: str, exist_ok: bool = False) -> None:
+        """mkdir a cgroup; the kernel fills it with its interface files.
+        (Tests on a fake tree override this to create those files too.)"""
+        os.makedirs(path, exist_ok=exist_ok)
+
     def create(self, name: str, limits: CgroupLimits) -> V1SandboxCgroup:
         dirs = {c: os.path.join(p, name) for c, p in self._parents.items()}
         made: list[str] = []
         try:
             for d in dict.fromkeys(dirs.values()):
-                os.mkdir(d)
+                self._mkdir(d)
                 made.append(d)
             cgroup = V1SandboxCgroup(name, dirs)
             cgroup.set_limits(limits)
