@@ -173,17 +173,24 @@ class SandboxCgroup(ABC):
     def remove(self) -> None:
         """Kill what is left and remove the cgroup (every hierarchy on v1)."""
 
-    @abstractmethod
+    # Set by each backend's constructor; a no-op Freezer where there is none.
+    _freezer: Freezer
+
     def freeze(self) -> None:
         """Start freezing every task; returns without waiting (see the module docstring)."""
+        self._freezer.freeze()
 
-    @abstractmethod
     def thaw(self) -> None:
         """Let every task run again; complete when it returns."""
+        self._freezer.thaw()
 
-    @abstractmethod
     def is_frozen(self) -> bool:
         """True once freezing has completed (False where the freezer is missing)."""
+        return self._freezer.available and self._kernel_reports_frozen()
+
+    @abstractmethod
+    def _kernel_reports_frozen(self) -> bool:
+        """Whether the kernel says every task has stopped."""
 
     def is_empty(self) -> bool:
         return not self.pids()

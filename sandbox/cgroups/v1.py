@@ -101,15 +101,7 @@ class V1SandboxCgroup(SandboxCgroup):
     def pids(self) -> list[int]:
         return read_pids(self._path("pids", "cgroup.procs"))
 
-    def freeze(self) -> None:
-        self._freezer.freeze()
-
-    def thaw(self) -> None:
-        self._freezer.thaw()
-
-    def is_frozen(self) -> bool:
-        if not self._freezer.available:
-            return False
+    def _kernel_reports_frozen(self) -> bool:
         return read_text(self._path(FREEZER, "freezer.state")) == FROZEN
 
     def kill(self) -> None:

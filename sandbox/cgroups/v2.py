@@ -153,15 +153,7 @@ class V2SandboxCgroup(SandboxCgroup):
             return events["populated"] != 0
         return bool(self.pids())
 
-    def freeze(self) -> None:
-        self._freezer.freeze()
-
-    def thaw(self) -> None:
-        self._freezer.thaw()
-
-    def is_frozen(self) -> bool:
-        if not self._freezer.available:
-            return False
+    def _kernel_reports_frozen(self) -> bool:
         return read_keyed(self._file("cgroup.events")).get("frozen", 0) == 1
 
     def kill(self) -> None:
