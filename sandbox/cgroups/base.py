@@ -235,11 +235,16 @@ def remove_tree(path: str) -> int:
     for entry in os.scandir(path):
         if entry.is_dir(follow_symlinks=False):
             removed += remove_tree(entry.path)
+    # A dead server may have left sandboxes frozen (its zygote's SIGKILLs
+    # wait for a thaw on v1): thaw after signalling, so they wake only to die.
+    freezer_state = os.path.join(path, "freezer.state")
     for _ in range(100):
         pids = read_pids(os.path.join(path, "cgroup.procs"))
         if not pids:
             break
         kill_pids(pids)
+        if os.path.exists(freezer_state):
+            write_text(freezer_state, "THAWED")
     rmdir_when_empty(path)
     return removed + 1
 

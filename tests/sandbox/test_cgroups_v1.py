@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from sandbox.cgroups import CgroupUnavailable, detect
+from sandbox.cgroups import CgroupUnavailable, base, detect
 from sandbox.cgroups import v1 as v1mod
 from sandbox.cgroups.base import CgroupLimits, parent_name_for
 from sandbox.cgroups.v1 import FREEZE_ANCHOR, CgroupV1Backend, V1SandboxCgroup
@@ -310,6 +310,35 @@ def test_remove_stale_removes_dead_servers_dirs(own: dict[str, Path]) -> None:
         assert not (path / parent_name_for(DEAD_PID)).exists()
         assert (path / parent_name_for(os.getpid())).is_dir()
     assert (own["memory"] / "faas-not-a-pid").is_dir()
+
+
+def test_remove_stale_thaws_frozen_leftovers(own: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+    backend = backend_for(own, parent=parent_name_for(os.getpid()))
+    sandbox = own["freezer"] / parent_name_for(DEAD_PID) / "sb-old"
+    sandbox.mkdir(parents=True)
+    populate_v1(sandbox, ("freezer",))
+    (sandbox / "freezer.state").write_text("FROZEN\n")
+    (sandbox / "cgroup.procs").write_text("101\n")
+    signalled_in: list[str] = []
+
+    def fake_kernel_kill(pids: list[int]) -> None:
+        # A frozen v1 task dies of SIGKILL only once thawed.
+        state = read(sandbox / "freezer.state").strip()
+        signalled_in.append(state)
+        if state == "THAWED":
+            (sandbox / "cgroup.procs").write_text("")
+
+    def fake_rmdir(path: str) -> None:
+        if os.path.exists(os.path.join(path, "cgroup.procs")):
+            assert read(Path(path) / "cgroup.procs") == "", f"{path} still holds tasks"
+        strip_files(Path(path))
+        os.rmdir(path)
+
+    monkeypatch.setattr(base, "kill_pids", fake_kernel_kill)
+    monkeypatch.setattr(base, "rmdir_when_empty", fake_rmdir)
+    assert backend.remove_stale() == 2
+    assert signalled_in == ["FROZEN", "THAWED"]
+    assert not (own["freezer"] / parent_name_for(DEAD_PID)).exists()
 
 
 def test_close_removes_parents_and_anchor(own: dict[str, Path]) -> None:
