@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from sandbox.cgroups.base import CgroupLimits
+from sandbox.cgroups.v1 import CgroupV1Backend
 
 DEAD_PID = 2**22 + 12345  # above pid_max's ceiling: never a live process
 
@@ -101,3 +102,33 @@ def cgroup_mount_line(mount_id: int, point: Path, fstype: str, options: str) -> 
 def pretend_root(monkeypatch: pytest.MonkeyPatch) -> None:
     """detect() refuses to run without root; the fake trees need none."""
     monkeypatch.setattr(os, "geteuid", lambda: 0)
+
+
+ALL = ("cpu", "cpuacct", "memory", "pids", "freezer")
+OWN = "server.service"  # the server's own cgroup in each hierarchy
+
+
+class FakeV1Backend(CgroupV1Backend):
+    """mkdir on a fake tree makes no files; create what the kernel would,
+    for the controllers of the hierarchy the directory is in."""
+
+    def _mkdir(self, path: str, exist_ok: bool = False) -> None:
+        super()._mkdir(path, exist_ok=exist_ok)
+        if os.path.exists(os.path.join(path, "cgroup.procs")):
+            return
+        controllers = tuple(
+            c for c, parent in self._parents.items() if path == parent or path.startswith(parent + "/")
+        )
+        populate_v1(Path(path), controllers)
+
+
+def make_hierarchies(tmp_path: Path, controllers: tuple[str, ...] = ALL) -> dict[str, Path]:
+    """One fake mount per controller, each holding the server's own cgroup."""
+    own = {}
+    for controller in controllers:
+        mount = tmp_path / "cgroup" / controller
+        (mount / OWN).mkdir(parents=True)
+        populate_v1(mount, (controller,))
+        populate_v1(mount / OWN, (controller,))
+        own[controller] = mount / OWN
+    return own

@@ -8,50 +8,22 @@ from pathlib import Path
 
 import pytest
 
-from sandbox.cgroups import CgroupUnavailable, base, detect
+from sandbox.cgroups import base
 from sandbox.cgroups import v1 as v1mod
 from sandbox.cgroups.base import CgroupLimits, parent_name_for
-from sandbox.cgroups.v1 import FREEZE_ANCHOR, CgroupV1Backend, V1SandboxCgroup
+from sandbox.cgroups.v1 import FREEZE_ANCHOR, V1SandboxCgroup
 from tests.sandbox.cgroupfs import (
+    ALL,
     DEAD_PID,
     LIMITS,
+    OWN,
     V1_UNLIMITED,
-    cgroup_mount_line,
+    FakeV1Backend,
+    make_hierarchies,
     populate_v1,
-    pretend_root,
     read,
     strip_files,
-    write_proc,
 )
-
-ALL = ("cpu", "cpuacct", "memory", "pids", "freezer")
-OWN = "server.service"  # the server's own cgroup in each hierarchy
-
-
-class FakeV1Backend(CgroupV1Backend):
-    """mkdir on a fake tree makes no files; create what the kernel would,
-    for the controllers of the hierarchy the directory is in."""
-
-    def _mkdir(self, path: str, exist_ok: bool = False) -> None:
-        super()._mkdir(path, exist_ok=exist_ok)
-        if os.path.exists(os.path.join(path, "cgroup.procs")):
-            return
-        controllers = tuple(
-            c for c, parent in self._parents.items() if path == parent or path.startswith(parent + "/")
-        )
-        populate_v1(Path(path), controllers)
-
-
-def make_hierarchies(tmp_path: Path, controllers: tuple[str, ...] = ALL) -> dict[str, Path]:
-    """One fake mount per controller, each holding the server's own cgroup."""
-    own = {}
-    for controller in controllers:
-        mount = tmp_path / "cgroup" / controller
-        (mount / OWN).mkdir(parents=True)
-        populate_v1(mount, (controller,))
-        populate_v1(mount / OWN, (controller,))
-        own[controller] = mount / OWN
-    return own
 
 
 @pytest.fixture
@@ -295,6 +267,18 @@ def test_shared_cpu_cpuacct_hierarchy(tmp_path: Path) -> None:
     )
 
 
+def test_v1_sandbox_cgroup_without_freezer_dir(tmp_path: Path) -> None:
+    dirs = {}
+    for controller in ("cpu", "cpuacct", "memory", "pids"):
+        d = tmp_path / controller
+        d.mkdir()
+        populate_v1(d, (controller,))
+        dirs[controller] = str(d)
+    cg = V1SandboxCgroup("sb", dirs)
+    cg.freeze()
+    assert not cg.is_frozen()
+
+
 # --- stale and close ---------------------------------------------------------------------------------
 
 
@@ -355,82 +339,3 @@ def test_missing_controller_refused_by_backend(own: dict[str, Path]) -> None:
     del own["cpuacct"], own["pids"]
     with pytest.raises(ValueError, match=r"cgroup v1 controllers missing: cpuacct, pids"):
         backend_for(own)
-
-
-# --- detect() ----------------------------------------------------------------------------------------
-
-
-def v1_mountinfo(tmp_path: Path, controllers: tuple[str, ...]) -> str:
-    return "22 1 0:21 / /proc rw,nosuid - proc proc rw\n" + "".join(
-        cgroup_mount_line(30 + i, tmp_path / "cgroup" / c, "cgroup", f"rw,{c}")
-        for i, c in enumerate(controllers)
-    )
-
-
-def v1_proc_cgroup(controllers: tuple[str, ...]) -> str:
-    return "".join(f"{i + 1}:{c}:/{OWN}\n" for i, c in enumerate(controllers)) + "0::/\n"
-
-
-def prepare_parent(own: dict[str, Path], parent: str) -> None:
-    """detect() builds the real backend, whose mkdir makes no files: make the
-    directories the way the kernel would."""
-    for controller, path in own.items():
-        (path / parent).mkdir()
-        populate_v1(path / parent, (controller,))
-    if "freezer" in own:
-        (own["freezer"] / parent / FREEZE_ANCHOR).mkdir()
-        populate_v1(own["freezer"] / parent / FREEZE_ANCHOR, ("freezer",))
-
-
-def test_detect_picks_v1_with_freezer(
-    tmp_path: Path, own: dict[str, Path], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    pretend_root(monkeypatch)
-    proc = write_proc(tmp_path, v1_mountinfo(tmp_path, ALL), v1_proc_cgroup(ALL))
-    parent = parent_name_for(4242)
-    prepare_parent(own, parent)
-    backend = detect(proc=str(proc), server_pid=4242, move_self=False)
-    assert isinstance(backend, CgroupV1Backend)
-    assert backend.version == 1 and backend.can_freeze
-    assert backend.parent_paths == tuple(str(own[c] / parent) for c in ALL)
-    assert read(own["freezer"] / parent / FREEZE_ANCHOR / "freezer.state") == "FROZEN"
-
-
-def test_detect_v1_without_freezer(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    pretend_root(monkeypatch)
-    controllers = ("cpu", "cpuacct", "memory", "pids")
-    own = make_hierarchies(tmp_path, controllers)
-    proc = write_proc(tmp_path, v1_mountinfo(tmp_path, controllers), v1_proc_cgroup(controllers))
-    prepare_parent(own, parent_name_for(4242))
-    backend = detect(proc=str(proc), server_pid=4242, move_self=False)
-    assert backend.version == 1 and not backend.can_freeze
-
-
-def test_detect_names_missing_v1_controllers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    pretend_root(monkeypatch)
-    controllers = ("cpu", "memory", "freezer")
-    make_hierarchies(tmp_path, controllers)
-    proc = write_proc(tmp_path, v1_mountinfo(tmp_path, controllers), v1_proc_cgroup(controllers))
-    with pytest.raises(CgroupUnavailable) as info:
-        detect(proc=str(proc), server_pid=4242, move_self=False)
-    message = str(info.value)
-    assert "\n" not in message
-    assert "need cgroup v1 controllers cpu, cpuacct, memory, pids (found cpu, memory)" in message
-
-
-def test_detect_without_root(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(os, "geteuid", lambda: 1000)
-    with pytest.raises(CgroupUnavailable, match="needs root"):
-        detect()
-
-
-def test_v1_sandbox_cgroup_without_freezer_dir(tmp_path: Path) -> None:
-    dirs = {}
-    for controller in ("cpu", "cpuacct", "memory", "pids"):
-        d = tmp_path / controller
-        d.mkdir()
-        populate_v1(d, (controller,))
-        dirs[controller] = str(d)
-    cg = V1SandboxCgroup("sb", dirs)
-    cg.freeze()
-    assert not cg.is_frozen()
