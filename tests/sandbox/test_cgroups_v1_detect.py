@@ -22,11 +22,6 @@ from tests.sandbox.cgroupfs import (
 )
 
 
-@pytest.fixture
-def own(tmp_path: Path) -> dict[str, Path]:
-    return make_hierarchies(tmp_path)
-
-
 def v1_mountinfo(tmp_path: Path, controllers: tuple[str, ...]) -> str:
     return "22 1 0:21 / /proc rw,nosuid - proc proc rw\n" + "".join(
         cgroup_mount_line(30 + i, tmp_path / "cgroup" / c, "cgroup", f"rw,{c}")
@@ -49,9 +44,8 @@ def prepare_parent(own: dict[str, Path], parent: str) -> None:
         populate_v1(own["freezer"] / parent / FREEZE_ANCHOR, ("freezer",))
 
 
-def test_detect_picks_v1_with_freezer(
-    tmp_path: Path, own: dict[str, Path], monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_detect_picks_v1_with_freezer(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    own = make_hierarchies(tmp_path)
     pretend_root(monkeypatch)
     proc = write_proc(tmp_path, v1_mountinfo(tmp_path, ALL), v1_proc_cgroup(ALL))
     parent = parent_name_for(4242)
