@@ -6,6 +6,7 @@ import os
 
 from .base import CgroupBackend, CgroupLimits, CgroupUnavailable, SandboxCgroup, parent_name_for
 from .v1 import CONTROLLERS as V1_CONTROLLERS
+from .v1 import FREEZER as V1_FREEZER
 from .v1 import CgroupV1Backend
 from .v2 import CgroupV2Backend
 
@@ -78,7 +79,7 @@ def detect(proc: str = "/proc/self", server_pid: int | None = None, move_self: b
     for fstype, root, point, opts in mounts:
         if fstype != "cgroup":
             continue
-        for controller in V1_CONTROLLERS:
+        for controller in (*V1_CONTROLLERS, V1_FREEZER):
             if controller in opts and controller in own and os.access(point, os.W_OK):
                 v1_dirs[controller] = _join(point, root, own[controller])
     if all(c in v1_dirs for c in V1_CONTROLLERS):
@@ -95,7 +96,7 @@ def detect(proc: str = "/proc/self", server_pid: int | None = None, move_self: b
         if all(c in available for c in V2_CONTROLLERS):
             return CgroupV2Backend(point, _join(point, root, own[""]), parent, move_self=move_self)
 
-    found_v1 = sorted(v1_dirs)
+    found_v1 = sorted(c for c in v1_dirs if c in V1_CONTROLLERS)
     raise CgroupUnavailable(
         "no usable cgroups: need cgroup v1 controllers cpu, cpuacct, memory, pids "
         f"(found {', '.join(found_v1) or 'none'}) or a cgroup2 mount offering cpu, memory, pids"

@@ -14,6 +14,7 @@ root cgroup, the server first moves itself into the leaf `<own>/supervisor`.
 from __future__ import annotations
 
 import errno
+import logging
 import os
 import threading
 import time
@@ -22,10 +23,10 @@ from .base import (
     CgroupBackend,
     CgroupLimits,
     CgroupUnavailable,
+    Freezer,
     OpenFile,
     SandboxCgroup,
     kill_pids,
-    read_int,
     read_keyed,
     read_pids,
     remove_stale_parents,
@@ -37,14 +38,19 @@ from .base import (
 CONTROLLERS = ("cpu", "memory", "pids")
 SUPERVISOR = "supervisor"
 
+log = logging.getLogger("faas.cgroups")
+
 # Errors from writing to memory.peak on kernels that cannot reset it (< 6.12).
 _NO_RESET_ERRNOS = (errno.EINVAL, errno.EBADF, errno.EPERM, errno.EACCES, errno.EOPNOTSUPP)
 
 
 class V2SandboxCgroup(SandboxCgroup):
-    def __init__(self, name: str, path: str) -> None:
+    def __init__(self, name: str, path: str, can_freeze: bool = True) -> None:
         self.name = name
         self.path = path
+        # Fatal signals and cgroup.kill reach frozen v2 tasks: kill() needs no thaw.
+        self._freezer = Freezer(self._file("cgroup.freeze") if can_freeze else None, "1", "0")
+        self._memory_current = OpenFile(self._file("memory.current"))
         self._lock = threading.Lock()
         self._peak_fd: int | None = None
         self._peak_opened = False  # tried to open memory.peak (it may not exist)
@@ -127,7 +133,7 @@ class V2SandboxCgroup(SandboxCgroup):
         return self.memory_current_bytes()
 
     def memory_current_bytes(self) -> int:
-        return read_int(self._file("memory.current"))
+        return self._memory_current.read_int()
 
     def oom_kills(self) -> int:
         try:
@@ -147,7 +153,11 @@ class V2SandboxCgroup(SandboxCgroup):
             return events["populated"] != 0
         return bool(self.pids())
 
+    def _kernel_reports_frozen(self) -> bool:
+        return read_keyed(self._file("cgroup.events")).get("frozen", 0) == 1
+
     def kill(self) -> None:
+        self._freezer.stop()
         # cgroup.kill (Linux 5.14+) kills every process, forks in flight included.
         kill_file = self._file("cgroup.kill")
         if os.path.exists(kill_file):
@@ -173,7 +183,9 @@ class V2SandboxCgroup(SandboxCgroup):
 
     def remove(self, timeout_s: float = 2.0) -> None:
         self.close_peak_fd()
+        self._freezer.close()
         self._cpu_stat.close()
+        self._memory_current.close()
         if not os.path.isdir(self.path):
             return
         self.kill()
@@ -213,6 +225,12 @@ class CgroupV2Backend(CgroupBackend):
             raise
         self._mkdir(self.parent_path, exist_ok=True)
         self._enable_controllers(self.parent_path)
+        # cgroup.freeze (Linux 5.2+) exists in every non-root cgroup.
+        self.can_freeze = os.path.exists(os.path.join(self.parent_path, "cgroup.freeze"))
+        if not self.can_freeze:
+            log.warning(
+                "cgroup v2 has no cgroup.freeze (Linux < 5.2): idle sandboxes are not frozen between calls"
+            )
 
     def _is_root(self, path: str) -> bool:
         """The real root cgroup is exempt from the no-internal-process rule.
@@ -293,7 +311,7 @@ class CgroupV2Backend(CgroupBackend):
     def create(self, name: str, limits: CgroupLimits) -> V2SandboxCgroup:
         path = os.path.join(self.parent_path, name)
         self._mkdir(path)
-        cgroup = V2SandboxCgroup(name, path)
+        cgroup = V2SandboxCgroup(name, path, can_freeze=self.can_freeze)
         try:
             cgroup.set_limits(limits)
             return cgroup

@@ -12,47 +12,12 @@ from sandbox.cgroups import CgroupUnavailable, detect
 from sandbox.cgroups import v2 as v2mod
 from sandbox.cgroups.base import CgroupLimits, parent_name_for
 from sandbox.cgroups.v2 import CgroupV2Backend, V2SandboxCgroup
-
-DEAD_PID = 2**22 + 12345  # above pid_max's ceiling: never a live process
-
-# What the kernel puts in a new non-root cgroup directory (with cpu, memory,
-# pids enabled in the parent), and their initial contents.
-CGROUP_FILES = {
-    "cgroup.controllers": "cpu memory pids\n",
-    "cgroup.subtree_control": "",
-    "cgroup.procs": "",
-    "cgroup.type": "domain\n",
-    "cgroup.events": "populated 0\nfrozen 0\n",
-    "cgroup.kill": "",
-    "cpu.max": "max 100000\n",
-    "cpu.max.burst": "0\n",
-    "cpu.stat": "usage_usec 0\nuser_usec 0\nsystem_usec 0\n",
-    "memory.max": "max\n",
-    "memory.swap.max": "max\n",
-    "memory.current": "0\n",
-    "memory.peak": "0\n",
-    "memory.events": "low 0\nhigh 0\nmax 0\noom 0\noom_kill 0\noom_group_kill 0\n",
-    "pids.max": "max\n",
-}
-
-LIMITS = CgroupLimits(memory_mb=64, cpu_cores=0.2, pids_max=64)
+from tests.sandbox import cgroupfs as fake
+from tests.sandbox.cgroupfs import DEAD_PID, LIMITS, V2_FILES, pretend_root, read, strip_files, write_proc
 
 
 def populate(path: Path, omit: tuple[str, ...] = ()) -> None:
-    for name, content in CGROUP_FILES.items():
-        if name not in omit:
-            (path / name).write_text(content)
-
-
-def read(path: Path) -> str:
-    return path.read_text()
-
-
-def strip_files(path: Path) -> None:
-    """On cgroupfs the interface files vanish with rmdir; on a fake tree, delete them first."""
-    for dirpath, _, files in os.walk(path):
-        for name in files:
-            os.unlink(os.path.join(dirpath, name))
+    fake.populate(path, fake.V2_FILES, omit)
 
 
 class FakeV2Backend(CgroupV2Backend):
@@ -69,7 +34,9 @@ def root(tmp_path: Path) -> Path:
     """A fake cgroup2 mount: the real root has no cgroup.type."""
     mount = tmp_path / "cgroup"
     mount.mkdir()
-    populate(mount, omit=("cgroup.type", "cgroup.kill", "cgroup.events", "cpu.max", "memory.max"))
+    populate(
+        mount, omit=("cgroup.type", "cgroup.kill", "cgroup.events", "cgroup.freeze", "cpu.max", "memory.max")
+    )
     return mount
 
 
@@ -261,6 +228,50 @@ def test_remove_gives_up_waiting_after_timeout(sandbox_dir: Path, monkeypatch: p
     assert removed == [str(sandbox_dir)]
 
 
+def test_freeze_and_thaw_write_cgroup_freeze(sandbox_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cg = V2SandboxCgroup("sb", str(sandbox_dir))
+    writes: list[bytes] = []
+    real_pwrite = os.pwrite
+    monkeypatch.setattr(
+        os, "pwrite", lambda fd, data, offset: (writes.append(data), real_pwrite(fd, data, offset))[1]
+    )
+    cg.freeze()
+    assert read(sandbox_dir / "cgroup.freeze") == "1\n"
+    assert not cg.is_frozen()  # the kernel has not reported it complete yet
+    (sandbox_dir / "cgroup.events").write_text("populated 1\nfrozen 1\n")
+    assert cg.is_frozen()
+    cg.thaw()
+    assert read(sandbox_dir / "cgroup.freeze") == "0\n"
+    assert writes == [b"1", b"0"]  # one write each, through the open fd
+
+
+def test_kill_stops_freezing_for_good(sandbox_dir: Path) -> None:
+    cg = V2SandboxCgroup("sb", str(sandbox_dir))
+    cg.freeze()
+    cg.kill()  # cgroup.kill reaches frozen tasks: no thaw needed
+    assert read(sandbox_dir / "cgroup.kill") == "1"
+    (sandbox_dir / "cgroup.freeze").write_text("0\n")
+    cg.freeze()
+    assert read(sandbox_dir / "cgroup.freeze") == "0\n"
+
+
+def test_without_freezer_freeze_is_a_no_op(sandbox_dir: Path) -> None:
+    cg = V2SandboxCgroup("sb", str(sandbox_dir), can_freeze=False)
+    (sandbox_dir / "cgroup.events").write_text("populated 1\nfrozen 1\n")
+    cg.freeze()
+    cg.thaw()
+    assert read(sandbox_dir / "cgroup.freeze") == "0\n"
+    assert not cg.is_frozen()
+
+
+def test_memory_current_through_one_fd(sandbox_dir: Path) -> None:
+    (sandbox_dir / "memory.current").write_text("4096\n")
+    cg = V2SandboxCgroup("sb", str(sandbox_dir))
+    assert cg.memory_current_bytes() == 4096
+    (sandbox_dir / "memory.current").write_text("8192\n")  # same inode: the open fd sees it
+    assert cg.memory_current_bytes() == 8192
+
+
 # --- the backend -------------------------------------------------------------------------------------
 
 
@@ -369,6 +380,28 @@ def test_create_sets_limits(own: Path) -> None:
         backend.create("sb-1", LIMITS)
 
 
+def test_backend_can_freeze_where_cgroup_freeze_exists(own: Path) -> None:
+    backend = FakeV2Backend(str(own.parent), str(own), "faas-1", move_self=False)
+    assert backend.can_freeze
+    backend.create("sb", LIMITS).freeze()
+    assert read(own / "faas-1" / "sb" / "cgroup.freeze") == "1\n"
+
+
+def test_backend_without_cgroup_freeze_warns_once(
+    own: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(fake, "V2_FILES", {k: v for k, v in V2_FILES.items() if k != "cgroup.freeze"})
+    backend = FakeV2Backend(str(own.parent), str(own), "faas-1", move_self=False)
+    assert not backend.can_freeze
+    cg = backend.create("sb", LIMITS)
+    cg.freeze()
+    backend.create("sb-2", LIMITS).freeze()
+    assert not (own / "faas-1" / "sb" / "cgroup.freeze").exists()
+    assert [r.message for r in caplog.records if "cgroup.freeze" in r.message] == [
+        "cgroup v2 has no cgroup.freeze (Linux < 5.2): idle sandboxes are not frozen between calls"
+    ]
+
+
 def test_create_failure_removes_dir(own: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     backend = FakeV2Backend(str(own.parent), str(own), "faas-1", move_self=False)
     # A directory without interface files: set_limits fails, create() cleans up.
@@ -400,20 +433,8 @@ def test_close_removes_parent(own: Path) -> None:
 # --- detect() ----------------------------------------------------------------------------------------
 
 
-def write_proc(tmp_path: Path, mountinfo: str, cgroup: str) -> Path:
-    proc = tmp_path / "proc"
-    proc.mkdir()
-    (proc / "mountinfo").write_text(mountinfo)
-    (proc / "cgroup").write_text(cgroup)
-    return proc
-
-
-@pytest.fixture
-def as_root(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(os, "geteuid", lambda: 0)
-
-
-def test_detect_picks_v2(tmp_path: Path, root: Path, own: Path, as_root: None) -> None:
+def test_detect_picks_v2(tmp_path: Path, root: Path, own: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    pretend_root(monkeypatch)
     mountinfo = (
         "22 1 0:21 / /proc rw,nosuid - proc proc rw\n"
         f"35 24 0:30 / {root} rw,nosuid,nodev,noexec,relatime shared:9 - cgroup2 cgroup2 rw,nsdelegate\n"
@@ -431,7 +452,8 @@ def test_detect_picks_v2(tmp_path: Path, root: Path, own: Path, as_root: None) -
     assert read(own / "cgroup.subtree_control") == "+pids"
 
 
-def test_detect_without_usable_cgroups(tmp_path: Path, root: Path, as_root: None) -> None:
+def test_detect_without_usable_cgroups(tmp_path: Path, root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    pretend_root(monkeypatch)
     (root / "cgroup.controllers").write_text("cpu io\n")  # no memory, no pids
     mountinfo = (
         f"35 24 0:30 / {root} rw,relatime shared:9 - cgroup2 cgroup2 rw\n"
