@@ -21,7 +21,9 @@ log = logging.getLogger("faas.invoker")
 
 
 class Catalog:
-    def __init__(self, code: CodeStore, limits: Limits, max_functions: int, max_code_bytes_total: int) -> None:
+    def __init__(
+        self, code: CodeStore, limits: Limits, max_functions: int, max_code_bytes_total: int
+    ) -> None:
         self._registry: Registry | None = None
         self.code = code
         self.limits = limits

@@ -36,6 +36,10 @@ class InvokerConfig:
     # Memory limit of a blank sandbox until a function sets its own (the
     # function default, so most cold starts write no limits at all).
     blank_memory_mb: int = 128
+    # Freeze a warm sandbox between calls (cgroup freezer), as Lambda freezes
+    # its environments: what a call left running neither runs, uses CPU nor
+    # grows until the next call. Off only to measure what freezing costs.
+    freeze_idle: bool = True
     # Memory all warm sandboxes together may hold (their measured peaks);
     # past it the least recently used idle ones are evicted. 0: 75% of RAM.
     warm_memory_budget_mb: int = 0

@@ -65,6 +65,7 @@ class Invoker:
                 blank_memory_mb=config.blank_memory_mb,
                 pids_max=config.pids_max,
                 cpu_burst_us=config.cpu_burst_us,
+                freeze_idle=config.freeze_idle,
             )
         )
         self.billing = BillingTotals()
@@ -213,7 +214,10 @@ class Invoker:
         except BaseException:
             self._lost(state, lease, inv.call_id, None)
             raise
-        lease.memory_bytes = state.memory_estimate = outcome.usage.max_memory_bytes
+        state.memory_estimate = outcome.usage.max_memory_bytes
+        # What it holds now counts too: what a call left running kept growing
+        # until the sandbox was frozen.
+        lease.memory_bytes = max(state.memory_estimate, sandbox.memory_bytes())
         self._release(state, lease)
         self._logs.append(config.name, inv.call_id, outcome.result.logs)
         status = "ok" if outcome.result.error is None else "error"

@@ -99,7 +99,15 @@ class Sandbox(Protocol):
 
     async def specialize(self, function: FunctionSpec, timeout_s: float) -> None: ...
 
-    async def call(self, call: Call, cpu_budget_ms: float | None = None) -> CallResult: ...
+    async def call(self, call: Call, cpu_budget_ms: float | None = None) -> CallResult:
+        """Run one call until call.deadline. Between calls the sandbox is
+        frozen (where the host has a freezer): nothing it left running runs;
+        CPU it used between calls is billed to the next call."""
+        ...
+
+    def memory_bytes(self) -> int:
+        """What the sandbox holds now (for the warm-memory budget)."""
+        ...
 
     async def destroy(self) -> None:
         """Kill every process of the sandbox and remove its cgroup. Idempotent."""

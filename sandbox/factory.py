@@ -40,6 +40,8 @@ class FactoryConfig:
     pids_max: int = 128
     # Leave a short burst at full speed under a small cpu quota.
     cpu_burst_us: int = 50_000
+    # Freeze a warm sandbox's cgroup between calls.
+    freeze_idle: bool = True
 
 
 class SandboxFactory:
@@ -114,8 +116,9 @@ class SandboxFactory:
             masked_files=self._template.masked_files,
             new_root_dir=self._template.new_root_dir,
             cgroup_procs_files=cgroup.procs_files,
+            thaw_command=cgroup.thaw_command or (),
         )
-        sandbox = Sandbox(spec, cgroup, limits)
+        sandbox = Sandbox(spec, cgroup, limits, self.config.freeze_idle)
         await sandbox.spawn(self.zygote, timeout_s)
         return sandbox
 

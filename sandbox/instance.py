@@ -25,9 +25,17 @@ HOST_CORES = len(os.sched_getaffinity(0))
 
 
 class Sandbox:
-    def __init__(self, spec: SandboxSpec, cgroup: SandboxCgroup, limits: CgroupLimits) -> None:
+    def __init__(
+        self, spec: SandboxSpec, cgroup: SandboxCgroup, limits: CgroupLimits, freeze_idle: bool = True
+    ) -> None:
         self.spec = spec
         self.cgroup = cgroup
+        # Frozen between calls: what a call left running (threads, children)
+        # neither runs, uses CPU nor grows until the next call.
+        self._freeze_idle = freeze_idle
+        # The cgroup's CPU counter when the last call (or init) ended: the
+        # next call is billed from here, so CPU used between calls is billed too.
+        self._cpu_mark = 0
         # The limits its cgroup holds now.
         self.cgroup_limits = limits
         self.pid = 0
@@ -123,6 +131,7 @@ class Sandbox:
             self.init_logs = msg.logs
             self.stamps += msg.stamps
             self.init_ms = (time.monotonic() - t0) * 1000
+            self._cpu_mark = self.cgroup.cpu_usage_ns()
             self._to(SandboxState.IDLE)
         except BaseException as exc:
             # What the failed init cost, for its usage record.
@@ -170,8 +179,10 @@ class Sandbox:
         self._to(SandboxState.BUSY)
         assert self._writer is not None and self.function is not None
         cgroup = self.cgroup
+        if self._freeze_idle:
+            cgroup.thaw()
         cgroup.reset_memory_peak()
-        cpu_before = cgroup.cpu_usage_ns()
+        cpu_before = self._cpu_mark
         t0 = time.monotonic()
         watchdog = None
         if cpu_budget_ms is not None:
@@ -192,8 +203,18 @@ class Sandbox:
         finally:
             if watchdog is not None:
                 watchdog.cancel()
+        if self._freeze_idle:
+            cgroup.freeze()
+        usage = self._usage(t0, cpu_before)
         self._to(SandboxState.IDLE)
-        return CallResult(msg, self._usage(t0, cpu_before))
+        return CallResult(msg, usage)
+
+    def memory_bytes(self) -> int:
+        """What the sandbox holds now (its cgroup's memory)."""
+        try:
+            return self.cgroup.memory_current_bytes()
+        except OSError:
+            return 0
 
     async def _cpu_watchdog(self, cpu_before: int, budget_ms: float) -> None:
         """Kill the sandbox once the call's CPU time passes its budget.
@@ -212,9 +233,12 @@ class Sandbox:
             await asyncio.sleep(min(0.25, max(0.001, remaining_ns / 1e9 / HOST_CORES)))
 
     def _usage(self, t0: float, cpu_before: int) -> Usage:
+        """What was used since t0 and cpu_before; the CPU counter read here
+        is where the next call's bill starts."""
         wall_ms = (time.monotonic() - t0) * 1000
         try:
-            cpu_us = round((self.cgroup.cpu_usage_ns() - cpu_before) / 1000)
+            self._cpu_mark = self.cgroup.cpu_usage_ns()
+            cpu_us = round((self._cpu_mark - cpu_before) / 1000)
             peak = self.cgroup.memory_peak_bytes()
         except OSError:
             cpu_us, peak = 0, 0

@@ -47,6 +47,9 @@ class SandboxSpec:
     cgroup_procs_files: tuple[str, ...] = ()
     # /tmp's size until a function sets its own.
     tmp_size_mb: int = 16
+    # (file, value) that thaws the sandbox's cgroup: the zygote writes it
+    # after killing its sandboxes, or frozen ones would never die.
+    thaw_command: tuple[str, ...] = ()
 
     def to_wire(self) -> dict[str, Any]:
         return asdict(self)
@@ -56,7 +59,7 @@ class SandboxSpec:
         data = dict(data)
         data["symlinks"] = tuple(tuple(link) for link in data["symlinks"])
         data["runtime_binds"] = tuple(BindMount(**b) for b in data["runtime_binds"])
-        for key in ("namespaces", "python_path", "cgroup_procs_files", "masked_files"):
+        for key in ("namespaces", "python_path", "cgroup_procs_files", "masked_files", "thaw_command"):
             data[key] = tuple(data[key])
         return cls(**data)
 

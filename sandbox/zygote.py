@@ -78,6 +78,7 @@ def serve(control: socket.socket, seccomp_program: bytes) -> None:
     linux.prctl(linux.PR_SET_CHILD_SUBREAPER, 1)
     signal.signal(signal.SIGCHLD, procfs.reap_exited_children)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the server decides when we stop
+    thaw_commands = ThawCommands()
     while True:
         request = _recv_request(control)
         if request is None:
@@ -90,6 +91,7 @@ def serve(control: socket.socket, seccomp_program: bytes) -> None:
             if len(fds) != 1:
                 raise ValueError(f"expected one channel fd, got {len(fds)}")
             _spawn(control, request_id, message.spec, fds[0], seccomp_program)
+            thaw_commands.add(message.spec.thaw_command)
         except Exception as exc:
             control.send(SpawnReply(request_id, error=f"{type(exc).__name__}: {exc}").pack())
         finally:
@@ -103,11 +105,40 @@ def serve(control: socket.socket, seccomp_program: bytes) -> None:
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
+    # A frozen sandbox acts on its SIGKILL only once thawed (cgroup v1).
+    thaw_commands.run()
     while True:
         try:
             os.waitpid(-1, 0)
         except ChildProcessError:
             break
+
+
+class ThawCommands:
+    """How to thaw each sandbox's cgroup. Those whose cgroup is gone are
+    forgotten whenever the list has doubled, so a long-lived zygote does not
+    grow and a spawn pays for the pruning only once in a while."""
+
+    def __init__(self) -> None:
+        self.commands: dict[str, str] = {}
+        self._prune_at = 1024
+
+    def add(self, command: tuple[str, ...]) -> None:
+        if len(command) != 2:
+            return
+        self.commands[command[0]] = command[1]
+        if len(self.commands) >= self._prune_at:
+            for path in [p for p in self.commands if not os.path.exists(p)]:
+                del self.commands[path]
+            self._prune_at = max(1024, 2 * len(self.commands))
+
+    def run(self) -> None:
+        for path, value in self.commands.items():
+            try:
+                with open(path, "w") as f:
+                    f.write(value)
+            except OSError:
+                pass  # that sandbox's cgroup is gone already
 
 
 def main() -> None:

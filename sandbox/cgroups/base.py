@@ -184,6 +184,13 @@ class SandboxCgroup(ABC):
         """Let every task run again; complete when it returns."""
         self._freezer.thaw()
 
+    @property
+    def thaw_command(self) -> tuple[str, str] | None:
+        """(file, value) that thaws this cgroup, for whoever must thaw it
+        without this object (the zygote, killing its sandboxes as it exits:
+        a frozen v1 task acts on SIGKILL only once thawed); None without a freezer."""
+        return self._freezer.thaw_command
+
     def is_frozen(self) -> bool:
         """True once freezing has completed (False where the freezer is missing)."""
         return self._freezer.available and self._kernel_reports_frozen()
@@ -325,6 +332,7 @@ class Freezer:
     """
 
     def __init__(self, path: str | None, frozen: str, thawed: str) -> None:
+        self.thaw_command = (path, thawed) if path is not None else None
         self._file = OpenFile(path, writable=True) if path is not None else None
         self._frozen = frozen
         self._thawed = thawed

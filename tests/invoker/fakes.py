@@ -78,6 +78,9 @@ class FakeSandbox:
         self._state = check_transition(self._state, SandboxState.IDLE)
         return CallResult(result, Usage(1.5, 250, self._factory.memory_bytes))
 
+    def memory_bytes(self) -> int:
+        return self._factory.memory_bytes
+
     async def destroy(self) -> None:
         if self._state is not SandboxState.DEAD:
             self._state = check_transition(self._state, SandboxState.DEAD)
