@@ -36,12 +36,10 @@ from .model import FunctionConfig, Invocation, InvocationResult
 from .pool import START
 from .recorder import Recorder, UsageQuery
 from .registry import CodeStore, SqliteRegistry
+from .uids import UidRange
 from .validate import Limits, host_cores
 
 log = logging.getLogger("faas.invoker")
-
-UID_BASE = 200_000
-UID_RANGE = 65_536
 
 
 class Invoker:
@@ -52,7 +50,7 @@ class Invoker:
         self.metrics = metrics
         self.ready = False
         self.draining = False
-        self._uids = itertools.count()
+        self._uids = UidRange()
         self._background: set[asyncio.Task[Any]] = set()
         # Every lease alive, busy or idle, for the memory budget.
         self._leases: set[Lease] = set()
@@ -93,6 +91,7 @@ class Invoker:
         return self
 
     async def _open(self) -> None:
+        self._stack.enter_context(self._uids)
         registry = SqliteRegistry(os.path.join(self.config.data_dir, "registry.db"))
         self._stack.callback(registry.close)
         if self.config.metering:
@@ -275,7 +274,7 @@ class Invoker:
                 self.metrics.kills.labels(config.name, exc.kill_reason).inc()
             raise
         (self.metrics.prewarm_hits if prewarmed else self.metrics.prewarm_misses).inc()
-        uid = UID_BASE + next(self._uids) % UID_RANGE
+        uid = self._uids.next()
         function = state.function_spec(sandbox.id, uid, self.config.open_files_max)
         started_at = time.time()
         self.catalog.hold(function.code_dir)

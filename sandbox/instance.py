@@ -13,7 +13,7 @@ import os
 import socket
 import time
 
-from . import frames, linux, protocol
+from . import frames, linux, procfs, protocol
 from .api import CallResult, SandboxState, Usage, check_transition
 from .cgroups import CgroupLimits, SandboxCgroup
 from .errors import CallTimedOut, CpuBudgetExceeded, InitError, SandboxDied, SandboxError, SetupError
@@ -62,7 +62,10 @@ class Sandbox:
         self._state = check_transition(self._state, state)
 
     def alive(self) -> bool:
-        return self._state is not SandboxState.DEAD and self._reader is not None and not self._reader.at_eof()
+        if self._state is SandboxState.DEAD or self._reader is None or self._reader.at_eof():
+            return False
+        # Frozen and idle, it may have been killed without knowing it yet.
+        return not (self._freeze_idle and self._state is SandboxState.IDLE and procfs.killed(self.pid))
 
     def set_limits(self, limits: CgroupLimits) -> None:
         if limits != self.cgroup_limits:

@@ -35,3 +35,19 @@ def reap_exited_children(_signum: int = 0, _frame: object = None) -> None:
             return
         if pid == 0:
             return
+
+
+SIGKILL_BIT = 1 << 8  # signal 9, in /proc/PID/stat's bitmap of pending signals
+
+
+def killed(pid: int) -> bool:
+    """Whether `pid` is gone or has a SIGKILL pending. A task in a frozen
+    cgroup (v1) acts on SIGKILL only once thawed, so a sandbox killed while
+    frozen still looks alive until then: this tells it before a call does."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except OSError:
+        return True
+    fields = stat[stat.rindex(b")") + 2 :].split()
+    return len(fields) <= 28 or bool(int(fields[28]) & SIGKILL_BIT)

@@ -216,6 +216,7 @@ class Runtime:
         return protocol.Result(call_id, status, tuple(headers), body, error, self.logs.text())
 
     def serve(self) -> None:
+        me = os.getpid()
         self.channel.sendall(protocol.pack(self.init()))
         while True:
             raw = frames.recv_blocking(self.channel)
@@ -224,6 +225,12 @@ class Runtime:
             msg = protocol.parse_from_invoker(raw)
             if not isinstance(msg, protocol.Call):
                 raise protocol.ProtocolError(f"unexpected message {raw['t']!r}")
-            self.channel.sendall(protocol.pack(self.call(msg)))
+            result = self.call(msg)
+            if os.getpid() != me:
+                # A process the handler forked returned from it too: only the
+                # sandbox's own runtime answers; a second answer would reach
+                # a later call.
+                os._exit(0)
+            self.channel.sendall(protocol.pack(result))
             # We are PID 1 of the sandbox: orphans the handler left become ours.
             procfs.reap_exited_children()
