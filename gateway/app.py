@@ -80,7 +80,7 @@ def create_app(config: ServerConfig) -> web.Application:
     app[METRICS] = metrics
     app[INVOKER] = invoker
 
-    invoke = make_invoke_handler(invoker, metrics, config.max_body_bytes)
+    invoke = make_invoke_handler(invoker, metrics, config.max_body_bytes, config.token)
     app.router.add_route("*", "/function/{name}", invoke)
     # [\s\S], not '.': a path may hold an (escaped) newline too.
     app.router.add_route("*", "/function/{name}/{path:[\\s\\S]*}", invoke)

@@ -355,6 +355,23 @@ def test_token_from_env_and_json(
     assert gw.seen[-1].headers["authorization"] == "Bearer envtok"
 
 
+def test_token_goes_to_system_only(gw: Canned, capsys: pytest.CaptureFixture[str], tty_stdin: None) -> None:
+    """The token opens /system; a function is public code and must never be sent it."""
+    gw.answer("GET", "/function/echo", 200, b"ok")
+    assert cli.main(["--gateway", gw.url, "--token", "s3cret", "invoke", "echo"]) == 0
+    assert "authorization" not in gw.seen[-1].headers
+    assert (
+        cli.main(
+            ["--gateway", gw.url, "--token", "s3cret", "invoke", "echo", "--header", "Authorization: Basic x"]
+        )
+        == 0
+    )
+    assert gw.seen[-1].headers["authorization"] == "Basic x"  # the user's own header still goes
+    gw.answer("GET", "/system/functions", 200, [])
+    assert cli.main(["--gateway", gw.url, "--token", "s3cret", "list"]) == 0
+    assert gw.seen[-1].headers["authorization"] == "Bearer s3cret"
+
+
 def test_api_errors(gw: Canned, capsys: pytest.CaptureFixture[str]) -> None:
     gw.answer("GET", "/system/functions", 401, {"error": "missing or bad token"})
     assert cli.main(["--gateway", gw.url, "list"]) == 1
