@@ -239,12 +239,13 @@ class Sandbox:
 def _checked_result(msg: dict[str, Any], usage: Usage) -> CallResult:
     """The sandbox is not trusted: a result must have exactly the types the
     runtime sends (a number as the body would make us allocate that many
-    bytes; a status outside 100-599 would be sent as a broken status line)."""
+    bytes; a status outside 200-599 would be sent as a broken status line or
+    an interim answer)."""
     status, headers, body = msg.get("status"), msg.get("headers"), msg.get("body")
     logs, error = msg.get("logs", ""), msg.get("error")
     if (
         type(status) is not int
-        or not 100 <= status <= 599
+        or not 200 <= status <= 599
         or not isinstance(body, bytes)
         or not isinstance(logs, str)
         or not (error is None or isinstance(error, str))

@@ -14,6 +14,10 @@ TEXT = "text/plain; charset=utf-8"
 BINARY = "application/octet-stream"
 JSON = "application/json"
 
+# The statuses a function may answer with: final ones only (SPEC section 1).
+FIRST_FINAL_STATUS = 200
+LAST_STATUS = 599
+
 
 # RFC 9110 field names; values must not break the header block.
 _TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
@@ -47,8 +51,13 @@ def _encode_body(body: Any) -> tuple[bytes, str | None]:
 
 def _proxy_response(result: dict[str, Any]) -> tuple[int, list[tuple[str, str]], bytes]:
     status = result["statusCode"]
-    if isinstance(status, bool) or not isinstance(status, int) or not 100 <= status <= 599:
-        raise UnsupportedReturn(f"statusCode must be an integer from 100 to 599, got {status!r}")
+    if isinstance(status, bool) or not isinstance(status, int):
+        raise UnsupportedReturn(f"statusCode must be an integer from 200 to 599, got {status!r}")
+    if not FIRST_FINAL_STATUS <= status <= LAST_STATUS:
+        # 1xx are interim answers: sent as the answer, a client would wait for the real one.
+        raise UnsupportedReturn(
+            f"statusCode {status} is not a final HTTP status: use {FIRST_FINAL_STATUS} to {LAST_STATUS}"
+        )
     raw_headers = result.get("headers")
     if raw_headers is None:
         raw_headers = {}

@@ -55,6 +55,8 @@ def handle(event, context):
         _send(_result("forged"))
     elif kind == "bad_status":
         _send(_result(own, status="two hundred"))
+    elif kind == "status":  # a status the runtime itself never sends, e.g. an interim 101
+        _send(_result(own, status=int(event.query["status"])))
     elif kind == "status_out_of_range":
         _send(_result(own, status=99999))
     elif kind == "body_is_a_number":  # bytes(n) would be n zero bytes, made in the server

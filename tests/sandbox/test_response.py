@@ -49,3 +49,11 @@ def test_unsupported(value: object) -> None:
 def test_headers_that_would_break_the_response_are_refused(headers: dict) -> None:
     with pytest.raises(UnsupportedReturn):
         to_http({"statusCode": 200, "headers": headers, "body": "x"})
+
+
+@pytest.mark.parametrize("code", [100, 101, 103, 199, 600, -1])
+def test_non_final_status_is_refused(code: int) -> None:
+    with pytest.raises(
+        UnsupportedReturn, match=f"statusCode {code} is not a final HTTP status: use 200 to 599"
+    ):
+        to_http({"statusCode": code})
