@@ -20,6 +20,7 @@ from invoker.validate import host_cores
 
 from .config import ServerConfig
 from .errors import Handler, error_middleware
+from .guard import make_guard_middleware
 from .limits import handler_args, make_limits_middleware
 from .routes.functions import FunctionRoutes
 from .routes.invoke import make_invoke_handler
@@ -71,6 +72,7 @@ def create_app(config: ServerConfig) -> web.Application:
         middlewares=[
             error_middleware,
             make_limits_middleware(config.body_timeout_s),
+            make_guard_middleware(config),
             make_auth_middleware(config.token),
         ],
         client_max_size=max_request,
