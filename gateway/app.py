@@ -40,7 +40,8 @@ def make_auth_middleware(token: str | None) -> web.Middleware:  # type: ignore[n
     @web.middleware
     async def auth(request: web.Request, handler: Handler) -> web.StreamResponse:
         if expected is not None and request.path.startswith("/system"):
-            given = request.headers.get("Authorization", "").encode()
+            # Bytes that are not UTF-8 arrive as surrogate escapes: compare them as the bytes sent.
+            given = request.headers.get("Authorization", "").encode("utf-8", "surrogateescape")
             if not hmac.compare_digest(given, expected):
                 raise Unauthorized("missing or wrong token: send Authorization: Bearer TOKEN")
         return await handler(request)

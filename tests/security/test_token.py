@@ -7,6 +7,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import socket
 from collections.abc import Iterator
 
 import pytest
@@ -82,3 +83,24 @@ def test_faas_invoke_passes_a_users_authorization(token_server: Server) -> None:
     assert {k.lower(): v for k, v in json.loads(proc.stdout)["headers"].items()}[
         "authorization"
     ] == "Bearer app"
+
+
+@pytest.mark.parametrize(
+    "value",
+    [b"Bearer \xff\xfe", b"Bearer caf\xe9", b"\xc3\x28", b"Bearer " + TOKEN.encode() + b"\xff", b"\x80"],
+)
+def test_a_non_utf8_authorization_is_401(token_server: Server, value: bytes) -> None:
+    """Raw bytes, as a broken client or a prober sends them: 401, never the gateway's 500."""
+    request = (
+        b"GET /system/functions HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nAuthorization: %s\r\nConnection: close\r\n\r\n"
+        % (token_server.port, value)
+    )
+    with socket.create_connection(("127.0.0.1", token_server.port), timeout=30) as sock:
+        sock.sendall(request)
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 401 "), data[:500]
+    assert "token" in json.loads(body)["error"]
+    assert token_server.request("GET", "/system/functions").status == 200
