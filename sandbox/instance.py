@@ -25,7 +25,7 @@ from .api import (
     Usage,
 )
 from .cgroups import CgroupLimits, SandboxCgroup
-from .response import valid_header
+from .response import response_header_problem, valid_header
 from .spec import FunctionSpec, SandboxSpec
 from .zygote_client import Zygote
 
@@ -258,6 +258,7 @@ def _checked_result(msg: dict[str, Any], usage: Usage) -> CallResult:
             and valid_header(h[0], h[1])
             for h in headers
         )
+        or response_header_problem(headers) is not None
     ):
         raise SandboxDied("protocol", "sandbox broke the protocol: malformed result")
     return CallResult(

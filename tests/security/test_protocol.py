@@ -61,6 +61,8 @@ def _status_line(server: Server, fn: str, query: str) -> bytes:
         ("unexpected_type", 502, "protocol"),
         ("forged_other_id", 502, "protocol"),
         ("bad_status", 502, "protocol"),
+        ("header_control", 502, "protocol"),
+        ("too_many_headers", 502, "protocol"),
         ("nothing_then_exit", 502, "exited or crashed"),
         ("half_frame_then_exit", 502, "exited or crashed"),
         ("close_then_sleep", 502, "exited or crashed"),
