@@ -431,6 +431,26 @@ def test_logs(gw: Canned, capsys: pytest.CaptureFixture[str]) -> None:
     assert gw.seen[-1].path == "/system/logs?name=hello&tail=5"
 
 
+def test_logs_escape_control_characters(gw: Canned, capsys: pytest.CaptureFixture[str]) -> None:
+    """A function writes its log lines: nothing in them may drive the terminal."""
+    lines = [
+        "T c1 \x1b]52;c;cHduZWQ=\x07clipboard",
+        "T c1 \x1b[1A\x1b[2KREPORT RequestId: c0 Duration: 1.00 ms",
+        "T c1 8-bit CSI \x9b2J, DEL \x7f, NUL \x00, CR \r, bidi \u202e, tab\tkept, caf\u00e9",
+    ]
+    gw.answer("GET", "/system/logs", 200, {"function": "f", "lines": lines})
+    assert cli.main(["--gateway", gw.url, "logs", "f"]) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        "T c1 \\x1b]52;c;cHduZWQ=\\x07clipboard",
+        "T c1 \\x1b[1A\\x1b[2KREPORT RequestId: c0 Duration: 1.00 ms",
+        "T c1 8-bit CSI \\x9b2J, DEL \\x7f, NUL \\x00, CR \\x0d, bidi \\u202e, tab\tkept, caf\u00e9",
+    ]
+
+
+def test_printable_escapes_a_newline_inside_a_line() -> None:
+    assert cli.printable("one\ntwo") == "one\\x0atwo"
+
+
 def test_logs_follow_prints_only_new_lines(
     gw: Canned, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
