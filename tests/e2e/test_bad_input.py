@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import Server
+from tests.helpers import Server, server_with_config
 
 HEADER_TIMEOUT_S = 2
 BODY_TIMEOUT_S = 2
@@ -42,13 +42,11 @@ OK_CODE = base64.b64encode(b"def handle(event, context):\n    return 'ok'\n").de
 def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     if os.geteuid() != 0:
         pytest.skip("the runtime needs root")
-    base = tmp_path_factory.mktemp("bad")
-    config = base / "faas.toml"
-    config.write_text(
+    server = server_with_config(
+        tmp_path_factory.mktemp("bad"),
         f"header_timeout_s = {HEADER_TIMEOUT_S}\nbody_timeout_s = {BODY_TIMEOUT_S}\n"
-        f"code_limit_bytes = {CODE_LIMIT}\n"
-    )
-    server = Server(base / "data", extra_args=("--config", str(config))).start()
+        f"code_limit_bytes = {CODE_LIMIT}\n",
+    ).start()
     server.deploy_ok("probe", PROBE)
     yield server
     log = server.log()

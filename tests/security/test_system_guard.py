@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.test_cli import faas
-from tests.helpers import EXAMPLES, Response, Server
+from tests.helpers import EXAMPLES, Response, Server, server_with_config
 
 HELLO = base64.b64encode((EXAMPLES / "hello.py").read_bytes()).decode()
 
@@ -148,13 +148,11 @@ def test_the_cli_still_works(server: Server, tmp_path: Path) -> None:
 def configured_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     if os.geteuid() != 0:
         pytest.skip("the runtime needs root")
-    base = tmp_path_factory.mktemp("guard")
-    config = base / "faas.toml"
-    config.write_text(
+    srv = server_with_config(
+        tmp_path_factory.mktemp("guard"),
         'allowed_hosts = ["faas.internal", "proxy.example:8443"]\n'
-        'allowed_origins = ["https://console.example"]\n'
-    )
-    srv = Server(base / "data", extra_args=("--config", str(config))).start()
+        'allowed_origins = ["https://console.example"]\n',
+    ).start()
     yield srv
     assert srv.stop() == 0, srv.log()[-4000:]
 
