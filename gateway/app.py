@@ -19,6 +19,7 @@ from invoker.validate import host_cores
 
 from .config import ServerConfig
 from .errors import Handler, error_middleware
+from .guard import make_guard_middleware
 from .limits import handler_args, make_limits_middleware
 from .routes.functions import FunctionRoutes
 from .routes.invoke import make_invoke_handler
@@ -38,7 +39,8 @@ def make_auth_middleware(token: str | None) -> web.Middleware:  # type: ignore[n
     @web.middleware
     async def auth(request: web.Request, handler: Handler) -> web.StreamResponse:
         if expected is not None and request.path.startswith("/system"):
-            given = request.headers.get("Authorization", "").encode()
+            # Bytes that are not UTF-8 arrive as surrogate escapes: compare them as the bytes sent.
+            given = request.headers.get("Authorization", "").encode("utf-8", "surrogateescape")
             if not hmac.compare_digest(given, expected):
                 raise Unauthorized("missing or wrong token: send Authorization: Bearer TOKEN")
         return await handler(request)
@@ -58,6 +60,7 @@ def create_app(config: ServerConfig) -> web.Application:
         middlewares=[
             error_middleware,
             make_limits_middleware(config.body_timeout_s),
+            make_guard_middleware(config),
             make_auth_middleware(config.token),
         ],
         client_max_size=max_request,
@@ -67,7 +70,7 @@ def create_app(config: ServerConfig) -> web.Application:
     app[METRICS] = metrics
     app[INVOKER] = invoker
 
-    invoke = make_invoke_handler(invoker, metrics, config.max_body_bytes)
+    invoke = make_invoke_handler(invoker, metrics, config.max_body_bytes, config.token)
     app.router.add_route("*", "/function/{name}", invoke)
     # [\s\S], not '.': a path may hold an (escaped) newline too.
     app.router.add_route("*", "/function/{name}/{path:[\\s\\S]*}", invoke)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 import time
 from collections.abc import Sequence
@@ -245,6 +246,25 @@ def _is_text(body: bytes) -> bool:
     return True
 
 
+# What a log line may not send to a terminal as is: C0 controls but tab, DEL,
+# C1 controls (U+0080-U+009F: 8-bit CSI and OSC to some terminals), and the
+# bidirectional overrides that make text display in another order.
+_UNPRINTABLE = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+
+
+def printable(line: str) -> str:
+    """A log line, which a function wrote, made safe to print: escape
+    sequences could move the cursor and rewrite earlier lines (a forged
+    REPORT line), retitle the terminal or set the clipboard (OSC 52). Each
+    such character is shown as a visible \\xNN (or \\uNNNN) escape."""
+    return _UNPRINTABLE.sub(_escape, line)
+
+
+def _escape(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
 def _read_stdin() -> bytes:
     stream = sys.stdin
     try:
@@ -395,7 +415,7 @@ def cmd_logs(args: argparse.Namespace) -> int:
     client = _client(args)
     lines = _log_lines(client, args.name, args.tail)
     for line in lines:
-        print(line)
+        print(printable(line))
     if not args.follow:
         return 0
     sys.stdout.flush()
@@ -407,7 +427,7 @@ def cmd_logs(args: argparse.Namespace) -> int:
             fresh = new_lines(seen, current)
             if fresh:
                 # flush per batch: `faas logs -f | grep x` should see lines as they come.
-                print("\n".join(fresh), flush=True)
+                print("\n".join(printable(line) for line in fresh), flush=True)
             if current:
                 seen = current[-FOLLOW_OVERLAP:]
     except KeyboardInterrupt:

@@ -24,6 +24,8 @@ CONNECT_TIMEOUT_S = 10.0
 USER_AGENT = "faas-cli/0.1"
 # Error messages are printed on one line; a huge HTML error page is cut.
 MAX_MESSAGE_CHARS = 2000
+# The only paths that take the server's token.
+SYSTEM_PREFIX = "/system/"
 
 ParamValue = str | int | float | None
 
@@ -150,6 +152,8 @@ class GatewayClient:
     ) -> Response:
         """One request on a fresh connection; any status is returned, not raised."""
         url = self._url(path, params)
+        # The token opens /system only; a function must never be sent it.
+        authenticate = ("/" + path.lstrip("/")).startswith(SYSTEM_PREFIX)
         body = data
         extra = list(headers or [])
         if json_body is not None:
@@ -158,7 +162,7 @@ class GatewayClient:
                 extra.append(("Content-Type", "application/json"))
         conn = self._connect()
         try:
-            return self._exchange(conn, method.upper(), url, body, extra)
+            return self._exchange(conn, method.upper(), url, body, extra, authenticate)
         finally:
             conn.close()
 
@@ -195,6 +199,7 @@ class GatewayClient:
         url: str,
         body: bytes | None,
         headers: list[tuple[str, str]],
+        authenticate: bool,
     ) -> Response:
         names = {k.lower() for k, _ in headers}
         try:
@@ -202,7 +207,7 @@ class GatewayClient:
             conn.putrequest(method, url, skip_accept_encoding=True)
             if "user-agent" not in names:
                 conn.putheader("User-Agent", USER_AGENT)
-            if self.token and "authorization" not in names:
+            if authenticate and self.token and "authorization" not in names:
                 conn.putheader("Authorization", f"Bearer {self.token}")
             for key, value in headers:
                 conn.putheader(key, value)

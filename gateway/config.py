@@ -50,6 +50,12 @@ class ServerConfig(InvokerConfig):
     pricing: PricePlan = field(default_factory=PricePlan)
     # Functions (files or directories of them) deployed at start.
     deploy_paths: tuple[str, ...] = ()
+    # Host header values (`name` for any port, or `name:port`) /system answers
+    # besides the listen address, e.g. the name of a reverse proxy; others get 421.
+    allowed_hosts: tuple[str, ...] = ()
+    # Origins (`https://console.example.com`) whose web pages may call /system
+    # besides the server's own; others get 403.
+    allowed_origins: tuple[str, ...] = ()
 
     def invoker_config(self) -> InvokerConfig:
         """The invoker's part of these settings."""

@@ -39,6 +39,25 @@ class HeadersTooLarge(FaasError):
     """A header over 8 KiB, all of them over 32 KiB, or more than 100."""
 
 
+class ForeignOrigin(FaasError):
+    """A /system request made by a web page of another site (CSRF)."""
+
+    status = 403
+
+
+class UnsupportedMediaType(FaasError):
+    """A state-changing /system request whose body is not declared JSON: what
+    an HTML form or a no-preflight fetch() of another site would send."""
+
+    status = 415
+
+
+class MisdirectedRequest(FaasError):
+    """A /system request whose Host does not name this server (DNS rebinding)."""
+
+    status = 421
+
+
 class RequestTimeout(FaasError, TimeoutError):
     """The body did not arrive in time. Also a TimeoutError, so that aiohttp,
     draining the rest of the body after the response, just closes the

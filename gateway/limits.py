@@ -3,8 +3,9 @@ request line and headers, and how long headers and body may take to arrive.
 
 aiohttp's parser answers requests over its own limits itself, in plain text,
 before any middleware. So its hard caps (PARSER_*) sit above the gateway's
-(URL_LIMIT, HEADER_*), and the gateway answers everything between them with
-a JSON error (414, 431). Only a request over the parser's caps, or one that is
+(URL_LIMIT, and sandbox.response's HEADER_*, which bound response headers
+too), and the gateway answers everything between them with a JSON error
+(414, 431). Only a request over the parser's caps, or one that is
 not HTTP at all, still gets aiohttp's plain-text 400 and a closed connection.
 
 Slow headers: aiohttp's keep-alive timer starts when a connection opens and
@@ -22,13 +23,12 @@ from typing import Any
 
 from aiohttp import web
 
+from sandbox.response import header_size_problem
+
 from .config import ServerConfig
 from .errors import Handler, HeadersTooLarge, RequestTimeout, UriTooLong
 
 URL_LIMIT = 8 * 1024
-HEADER_FIELD_LIMIT = 8 * 1024
-HEADERS_TOTAL_LIMIT = 32 * 1024
-HEADER_COUNT_LIMIT = 100
 PARSER_LINE_LIMIT = 16 * 1024
 PARSER_HEADER_COUNT = 128
 
@@ -47,20 +47,9 @@ def check_head(request: web.BaseRequest) -> None:
     url = len(request.raw_path)
     if url > URL_LIMIT:
         raise UriTooLong(f"request target of {url} bytes is over the limit of {URL_LIMIT} bytes")
-    headers = request.raw_headers
-    if len(headers) > HEADER_COUNT_LIMIT:
-        raise HeadersTooLarge(f"{len(headers)} header fields, at most {HEADER_COUNT_LIMIT} are allowed")
-    total = 0
-    for name, value in headers:
-        size = len(name) + len(value) + 4
-        if size > HEADER_FIELD_LIMIT:
-            shown = name[:64].decode("latin-1")
-            raise HeadersTooLarge(
-                f"header {shown!r} of {size} bytes is over the limit of {HEADER_FIELD_LIMIT} bytes"
-            )
-        total += size
-    if total > HEADERS_TOTAL_LIMIT:
-        raise HeadersTooLarge(f"headers of {total} bytes are over the limit of {HEADERS_TOTAL_LIMIT} bytes")
+    problem = header_size_problem(request.raw_headers)
+    if problem:
+        raise HeadersTooLarge(problem)
 
 
 def make_limits_middleware(body_timeout_s: float) -> web.Middleware:  # type: ignore[name-defined]

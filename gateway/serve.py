@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import sys
@@ -12,9 +13,33 @@ from aiohttp import web
 from invoker.errors import CgroupUnavailable, FaasError, SpawnError, StartupError
 
 from .app import INVOKER, create_app
-from .config import ConfigError, load
+from .config import ConfigError, ServerConfig, load
 
 log = logging.getLogger("faas.serve")
+
+# Held (flock) by the one `faas serve` of a data directory for its lifetime.
+LOCK_FILE = "lock"
+
+
+def lock_data_dir(data_dir: str) -> int:
+    """Lock the data directory for this process; returns the lock's fd, to keep
+    open until exit. Two servers on one directory would share its registry,
+    ledger and code, and each would remove the other's cgroups as a dead
+    server's leftovers. The kernel drops the lock when the process ends,
+    even by SIGKILL, so a crash never leaves a stale lock behind."""
+    path = os.path.join(data_dir, LOCK_FILE)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+        os.close(fd)
+        raise ConfigError(
+            f"data directory {data_dir} is in use by another faas serve (pid {holder})"
+        ) from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return fd
 
 
 def function_paths(path: str) -> list[str]:
@@ -77,6 +102,18 @@ def run_server(
     except (ConfigError, OSError) as exc:
         print(f"faas serve: {exc}", file=sys.stderr)
         return 2
+    try:
+        lock_fd = lock_data_dir(config.data_dir)
+    except (ConfigError, OSError) as exc:
+        print(f"faas serve: {exc}", file=sys.stderr)
+        return 1
+    try:
+        return _serve(config)
+    finally:
+        os.close(lock_fd)
+
+
+def _serve(config: ServerConfig) -> int:
     app = create_app(config)
     if config.deploy_paths:
 

@@ -21,7 +21,7 @@ from typing import Any
 
 import msgpack
 
-from .response import valid_header
+from .response import response_header_problem, valid_header
 from .spec import FunctionSpec, SandboxSpec
 
 HEADER = struct.Struct(">I")
@@ -191,7 +191,11 @@ def _result(msg: dict[str, Any]) -> Result:
         raise ProtocolError(f"result.body must be bytes, at most {MAX_BODY_BYTES}")
     if not (error is None or isinstance(error, str)):
         raise ProtocolError("result.error must be a string or nil")
-    return Result(_str(msg, "id"), status, _headers(msg.get("headers")), body, error, _str(msg, "logs", ""))
+    headers = _headers(msg.get("headers"))
+    problem = response_header_problem(headers)
+    if problem is not None:
+        raise ProtocolError(problem)
+    return Result(_str(msg, "id"), status, headers, body, error, _str(msg, "logs", ""))
 
 
 # -- invoker -> sandbox --------------------------------------------------------

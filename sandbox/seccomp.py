@@ -12,17 +12,19 @@ from __future__ import annotations
 import ctypes
 import errno
 import tempfile
+from typing import Any
 
 from . import linux
 
 # Namespace, mount, kernel, tracing and clock changes; io_uring (its ops
-# would bypass this filter); the key store; raw I/O ports.
+# would bypass this filter); the key store; raw I/O ports; file watches
+# (inotify, fanotify: what else touches files the sandbox can see).
 DENIED = (
     "mount", "umount2", "pivot_root", "chroot", "unshare", "setns",
     "move_mount", "open_tree", "fsopen", "fsconfig", "fsmount", "fspick", "mount_setattr",
     "ptrace", "process_vm_readv", "process_vm_writev", "kcmp",
     "init_module", "finit_module", "delete_module", "kexec_load", "kexec_file_load",
-    "bpf", "perf_event_open", "userfaultfd", "fanotify_init",
+    "bpf", "perf_event_open", "userfaultfd", "fanotify_init", "inotify_init", "inotify_init1",
     "keyctl", "add_key", "request_key",
     "swapon", "swapoff", "reboot", "sethostname", "setdomainname", "acct", "quotactl", "syslog",
     "settimeofday", "clock_settime", "clock_adjtime", "adjtimex",
@@ -36,6 +38,17 @@ NAMESPACE_CLONE_FLAGS = (
     | 0x10000000  # CLONE_NEWUSER
     | 0x00000080  # CLONE_NEWTIME
 )  # fmt: skip
+
+# socket() families a function may use: loopback networking, local sockets,
+# and netlink only for NETLINK_ROUTE (what getaddrinfo and if_nameindex read).
+# Every other family is kernel attack surface no function needs (vsock to the
+# hypervisor, packet sockets, the crypto API, bluetooth, uevents, ...).
+AF_UNIX, AF_INET, AF_INET6, AF_NETLINK = 1, 2, 10, 16
+ALLOWED_SOCKET_FAMILIES = (AF_UNIX, AF_INET, AF_INET6, AF_NETLINK)
+NETLINK_ROUTE = 0
+# Above every family Linux has (AF_MAX is 46 in 6.x): one rule for all of them.
+HIGHEST_FAMILY_CHECKED = 63
+LOW_32_BITS = 0xFFFFFFFF
 
 PR_SET_SECCOMP = 22
 SECCOMP_MODE_FILTER = 2
@@ -61,6 +74,7 @@ def build_program() -> bytes:
         flag = 1 << bit
         if NAMESPACE_CLONE_FLAGS & flag:
             f.add_rule(seccomp.ERRNO(errno.EPERM), "clone", seccomp.Arg(0, seccomp.MASKED_EQ, flag, flag))
+    _add_socket_rules(f, seccomp)
     # clone3 passes its flags in memory, out of a filter's reach: say it does
     # not exist, and libc falls back to clone, which is filtered above.
     f.add_rule(seccomp.ERRNO(errno.ENOSYS), "clone3")
@@ -68,6 +82,31 @@ def build_program() -> bytes:
         f.export_bpf(out)
         out.seek(0)
         return out.read()
+
+
+def _add_socket_rules(f: Any, seccomp: Any) -> None:
+    """socket(): only ALLOWED_SOCKET_FAMILIES, and AF_NETLINK only with
+    NETLINK_ROUTE; socketpair(): only AF_UNIX. EAFNOSUPPORT, as a kernel
+    without that family answers, so programs fall back.
+
+    The kernel reads the family as a 32-bit int but the filter sees the whole
+    64-bit register: each family is compared on its low 32 bits (MASKED_EQ),
+    and anything above HIGHEST_FAMILY_CHECKED, which includes every value
+    with high bits set, is refused by one GT rule. Refusing AF_UNIX spelled
+    with high bits costs nothing; libc never sets them."""
+    refuse = seccomp.ERRNO(errno.EAFNOSUPPORT)
+    masked_eq, arg = seccomp.MASKED_EQ, seccomp.Arg
+    for family in range(HIGHEST_FAMILY_CHECKED + 1):
+        if family not in ALLOWED_SOCKET_FAMILIES:
+            f.add_rule(refuse, "socket", arg(0, masked_eq, LOW_32_BITS, family))
+    f.add_rule(refuse, "socket", arg(0, seccomp.GT, HIGHEST_FAMILY_CHECKED))
+    f.add_rule(
+        refuse,
+        "socket",
+        arg(0, masked_eq, LOW_32_BITS, AF_NETLINK),
+        arg(2, seccomp.NE, NETLINK_ROUTE),
+    )
+    f.add_rule(refuse, "socketpair", arg(0, seccomp.NE, AF_UNIX))
 
 
 def install(program: bytes) -> None:

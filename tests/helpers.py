@@ -186,3 +186,11 @@ class Server:
 
     def invoke(self, name: str, path: str = "", method: str = "GET", **kwargs: Any) -> Response:
         return self.request(method, f"/function/{name}{path}", **kwargs)
+
+
+def server_with_config(base: Path, toml: str, token: str | None = None) -> Server:
+    """A Server (not started yet) with its data under `base` and this TOML
+    as its --config file."""
+    config = base / "faas.toml"
+    config.write_text(toml)
+    return Server(base / "data", token=token, extra_args=("--config", str(config)))

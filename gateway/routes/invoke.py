@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 import time
 
 from aiohttp import web
@@ -30,6 +31,37 @@ def _text(value: str) -> str:
         return value.encode("utf-8", "surrogateescape").decode("latin-1")
 
 
+def without_server_token(
+    headers: tuple[tuple[str, str], ...], token: str | None
+) -> tuple[tuple[str, str], ...]:
+    """The request headers less any Authorization header that carries the
+    server's own token (`Bearer TOKEN`, any case of the scheme, or the bare
+    token): a function must never see the key to /system. Other Authorization
+    values are the function's business and pass. An exact match only, in
+    constant time: a function echoing its headers must not become an oracle
+    that tells a caller how much of a guess is right."""
+    if not token:
+        return headers
+    expected = token.encode("utf-8", "surrogateescape")
+    kept = []
+    for name, value in headers:
+        if name.lower() == "authorization" and _carries(value, expected):
+            continue
+        kept.append((name, value))
+    return tuple(kept)
+
+
+def _carries(value: str, expected: bytes) -> bool:
+    raw = value.strip()
+    scheme, _, credential = raw.partition(" ")
+    if scheme.lower() != "bearer":
+        credential = ""
+    # Both comparisons always run: how long this takes says nothing about which matched.
+    bare = hmac.compare_digest(raw.encode("utf-8", "surrogateescape"), expected)
+    bearer = hmac.compare_digest(credential.strip().encode("utf-8", "surrogateescape"), expected)
+    return bare or bearer
+
+
 async def read_body(request: web.Request, limit: int) -> bytes:
     if request.content_length is not None and request.content_length > limit:
         raise PayloadTooLarge(
@@ -45,7 +77,9 @@ async def read_body(request: web.Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def make_invoke_handler(invoker: Invoker, metrics: Metrics, max_body_bytes: int) -> web.RequestHandler:  # type: ignore[name-defined]
+def make_invoke_handler(
+    invoker: Invoker, metrics: Metrics, max_body_bytes: int, token: str | None = None
+) -> web.RequestHandler:  # type: ignore[name-defined]
     async def invoke(request: web.Request) -> web.StreamResponse:
         received = time.monotonic()
         name = request.match_info["name"]
@@ -61,7 +95,9 @@ def make_invoke_handler(invoker: Invoker, metrics: Metrics, max_body_bytes: int)
                     method=request.method,
                     path="/" + request.match_info.get("path", ""),
                     query={k: _text(v) for k, v in request.query.items()},
-                    headers=tuple((k, _text(v)) for k, v in request.headers.items()),
+                    headers=without_server_token(
+                        tuple((k, _text(v)) for k, v in request.headers.items()), token
+                    ),
                     body=body,
                     received_at=received,
                 )

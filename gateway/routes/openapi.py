@@ -26,6 +26,9 @@ WITH_BODY = ("post", "put", "patch")
 
 # Answered by the gateway to any request, before routing.
 COMMON = (408, 414, 431)
+# Answered to any /system request from a foreign origin or Host (gateway/guard.py);
+# a request that changes state also needs a JSON content type (415).
+GUARD = (403, 421)
 
 
 def _errors(*codes: int) -> Obj:
@@ -91,7 +94,7 @@ def _system(op_id: str, summary: str, responses: Obj, **extra: Any) -> Obj:
         "operationId": op_id,
         "tags": ["management"],
         "summary": summary,
-        "responses": {**responses, **_errors(400, 401, *COMMON)},
+        "responses": {**responses, **_errors(400, 401, *GUARD, *COMMON)},
         **extra,
     }
 
@@ -113,7 +116,7 @@ def build_document(config: ServerConfig, host_cores: float) -> Obj:
     deploy_responses = {
         "201": {**fn, "description": "Created."},
         "200": {**fn, "description": "Updated."},
-        **_errors(413),
+        **_errors(413, 415),
     }
     name = _name_param("The function.")
     text = {
@@ -174,7 +177,7 @@ def build_document(config: ServerConfig, host_cores: float) -> Obj:
                     "200": json_body(
                         {"type": "object", "properties": {"deleted": {"type": "string"}}}, "Deleted."
                     ),
-                    **_errors(404),
+                    **_errors(404, 415),
                 },
                 parameters=[name],
             ),

@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import Server
+from tests.helpers import Server, server_with_config
 
 HEADER_TIMEOUT_S = 2
 BODY_TIMEOUT_S = 2
@@ -42,13 +42,11 @@ OK_CODE = base64.b64encode(b"def handle(event, context):\n    return 'ok'\n").de
 def srv(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     if os.geteuid() != 0:
         pytest.skip("the runtime needs root")
-    base = tmp_path_factory.mktemp("bad")
-    config = base / "faas.toml"
-    config.write_text(
+    server = server_with_config(
+        tmp_path_factory.mktemp("bad"),
         f"header_timeout_s = {HEADER_TIMEOUT_S}\nbody_timeout_s = {BODY_TIMEOUT_S}\n"
-        f"code_limit_bytes = {CODE_LIMIT}\n"
-    )
-    server = Server(base / "data", extra_args=("--config", str(config))).start()
+        f"code_limit_bytes = {CODE_LIMIT}\n",
+    ).start()
     server.deploy_ok("probe", PROBE)
     yield server
     log = server.log()
@@ -138,8 +136,17 @@ def raw_json_error(resp: Raw, status: int, *words: str) -> str:
     return message
 
 
-def head(method: str, path: str, *headers: str) -> bytes:
-    lines = [f"{method} {path} HTTP/1.1", "Host: test", *headers, "Connection: close", "", ""]
+JSON_TYPE = "Content-Type: application/json"
+JSON_HEADERS = {"Content-Type": "application/json"}
+
+
+def own(srv: Server) -> str:
+    return f"127.0.0.1:{srv.port}"
+
+
+def head(method: str, path: str, *headers: str, host: str = "test") -> bytes:
+    """A request head; /system takes only a Host that names the server (gateway/guard.py)."""
+    lines = [f"{method} {path} HTTP/1.1", f"Host: {host}", *headers, "Connection: close", "", ""]
     return "\r\n".join(lines).encode("latin-1")
 
 
@@ -306,7 +313,9 @@ def test_chunked_invocation_body_over_6_mib_is_413(srv: Server) -> None:
 def test_a_huge_content_length_is_413_before_any_body_is_read(srv: Server, path: str) -> None:
     with connect(srv) as sock:
         t0 = time.monotonic()
-        sock.sendall(head("POST", path, "Content-Length: 10000000000", "Content-Type: application/json"))
+        sock.sendall(
+            head("POST", path, "Content-Length: 10000000000", "Content-Type: application/json", host=own(srv))
+        )
         resp = parse(read_all(sock), t0)
     raw_json_error(resp, 413, "10000000000")
     assert resp.elapsed_s < 1.5
@@ -314,7 +323,9 @@ def test_a_huge_content_length_is_413_before_any_body_is_read(srv: Server, path:
 
 def test_deploy_over_the_request_limit_is_413(srv: Server) -> None:
     body = json.dumps({"name": "huge", "files": {"handler.py": "A" * BODY_LIMIT}}).encode()
-    json_error(srv.request("POST", "/system/functions", body=body), 413, "over the limit")
+    json_error(
+        srv.request("POST", "/system/functions", body=body, headers=JSON_HEADERS), 413, "over the limit"
+    )
 
 
 def test_code_over_the_code_limit_is_400_and_base64_cannot_grow_past_it(srv: Server) -> None:
@@ -351,7 +362,9 @@ def test_compressed_bomb_stops_at_the_body_limit(srv: Server, encoding: str, pat
     """Content-Encoding is decoded by aiohttp as it reads: 64 MiB of zeros in
     ~64 KiB is cut at the body limit (6 MiB), and the server's memory stays flat."""
     before = _rss_kib(srv)
-    resp = srv.request("POST", path, body=bomb(encoding), headers={"Content-Encoding": encoding})
+    resp = srv.request(
+        "POST", path, body=bomb(encoding), headers={"Content-Encoding": encoding, **JSON_HEADERS}
+    )
     json_error(resp, 413)
     assert _rss_kib(srv) - before < 64 * 1024
 
@@ -403,7 +416,11 @@ def test_headers_in_pieces_within_the_timeout_are_served(srv: Server) -> None:
 def test_a_slow_body_is_408_json_within_the_body_timeout(srv: Server, path: str) -> None:
     with connect(srv) as sock:
         t0 = time.monotonic()
-        sock.sendall(head("POST", path, "Content-Length: 1000").replace(b"Connection: close\r\n", b""))
+        sock.sendall(
+            head("POST", path, "Content-Length: 1000", JSON_TYPE, host=own(srv)).replace(
+                b"Connection: close\r\n", b""
+            )
+        )
         data = b""
         for _ in range(40):
             try:
@@ -429,7 +446,7 @@ def test_a_slow_body_is_408_json_within_the_body_timeout(srv: Server, path: str)
 def test_a_client_that_disconnects_mid_body_leaves_no_trace(srv: Server) -> None:
     for path in ("/system/functions", "/function/probe"):
         with connect(srv) as sock:
-            sock.sendall(head("POST", path, "Content-Length: 1000") + b"x" * 10)
+            sock.sendall(head("POST", path, "Content-Length: 1000", JSON_TYPE, host=own(srv)) + b"x" * 10)
             time.sleep(0.1)
     time.sleep(0.2)
 
@@ -438,7 +455,7 @@ def test_broken_chunked_encoding_after_the_headers_ends_with_the_body_timeout(sr
     """aiohttp's parser fails on the bad chunk but leaves the body of the request
     already dispatched waiting: only the body timeout ends it (408, JSON).
     Sent with the headers, the same chunk gets aiohttp's own plain 400."""
-    start = head("POST", "/system/functions", "Transfer-Encoding: chunked")
+    start = head("POST", "/system/functions", "Transfer-Encoding: chunked", JSON_TYPE, host=own(srv))
     resp = raw(srv, start, b"zz\r\nabc\r\n0\r\n\r\n", pause_s=0.2)
     raw_json_error(resp, 408, "request body not received")
     assert resp.elapsed_s < BODY_TIMEOUT_S + 2
@@ -464,7 +481,7 @@ def test_non_utf8_query_strings_to_system_are_clear_errors(srv: Server) -> None:
 
 
 def test_non_utf8_header_to_system_is_ignored(srv: Server) -> None:
-    assert raw(srv, head("GET", "/system/functions", "X-A: \xff\xfe")).status == 200
+    assert raw(srv, head("GET", "/system/functions", "X-A: \xff\xfe", host=own(srv))).status == 200
 
 
 def test_invocations_pass_non_utf8_bodies_through(srv: Server) -> None:

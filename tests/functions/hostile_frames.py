@@ -55,6 +55,12 @@ def handle(event, context):
         _send(_result("forged"))
     elif kind == "bad_status":
         _send(_result(own, status="two hundred"))
+    elif kind == "status":  # a status the runtime itself never sends, e.g. an interim 101
+        _send(_result(own, status=int(event.query["status"])))
+    elif kind == "header_control":  # a value the runtime refuses (\x01), sent anyway
+        _send(_result(own, headers=[["X-Evil", "a\x01b"]]))
+    elif kind == "too_many_headers":
+        _send(_result(own, headers=[[f"X-H{i}", "v"] for i in range(101)]))
     elif kind == "status_out_of_range":
         _send(_result(own, status=99999))
     elif kind == "body_is_a_number":  # bytes(n) would be n zero bytes, made in the server

@@ -355,6 +355,23 @@ def test_token_from_env_and_json(
     assert gw.seen[-1].headers["authorization"] == "Bearer envtok"
 
 
+def test_token_goes_to_system_only(gw: Canned, capsys: pytest.CaptureFixture[str], tty_stdin: None) -> None:
+    """The token opens /system; a function is public code and must never be sent it."""
+    gw.answer("GET", "/function/echo", 200, b"ok")
+    assert cli.main(["--gateway", gw.url, "--token", "s3cret", "invoke", "echo"]) == 0
+    assert "authorization" not in gw.seen[-1].headers
+    assert (
+        cli.main(
+            ["--gateway", gw.url, "--token", "s3cret", "invoke", "echo", "--header", "Authorization: Basic x"]
+        )
+        == 0
+    )
+    assert gw.seen[-1].headers["authorization"] == "Basic x"  # the user's own header still goes
+    gw.answer("GET", "/system/functions", 200, [])
+    assert cli.main(["--gateway", gw.url, "--token", "s3cret", "list"]) == 0
+    assert gw.seen[-1].headers["authorization"] == "Bearer s3cret"
+
+
 def test_api_errors(gw: Canned, capsys: pytest.CaptureFixture[str]) -> None:
     gw.answer("GET", "/system/functions", 401, {"error": "missing or bad token"})
     assert cli.main(["--gateway", gw.url, "list"]) == 1
@@ -412,6 +429,26 @@ def test_logs(gw: Canned, capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["--gateway", gw.url, "logs", "hello", "--tail", "5"]) == 0
     assert capsys.readouterr().out.splitlines() == lines
     assert gw.seen[-1].path == "/system/logs?name=hello&tail=5"
+
+
+def test_logs_escape_control_characters(gw: Canned, capsys: pytest.CaptureFixture[str]) -> None:
+    """A function writes its log lines: nothing in them may drive the terminal."""
+    lines = [
+        "T c1 \x1b]52;c;cHduZWQ=\x07clipboard",
+        "T c1 \x1b[1A\x1b[2KREPORT RequestId: c0 Duration: 1.00 ms",
+        "T c1 8-bit CSI \x9b2J, DEL \x7f, NUL \x00, CR \r, bidi \u202e, tab\tkept, caf\u00e9",
+    ]
+    gw.answer("GET", "/system/logs", 200, {"function": "f", "lines": lines})
+    assert cli.main(["--gateway", gw.url, "logs", "f"]) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        "T c1 \\x1b]52;c;cHduZWQ=\\x07clipboard",
+        "T c1 \\x1b[1A\\x1b[2KREPORT RequestId: c0 Duration: 1.00 ms",
+        "T c1 8-bit CSI \\x9b2J, DEL \\x7f, NUL \\x00, CR \\x0d, bidi \\u202e, tab\tkept, caf\u00e9",
+    ]
+
+
+def test_printable_escapes_a_newline_inside_a_line() -> None:
+    assert cli.printable("one\ntwo") == "one\\x0atwo"
 
 
 def test_logs_follow_prints_only_new_lines(

@@ -14,8 +14,9 @@ from aiohttp.test_utils import TestServer, make_mocked_request
 
 from gateway.config import ConfigError, ServerConfig
 from gateway.errors import HeadersTooLarge, UriTooLong, error_middleware
-from gateway.limits import HEADER_FIELD_LIMIT, URL_LIMIT, check_head, handler_args, make_limits_middleware
+from gateway.limits import URL_LIMIT, check_head, handler_args, make_limits_middleware
 from invoker.errors import BadRequest
+from sandbox.response import HEADER_FIELD_LIMIT
 
 pytestmark = pytest.mark.filterwarnings("ignore::aiohttp.web_exceptions.NotAppKeyWarning")
 

@@ -61,6 +61,8 @@ def _status_line(server: Server, fn: str, query: str) -> bytes:
         ("unexpected_type", 502, "protocol"),
         ("forged_other_id", 502, "protocol"),
         ("bad_status", 502, "protocol"),
+        ("header_control", 502, "protocol"),
+        ("too_many_headers", 502, "protocol"),
         ("nothing_then_exit", 502, "exited or crashed"),
         ("half_frame_then_exit", 502, "exited or crashed"),
         ("close_then_sleep", 502, "exited or crashed"),
@@ -81,11 +83,22 @@ def test_broken_channel(server: Server, fresh_fn: str, kind: str, status: int, e
 
 def test_status_out_of_range_is_not_served(server: Server, fresh_fn: str) -> None:
     """A result with the call's own id and status 99999: the runtime itself
-    never sends that (statusCode must be 100-599), so the server must not
+    never sends that (statusCode must be 200-599), so the server must not
     pass it on as an HTTP status line."""
     line = _status_line(server, fresh_fn, "?kind=status_out_of_range")
     print(f"status 99999: the server answered {line!r}")
     assert line.startswith(b"HTTP/1.1 502 "), line
+    _recovers(server, fresh_fn, stale=True)
+
+
+@pytest.mark.parametrize("status", [100, 101, 103, 199, 600])
+def test_non_final_status_is_a_protocol_error(server: Server, fresh_fn: str, status: int) -> None:
+    """A forged result with the call's own id and an interim (1xx) or
+    out-of-range status: sent on, a 101 would look like a protocol switch
+    and a 1xx leaves the client waiting for the real answer."""
+    resp = server.invoke(fresh_fn, f"?kind=status&status={status}", timeout=10)
+    assert resp.status == 502, (resp.status, resp.text)
+    assert "protocol" in resp.json()["error"], resp.text
     _recovers(server, fresh_fn, stale=True)
 
 

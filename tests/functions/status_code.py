@@ -1,0 +1,5 @@
+"""Answers with the status ?code= names (SPEC section 1: only 200 to 599 are allowed)."""
+
+
+def handle(event, context):
+    return {"statusCode": int(event.query.get("code", "200")), "body": "as asked"}
