@@ -29,7 +29,7 @@ from sandbox.api import (
 )
 from sandbox.cgroups import CgroupBackend, CgroupLimits, detect
 from sandbox.instance import Sandbox
-from sandbox.spec import BindMount, FunctionSpec, SandboxSpec
+from sandbox.spec import FunctionSpec, SandboxSpec
 from sandbox.zygote_client import Zygote
 
 from .config import InvokerConfig
@@ -101,10 +101,7 @@ class Invoker:
         self.logs = LogStore(os.path.join(config.data_dir, "logs"))
         self.code = CodeStore(os.path.join(config.data_dir, "code"))
         self._limits = Limits(host_cores=host_cores(), code_limit_bytes=config.code_limit_bytes)
-        self._runtime_binds: tuple[BindMount, ...] = ()
-        self._python_path: tuple[str, ...] = ()
-        self._masked_files: tuple[str, ...] = ()
-        self._python_path_map: tuple[tuple[str, str], ...] = ()
+        self._root_plan: hostfs.RootPlan | None = None
         self._new_root = os.path.join(config.data_dir, "run", "root")
         metrics.watch_pools(self._pool_snapshot)
         metrics.watch_billing(self.billing)
@@ -126,9 +123,6 @@ class Invoker:
         stale = self.cgroups.remove_stale()
         if stale:
             log.warning("removed %d cgroups left behind by a dead server", stale)
-        python_binds, self._python_path, self._python_path_map = hostfs.python_binds()
-        self._runtime_binds = hostfs.library_binds() + python_binds
-        self._masked_files = hostfs.masked_files(python_binds)
         self.registry = SqliteRegistry(os.path.join(self.config.data_dir, "registry.db"))
         self._stack.callback(self.registry.close)
         if self.config.metering:
@@ -137,7 +131,10 @@ class Invoker:
             )
             self._stack.push_async_callback(self.ledger.aclose)
         self._stack.callback(self.logs.close)
-        self.zygote = await self._stack.enter_async_context(Zygote(self._python_path, self._python_path_map))
+        plan = self._root_plan = hostfs.sandbox_root_plan(self.config.data_dir)
+        self.zygote = await self._stack.enter_async_context(
+            Zygote(plan.python_path, plan.path_map, prefix=plan.prefix, executable=plan.executable)
+        )
         self.blanks = await self._stack.enter_async_context(BlankPool(self.config.prewarm, self._new_blank))
         self._stack.push_async_callback(self._destroy_all)
         for config in self.registry.load_all():
@@ -362,15 +359,16 @@ class Invoker:
 
     async def _new_blank(self, limits: CgroupLimits | None = None, timeout_s: float = 30.0) -> Sandbox:
         """Create a blank sandbox: its cgroup, then the fork into new namespaces."""
-        assert self.cgroups is not None and self.zygote is not None
+        assert self.cgroups is not None and self.zygote is not None and self._root_plan is not None
+        plan = self._root_plan
         limits = limits or self._cgroup_limits(self.config.blank_memory_mb, 1.0)
         cgroup = self.cgroups.create(f"sb-{uuid.uuid4().hex[:16]}", limits)
         spec = SandboxSpec(
             sandbox_id=cgroup.name.removeprefix("sb-"),
-            runtime_binds=self._runtime_binds,
-            symlinks=hostfs.library_symlinks(),
-            python_path=self._python_path,
-            masked_files=self._masked_files,
+            runtime_binds=plan.binds,
+            symlinks=plan.symlinks,
+            python_path=plan.python_path,
+            masked_files=plan.masked_files,
             new_root_dir=self._new_root,
             cgroup_procs_files=cgroup.procs_files,
         )

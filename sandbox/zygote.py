@@ -26,7 +26,7 @@ from typing import Any
 import msgpack
 
 # Pre-import what every sandbox needs, so that forks share it.
-from . import linux, namespaces, procfs, seccomp, setup  # noqa: F401
+from . import linux, namespaces, procfs, relocate, seccomp, setup  # noqa: F401
 from .spec import SandboxSpec
 
 MAX_REQUEST_BYTES = 1 << 20
@@ -126,16 +126,26 @@ def serve(control: socket.socket, seccomp_program: bytes) -> None:
 
 def main() -> None:
     control = socket.socket(fileno=int(sys.argv[1]))
-    python = json.loads(sys.argv[2]) if len(sys.argv) > 2 else {"path": [], "path_map": []}
+    python = json.loads(sys.argv[2]) if len(sys.argv) > 2 else {}
     # Compiled once, with the host's libseccomp, before the paths change.
     seccomp_program = seccomp.build_program()
+    # Its bindings are not needed after this and have no path inside.
+    sys.modules.pop("pyseccomp", None)
     # Once here rather than in every sandbox: modules already imported get
     # the paths they will have inside (their lazy submodule imports look
     # there), and no sandbox pays copy-on-write faults to rewrite them.
     setup.prepare_interpreter(
-        tuple(python["path"]),
-        tuple(tuple(pair) for pair in python["path_map"]),  # type: ignore[misc]
+        tuple(python.get("path", ())),
+        tuple(tuple(pair) for pair in python.get("path_map", ())),  # type: ignore[misc]
+        python.get("prefix", sys.prefix),
+        python.get("executable", sys.executable),
     )
+    if python.get("prefix"):
+        stray = relocate.host_named_modules((python["prefix"] + "/",))
+        if stray:
+            # sys.stderr is captured by now: say it on the server's stderr.
+            os.write(2, f"zygote: modules with no path inside the sandbox: {', '.join(stray)}\n".encode())
+            os._exit(1)
     # Objects that exist now are never collected; keeping the GC off them
     # keeps their pages shared with every sandbox instead of copied.
     gc.freeze()

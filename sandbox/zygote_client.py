@@ -31,11 +31,22 @@ class Zygote:
         python_path: tuple[str, ...] = (),
         python_path_map: tuple[tuple[str, str], ...] = (),
         python: str = sys.executable,
+        prefix: str = "",
+        executable: str = "",
     ) -> None:
         """python_path: sys.path inside sandboxes; python_path_map: (host
-        prefix, sandbox prefix) pairs for modules the zygote imports."""
+        prefix, sandbox prefix) pairs for modules the zygote imports;
+        prefix, executable: sys.prefix and sys.executable inside (from
+        hostfs.sandbox_root_plan; empty keeps the host's)."""
         self._python = python
-        self._sandbox_python = {"path": list(python_path), "path_map": [list(p) for p in python_path_map]}
+        self._sandbox_python: dict[str, Any] = {
+            "path": list(python_path),
+            "path_map": [list(p) for p in python_path_map],
+        }
+        if prefix:
+            self._sandbox_python["prefix"] = prefix
+        if executable:
+            self._sandbox_python["executable"] = executable
         self._sock: socket.socket | None = None
         self._proc: subprocess.Popen[bytes] | None = None
         self._pending: dict[int, asyncio.Future[dict[str, Any]]] = {}
