@@ -15,6 +15,7 @@ import _imp
 import ctypes
 import gc
 import linecache
+import os
 import sys
 import types
 
@@ -68,8 +69,13 @@ def remap_code_filenames(path_map: PathMap) -> None:
                 _imp._fix_co_filename(code, inside)
 
 
-def set_interpreter_paths(prefix: str, executable: str, python_path: tuple[str, ...]) -> None:
+def set_interpreter_paths(
+    prefix: str, executable: str, python_path: tuple[str, ...], path_map: PathMap
+) -> None:
     sys.executable = sys._base_executable = executable  # type: ignore[attr-defined]
+    sys._home = None  # type: ignore[attr-defined]  # a virtualenv's `home` (pyvenv.cfg): not inside
+    if isinstance(getattr(sys, "_stdlib_dir", None), str):
+        sys._stdlib_dir = remap(sys._stdlib_dir, path_map)  # type: ignore[attr-defined]
     sys.prefix = sys.base_prefix = sys.exec_prefix = sys.base_exec_prefix = prefix
     sys.argv[:] = [""]
     sys.orig_argv[:] = [part.decode() for part in PROCESS_TITLE.split(b"\0") if part]
@@ -81,9 +87,14 @@ def set_interpreter_paths(prefix: str, executable: str, python_path: tuple[str, 
         site.PREFIXES[:] = [prefix]
         site.ENABLE_USER_SITE = False
         site.USER_SITE = site.USER_BASE = None
+        site.setcopyright()  # license() names files next to os.__file__, now remapped
     sysconfig = sys.modules.get("sysconfig")
     if sysconfig is not None:
-        sysconfig._CONFIG_VARS = None  # type: ignore[attr-defined]  # computed again, inside
+        # Taken from sys at its import; the config vars are computed again, inside.
+        sysconfig._PREFIX = sysconfig._BASE_PREFIX = prefix  # type: ignore[attr-defined]
+        sysconfig._EXEC_PREFIX = sysconfig._BASE_EXEC_PREFIX = prefix  # type: ignore[attr-defined]
+        sysconfig._PROJECT_BASE = os.path.dirname(executable)  # type: ignore[attr-defined]
+        sysconfig._CONFIG_VARS = None  # type: ignore[attr-defined]
 
 
 def forget_site_packages(prefix: str) -> None:
@@ -136,5 +147,5 @@ def relocate(python_path: tuple[str, ...], path_map: PathMap, prefix: str, execu
     remap_loaded_modules(path_map)
     forget_site_packages(prefix)  # after the remap: msgpack, now inside, stays
     remap_code_filenames(path_map)
-    set_interpreter_paths(prefix, executable, python_path)
+    set_interpreter_paths(prefix, executable, python_path, path_map)
     wipe_process_strings()

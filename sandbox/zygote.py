@@ -8,7 +8,10 @@ they finish. It is a child subreaper, so every sandbox is
 its child and is reaped here. When the server goes away (EOF on the control
 socket) it kills every sandbox it made and exits.
 
-    python -m sandbox.zygote CONTROL_FD [PYTHON_JSON]
+    FAAS_SANDBOX_PYTHON=JSON python -m sandbox.zygote CONTROL_FD
+
+JSON: {"path", "path_map", "prefix", "executable"} of the interpreter
+inside sandboxes (sandbox/hostfs.py), applied by sandbox/relocate.py.
 """
 
 from __future__ import annotations
@@ -126,7 +129,7 @@ def serve(control: socket.socket, seccomp_program: bytes) -> None:
 
 def main() -> None:
     control = socket.socket(fileno=int(sys.argv[1]))
-    python = json.loads(sys.argv[2]) if len(sys.argv) > 2 else {}
+    python = json.loads(os.environ.get("FAAS_SANDBOX_PYTHON", "{}"))
     # Compiled once, with the host's libseccomp, before the paths change.
     seccomp_program = seccomp.build_program()
     # Its bindings are not needed after this and have no path inside.

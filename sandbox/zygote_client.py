@@ -23,6 +23,8 @@ from .api import SpawnError
 from .spec import SandboxSpec
 
 STARTUP_TIMEOUT_S = 60
+# How the zygote learns the sandbox's Python paths (sys.path, path map, prefix).
+PYTHON_ENV_VAR = "FAAS_SANDBOX_PYTHON"
 
 
 class Zygote:
@@ -67,12 +69,16 @@ class Zygote:
                     "-m",
                     "sandbox.zygote",
                     str(theirs.fileno()),
-                    json.dumps(self._sandbox_python),
                 ],
                 pass_fds=[theirs.fileno()],
                 stdin=subprocess.DEVNULL,
                 cwd="/",
-                env={k: v for k, v in os.environ.items() if k in ("PATH", "PYTHONPATH", "LANG", "LC_ALL")},
+                env={
+                    **{k: v for k, v in os.environ.items() if k in ("PATH", "PYTHONPATH", "LANG", "LC_ALL")},
+                    # In the environment, not argv: argv's memory is overwritten
+                    # with a short title, and what it held is the title's length.
+                    PYTHON_ENV_VAR: json.dumps(self._sandbox_python),
+                },
             )
         finally:
             theirs.close()
