@@ -21,6 +21,7 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -43,20 +44,19 @@ async def _measure_sandboxes(k: int, duration_s: float, warmup: int = 8) -> dict
 
     limits = CgroupLimits(memory_mb=128, cpu_cores=1.0, pids_max=128, cpu_burst_us=50_000)
     new_root = tempfile.mkdtemp(prefix="faas-bench-root-")
+    data_dir = tempfile.mkdtemp(prefix="faas-bench-data-")
     backend = detect()
     destroys: set[asyncio.Task[None]] = set()
     try:
-        python_binds, python_path, python_path_map = hostfs.python_binds()
-        runtime_binds = hostfs.library_binds() + python_binds
-        symlinks = hostfs.library_symlinks()
+        plan = hostfs.sandbox_root_plan(data_dir)
 
         async def new_blank() -> Sandbox:
             cgroup = backend.create(f"sb-{uuid.uuid4().hex[:16]}", limits)
             spec = SandboxSpec(
                 sandbox_id=cgroup.name.removeprefix("sb-"),
-                runtime_binds=runtime_binds,
-                symlinks=symlinks,
-                python_path=python_path,
+                runtime_binds=plan.binds,
+                symlinks=plan.symlinks,
+                python_path=plan.python_path,
                 new_root_dir=new_root,
                 cgroup_procs_files=cgroup.procs_files,
             )
@@ -69,7 +69,9 @@ async def _measure_sandboxes(k: int, duration_s: float, warmup: int = 8) -> dict
             destroys.add(task)
             task.add_done_callback(destroys.discard)
 
-        async with Zygote(python_path, python_path_map) as zygote:
+        async with Zygote(
+            plan.python_path, plan.path_map, prefix=plan.prefix, executable=plan.executable
+        ) as zygote:
             try:
                 for _ in range(warmup):
                     destroy_later(await new_blank())
@@ -97,6 +99,7 @@ async def _measure_sandboxes(k: int, duration_s: float, warmup: int = 8) -> dict
     finally:
         backend.close()
         os.rmdir(new_root)
+        shutil.rmtree(data_dir)
     return {
         "k": k,
         "duration_s": duration_s,
