@@ -14,8 +14,10 @@ exactly that, at neutral paths, and nothing else of the server:
   of the server's virtualenv (no aiohttp, no test packages, no `activate`);
 - /python/bin/python3.X: the interpreter binary (sys.executable inside);
 - /usr/lib/NAME: each shared library the interpreter and the extension
-  modules need (read from their ELF headers), bound file by file, and the
-  dynamic loader at its own path (e.g. /lib64/ld-linux-x86-64.so.2).
+  modules need (read from their ELF headers), and the dynamic loader linked
+  at its own path (e.g. /lib64/ld-linux-x86-64.so.2). The binary and the
+  libraries are hard links (copies across filesystems) in the runtime
+  directory, so a few binds carry them all.
 
 The bind sources still show in /proc/self/mountinfo (a bind mount's source
 path is part of the mount table), and /proc/self/maps names the files the
@@ -75,7 +77,7 @@ def sandbox_root_plan(data_dir: str) -> RootPlan:
     stdlib_target = f"{SANDBOX_PREFIX}/lib/{version}"
     dynload = os.path.realpath(_lib_dynload(stdlib))
     dynload_target = f"{stdlib_target}/lib-dynload"
-    runtime_dir = _build_runtime_dir(os.path.join(data_dir, "runtime"), stdlib, version)
+    runtime_dir = _build_runtime_dir(os.path.join(data_dir, "runtime"), stdlib)
     empty = os.path.join(runtime_dir, "empty")
 
     binds = [BindMount(stdlib, stdlib_target, noexec=True), BindMount(dynload, dynload_target)]
@@ -88,9 +90,9 @@ def sandbox_root_plan(data_dir: str) -> RootPlan:
         binds.append(BindMount(os.path.join(runtime_dir, "sysconfig", name), f"{stdlib_target}/{name}"))
     binds.append(BindMount(os.path.join(runtime_dir, "lib"), RUNTIME_TARGET, noexec=True))
     interpreter = os.path.realpath(getattr(sys, "_base_executable", sys.executable))
-    executable = f"{SANDBOX_PREFIX}/bin/{version}"
-    binds.append(BindMount(interpreter, executable))
-    binds += _library_binds(interpreter, dynload, runtime_dir)
+    executable = f"{SANDBOX_PREFIX}/bin/{os.path.basename(interpreter)}"
+    program_binds, symlinks = _programs_and_libraries(interpreter, dynload, runtime_dir)
+    binds += program_binds
 
     python_path = [stdlib_target, dynload_target, RUNTIME_TARGET]
     zip_name = f"python{sys.version_info.major}{sys.version_info.minor}.zip"
@@ -113,7 +115,7 @@ def sandbox_root_plan(data_dir: str) -> RootPlan:
         # Longest prefix first, so nested entries (lib-dynload) map to their own bind.
         path_map=tuple(sorted(path_map, key=lambda pair: len(pair[0]), reverse=True)),
         masked_files=(),
-        symlinks=(),
+        symlinks=tuple(symlinks),
         prefix=SANDBOX_PREFIX,
         executable=executable,
     )
@@ -136,7 +138,7 @@ def _spellings(real: str) -> set[str]:
     return spellings
 
 
-def _build_runtime_dir(runtime_dir: str, stdlib: str, version: str) -> str:
+def _build_runtime_dir(runtime_dir: str, stdlib: str) -> str:
     """The sandbox's own runtime (the `sandbox` modules it runs, msgpack), an
     empty directory to hide others with, and the rewritten _sysconfigdata.
     Copies, so nothing inside names or reaches the repository."""
@@ -170,20 +172,37 @@ def _build_runtime_dir(runtime_dir: str, stdlib: str, version: str) -> str:
     return runtime_dir
 
 
-def _library_binds(interpreter: str, dynload: str, runtime_dir: str) -> list[BindMount]:
-    """Each library the interpreter and the extension modules need, at
-    /usr/lib/SONAME (where the loader looks: there is no ld.so.cache
-    inside), and the dynamic loader where the interpreter names it."""
+def _programs_and_libraries(
+    interpreter: str, dynload: str, runtime_dir: str
+) -> tuple[list[BindMount], list[tuple[str, str]]]:
+    """The interpreter (in bin/) and each library it and the extension
+    modules need (in usrlib/, by the name they are asked for: there is no
+    ld.so.cache inside), gathered under the runtime directory so that two
+    binds carry them all (a bind per file made each sandbox's start
+    slower); the dynamic loader as a link where the interpreter names it."""
     found = glob.glob(f"{dynload}/*.so") + glob.glob(f"{runtime_dir}/lib/**/*.so", recursive=True)
     extensions = [path for path in found if not os.path.basename(path).startswith(UNUSABLE_EXTENSIONS)]
     libraries = elf.closure([interpreter, *extensions], elf.loader_dirs())
     info = elf.read(interpreter)
     loader = info.interpreter if info is not None else None
-    binds = []
+    bin_dir, lib_dir = os.path.join(runtime_dir, "bin"), os.path.join(runtime_dir, "usrlib")
+    os.makedirs(bin_dir)
+    os.makedirs(lib_dir)
+    version = os.path.basename(interpreter)
+    _link_or_copy(interpreter, os.path.join(bin_dir, version))
+    symlinks = []
     for soname, path in sorted(libraries.items()):
+        _link_or_copy(os.path.realpath(path), os.path.join(lib_dir, soname))
         if loader is not None and os.path.realpath(path) == os.path.realpath(loader):
-            continue  # bound once, at the path the interpreter names
-        binds.append(BindMount(os.path.realpath(path), f"{SANDBOX_LIB_DIR}/{soname}"))
-    if loader is not None and os.path.isfile(loader):
-        binds.append(BindMount(os.path.realpath(loader), loader))
-    return binds
+            symlinks.append((loader, f"{SANDBOX_LIB_DIR}/{soname}"))
+    binds = [BindMount(bin_dir, f"{SANDBOX_PREFIX}/bin"), BindMount(lib_dir, SANDBOX_LIB_DIR)]
+    return binds, symlinks
+
+
+def _link_or_copy(source: str, target: str) -> None:
+    """A hard link costs nothing; another filesystem gets a copy. Never
+    chmod what this made: a link shares the host file's inode."""
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copy(source, target)
