@@ -20,8 +20,9 @@ import sys
 import types
 
 PathMap = tuple[tuple[str, str], ...]
-# What /proc/self/cmdline shows in the zygote and in every sandbox.
-PROCESS_TITLE = b"python3\0-m\0faas.runtime\0"
+# What /proc/self/cmdline shows in the zygote and in every sandbox: the module
+# it runs, with no path (operators and the tests find zygotes by this name).
+PROCESS_TITLE = b"python3\0-m\0sandbox.zygote\0"
 STANDARD_FINDER_MODULES = ("_frozen_importlib", "importlib")
 
 
