@@ -21,6 +21,7 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -37,10 +38,10 @@ async def _measure_sandboxes(k: int, duration_s: float, warmup: int = 8) -> dict
     from sandbox.factory import FactoryConfig, SandboxFactory
     from sandbox.instance import Sandbox
 
-    new_root = tempfile.mkdtemp(prefix="faas-bench-root-")
+    data_dir = tempfile.mkdtemp(prefix="faas-bench-data-")
     # The invoker's own factory, without its pre-warmed pool: each blank is
     # made on demand, exactly as a cold start that finds the pool empty.
-    factory = SandboxFactory(FactoryConfig(root_dir=new_root, prewarm=0))
+    factory = SandboxFactory(FactoryConfig(data_dir=data_dir, prewarm=0))
     limits = factory.limits(memory_mb=128, cpu_cores=1.0)
     destroys: set[asyncio.Task[None]] = set()
 
@@ -76,7 +77,7 @@ async def _measure_sandboxes(k: int, duration_s: float, warmup: int = 8) -> dict
                 while destroys:
                     await asyncio.gather(*destroys, return_exceptions=True)
     finally:
-        os.rmdir(new_root)
+        shutil.rmtree(data_dir, ignore_errors=True)
     return {
         "k": k,
         "duration_s": duration_s,

@@ -58,7 +58,7 @@ class Invoker:
         self._stack = contextlib.AsyncExitStack()
         self.factory: SandboxFactory = factory or RealSandboxFactory(
             FactoryConfig(
-                root_dir=os.path.join(config.data_dir, "run", "root"),
+                data_dir=config.data_dir,
                 prewarm=config.prewarm,
                 blank_memory_mb=config.blank_memory_mb,
                 pids_max=config.pids_max,

@@ -9,6 +9,7 @@ cgroups, binds or the zygote.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
@@ -28,9 +29,10 @@ log = logging.getLogger("faas.sandbox")
 
 @dataclass(frozen=True)
 class FactoryConfig:
-    # An empty directory each sandbox mounts its private root on (in its own
-    # mount namespace, so the host never sees it).
-    root_dir: str
+    # Where the sandboxes' own runtime is built (DATA_DIR/runtime) and, in
+    # run/root, the empty directory each sandbox mounts its private root on
+    # (in its own mount namespace, so the host never sees it).
+    data_dir: str
     # Blank sandboxes kept ready for cold starts.
     prewarm: int = 4
     # Limits of a blank sandbox until a function sets its own (the function
@@ -55,22 +57,25 @@ class SandboxFactory:
 
     async def __aenter__(self) -> SandboxFactory:
         try:
-            os.makedirs(self.config.root_dir, mode=0o755, exist_ok=True)
+            root_dir = os.path.join(self.config.data_dir, "run", "root")
+            os.makedirs(root_dir, mode=0o755, exist_ok=True)
             self.cgroups = detect()
             self._stack.callback(self.cgroups.close)
             stale = self.remove_stale()
             if stale:
                 log.warning("removed %d cgroups left behind by a dead server", stale)
-            python_binds, python_path, path_map = hostfs.python_binds()
+            plan = await asyncio.to_thread(hostfs.sandbox_root_plan, self.config.data_dir)
             self._template = SandboxSpec(
                 sandbox_id="",
-                runtime_binds=hostfs.library_binds() + python_binds,
-                symlinks=hostfs.library_symlinks(),
-                python_path=python_path,
-                masked_files=hostfs.masked_files(python_binds),
-                new_root_dir=self.config.root_dir,
+                runtime_binds=plan.binds,
+                symlinks=plan.symlinks,
+                python_path=plan.python_path,
+                masked_files=plan.masked_files,
+                new_root_dir=root_dir,
             )
-            self.zygote = await self._stack.enter_async_context(Zygote(python_path, path_map))
+            self.zygote = await self._stack.enter_async_context(
+                Zygote(plan.python_path, plan.path_map, prefix=plan.prefix, executable=plan.executable)
+            )
             self.blanks = await self._stack.enter_async_context(BlankPool(self.config.prewarm, self.blank))
         except BaseException:
             await self._stack.aclose()

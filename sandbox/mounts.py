@@ -9,6 +9,9 @@ from . import linux
 from .spec import FunctionSpec, SandboxSpec
 
 DEVICES = ("null", "zero", "random", "urandom")
+# A function may write files to /tmp, never run them: no program but the
+# runtime's own interpreter runs inside.
+TMP_FLAGS = linux.MS_NOSUID | linux.MS_NODEV | linux.MS_NOEXEC
 RO_BIND_FLAGS = linux.MS_REMOUNT | linux.MS_BIND | linux.MS_RDONLY | linux.MS_NOSUID | linux.MS_NODEV
 
 
@@ -54,7 +57,8 @@ def enter_root(spec: SandboxSpec) -> None:
     linux.mount("tmpfs", root, "tmpfs", linux.MS_NOSUID | linux.MS_NODEV, "size=1m,nr_inodes=4096,mode=0755")
 
     for bind in spec.runtime_binds:
-        _bind(bind.source, root + bind.target, readonly=True)
+        noexec = linux.MS_NOEXEC if bind.noexec else 0
+        _bind(bind.source, root + bind.target, readonly=True, extra_flags=noexec)
     dev = os.path.join(root, "dev")
     os.makedirs(dev)
     if spec.masked_files:
@@ -66,6 +70,7 @@ def enter_root(spec: SandboxSpec) -> None:
             if os.path.isfile(root + path):
                 _bind(empty, root + path, readonly=True)
     for path, points_to in spec.symlinks:
+        os.makedirs(os.path.dirname(root + path), exist_ok=True)
         os.symlink(points_to, root + path)
     os.makedirs(os.path.join(root, "var/task"))
     os.makedirs(os.path.join(root, "etc"))
@@ -79,9 +84,7 @@ def enter_root(spec: SandboxSpec) -> None:
 
     tmp = os.path.join(root, "tmp")
     os.makedirs(tmp)
-    linux.mount(
-        "tmpfs", tmp, "tmpfs", linux.MS_NOSUID | linux.MS_NODEV, f"size={spec.tmp_size_mb}m,mode=1777"
-    )
+    linux.mount("tmpfs", tmp, "tmpfs", TMP_FLAGS, f"size={spec.tmp_size_mb}m,mode=1777")
 
     proc = os.path.join(root, "proc")
     os.makedirs(proc)
@@ -103,7 +106,7 @@ def specialize(function: FunctionSpec, code_mount_fd: int) -> None:
         None,
         "/tmp",
         None,
-        linux.MS_REMOUNT | linux.MS_NOSUID | linux.MS_NODEV,
+        linux.MS_REMOUNT | TMP_FLAGS,
         f"size={function.tmp_size_mb}m,mode=1777",
     )
     _etc_files("/", function)

@@ -18,7 +18,7 @@ import socket
 import sys
 import time
 
-from . import creds, frames, mounts, namespaces, protocol, runtime, seccomp
+from . import creds, frames, mounts, namespaces, protocol, relocate, runtime, seccomp
 from .spec import FunctionSpec, SandboxSpec
 
 CHANNEL_FD = 3
@@ -37,36 +37,18 @@ def _isolate_fds(channel_fd: int) -> socket.socket:
     return socket.socket(fileno=CHANNEL_FD)
 
 
-def _remap(path: str, path_map: tuple[tuple[str, str], ...]) -> str:
-    for host, inside in path_map:
-        if path == host or path.startswith(host + "/"):
-            return inside + path[len(host) :]
-    return path
-
-
-def remap_loaded_modules(path_map: tuple[tuple[str, str], ...]) -> None:
-    """Packages the zygote imported keep host paths in __path__; their lazy
-    submodule imports (encodings.idna, email.mime...) must look inside."""
-    for module in list(sys.modules.values()):
-        search = getattr(module, "__path__", None)
-        if isinstance(search, list):
-            search[:] = [_remap(p, path_map) for p in search]
-        file = getattr(module, "__file__", None)
-        if isinstance(file, str):
-            module.__file__ = _remap(file, path_map)
-
-
-def prepare_interpreter(python_path: tuple[str, ...], path_map: tuple[tuple[str, str], ...]) -> None:
+def prepare_interpreter(
+    python_path: tuple[str, ...], path_map: tuple[tuple[str, str], ...], prefix: str, executable: str
+) -> None:
     """Put the zygote's interpreter in the state every sandbox needs, once,
-    before any fork: import paths as they are inside (/python/N), no
-    inherited environment, output captured. After this the zygote itself
-    imports nothing more."""
+    before any fork: every path it holds as it is inside (no host path in
+    sys.path, module files, tracebacks, sys.prefix, sys.executable or
+    /proc/self/cmdline), no inherited environment, output captured. After
+    this the zygote itself imports nothing more."""
     # Before the paths change: on 3.12 this lazily imports importlib.metadata.
     importlib.invalidate_caches()
-    remap_loaded_modules(path_map)
-    sys.path[:] = ["/var/task", *python_path]
-    sys.path_importer_cache.clear()
     os.environ.clear()
+    relocate.relocate(python_path, path_map, prefix, executable)
     runtime.install_streams()
 
 

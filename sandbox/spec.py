@@ -26,6 +26,9 @@ class BindMount:
 
     source: str
     target: str
+    # Nothing on it can be executed or mapped as code (the standard
+    # library's .py files, some of them with the exec bit).
+    noexec: bool = False
 
 
 @dataclass(frozen=True)

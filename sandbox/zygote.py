@@ -8,7 +8,10 @@ they finish. It is a child subreaper, so every sandbox is
 its child and is reaped here. When the server goes away (EOF on the control
 socket) it kills every sandbox it made and exits.
 
-    python -m sandbox.zygote CONTROL_FD [PYTHON_JSON]
+    FAAS_SANDBOX_PYTHON=JSON python -m sandbox.zygote CONTROL_FD
+
+JSON: {"path", "path_map", "prefix", "executable"} of the interpreter
+inside sandboxes (sandbox/hostfs.py), applied by sandbox/relocate.py.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ import sys
 import time
 
 # Pre-import what every sandbox needs, so that forks share it.
-from . import linux, namespaces, procfs, seccomp, setup  # noqa: F401
+from . import linux, namespaces, procfs, relocate, seccomp, setup  # noqa: F401
 from .protocol import MAX_CONTROL_BYTES, ZYGOTE_READY, SpawnReply, SpawnRequest
 from .spec import SandboxSpec
 
@@ -143,16 +146,26 @@ class ThawCommands:
 
 def main() -> None:
     control = socket.socket(fileno=int(sys.argv[1]))
-    python = json.loads(sys.argv[2]) if len(sys.argv) > 2 else {"path": [], "path_map": []}
+    python = json.loads(os.environ.get("FAAS_SANDBOX_PYTHON", "{}"))
     # Compiled once, with the host's libseccomp, before the paths change.
     seccomp_program = seccomp.build_program()
+    # Its bindings are not needed after this and have no path inside.
+    sys.modules.pop("pyseccomp", None)
     # Once here rather than in every sandbox: modules already imported get
     # the paths they will have inside (their lazy submodule imports look
     # there), and no sandbox pays copy-on-write faults to rewrite them.
     setup.prepare_interpreter(
-        tuple(python["path"]),
-        tuple(tuple(pair) for pair in python["path_map"]),  # type: ignore[misc]
+        tuple(python.get("path", ())),
+        tuple(tuple(pair) for pair in python.get("path_map", ())),  # type: ignore[misc]
+        python.get("prefix", sys.prefix),
+        python.get("executable", sys.executable),
     )
+    if python.get("prefix"):
+        stray = relocate.host_named_modules((python["prefix"] + "/",))
+        if stray:
+            # sys.stderr is captured by now: say it on the server's stderr.
+            os.write(2, f"zygote: modules with no path inside the sandbox: {', '.join(stray)}\n".encode())
+            os._exit(1)
     # Objects that exist now are never collected; keeping the GC off them
     # keeps their pages shared with every sandbox instead of copied.
     gc.freeze()

@@ -15,12 +15,15 @@ import os
 import socket
 import subprocess
 import sys
+from typing import Any
 
 from .errors import SpawnError
 from .protocol import ZYGOTE_READY, SpawnReply, SpawnRequest
 from .spec import SandboxSpec
 
 STARTUP_TIMEOUT_S = 60
+# How the zygote learns the sandbox's Python paths (sys.path, path map, prefix).
+PYTHON_ENV_VAR = "FAAS_SANDBOX_PYTHON"
 
 
 class Zygote:
@@ -29,11 +32,22 @@ class Zygote:
         python_path: tuple[str, ...] = (),
         python_path_map: tuple[tuple[str, str], ...] = (),
         python: str = sys.executable,
+        prefix: str = "",
+        executable: str = "",
     ) -> None:
         """python_path: sys.path inside sandboxes; python_path_map: (host
-        prefix, sandbox prefix) pairs for modules the zygote imports."""
+        prefix, sandbox prefix) pairs for modules the zygote imports;
+        prefix, executable: sys.prefix and sys.executable inside (from
+        hostfs.sandbox_root_plan; empty keeps the host's)."""
         self._python = python
-        self._sandbox_python = {"path": list(python_path), "path_map": [list(p) for p in python_path_map]}
+        self._sandbox_python: dict[str, Any] = {
+            "path": list(python_path),
+            "path_map": [list(p) for p in python_path_map],
+        }
+        if prefix:
+            self._sandbox_python["prefix"] = prefix
+        if executable:
+            self._sandbox_python["executable"] = executable
         self._sock: socket.socket | None = None
         self._proc: subprocess.Popen[bytes] | None = None
         self._pending: dict[int, asyncio.Future[SpawnReply]] = {}
@@ -54,12 +68,16 @@ class Zygote:
                     "-m",
                     "sandbox.zygote",
                     str(theirs.fileno()),
-                    json.dumps(self._sandbox_python),
                 ],
                 pass_fds=[theirs.fileno()],
                 stdin=subprocess.DEVNULL,
                 cwd="/",
-                env={k: v for k, v in os.environ.items() if k in ("PATH", "PYTHONPATH", "LANG", "LC_ALL")},
+                env={
+                    **{k: v for k, v in os.environ.items() if k in ("PATH", "PYTHONPATH", "LANG", "LC_ALL")},
+                    # In the environment, not argv: argv's memory is overwritten
+                    # with a short title, and what it held is the title's length.
+                    PYTHON_ENV_VAR: json.dumps(self._sandbox_python),
+                },
             )
         finally:
             theirs.close()

@@ -112,8 +112,8 @@ def test_setuid_binaries_give_nothing(server: Server, files_attack: dict[str, An
 
 
 def test_host_paths_do_not_show_inside(server: Server) -> None:
-    """sandbox/hostfs.py binds Python's paths at /python/N "so host paths such
-    as /root/.pyenv or the repository never appear inside". Information
+    """sandbox/hostfs.py binds Python's paths at /python/... so that host
+    paths such as /root/.pyenv or the repository never appear inside. Information
     only (nothing there can be opened), but it tells a function where the
     server keeps its data and code."""
     fn = deploy_hostile(server, "pathleak")
