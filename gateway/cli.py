@@ -8,20 +8,19 @@ Exit codes: 0 ok, 1 an error answer or failure, 2 bad usage or an unreachable ga
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import re
 import sys
 import time
 from collections.abc import Sequence
 from typing import Any
 from urllib.parse import quote
 
-from gateway.bundle import BundleError, build_deploy_body, parse_env
+from gateway.bundle import BundleError, build_deploy_body
 from gateway.client import ApiError, GatewayClient, GatewayError, GatewayUnreachable, Response, error_message
-from invoker.fields import DEPLOY_FIELDS
 
-DEFAULT_GATEWAY = "http://127.0.0.1:8080"
+from .cli_args import DEFAULT_GATEWAY, build_parser, deploy_options
+from .cli_output import dump, fmt, printable, table, write_body
+
 FOLLOW_INTERVAL_S = 0.5
 # `logs --follow` asks for this many lines per poll, so a burst between two polls is not lost.
 FOLLOW_TAIL = 1000
@@ -31,147 +30,6 @@ FOLLOW_OVERLAP = 20
 
 class UsageError(Exception):
     """Bad input found after argparse accepted the command line; exit 2 like argparse's own."""
-
-
-# ---------------------------------------------------------------- parser
-
-
-def _global_options(with_gateway: bool = True) -> argparse.ArgumentParser:
-    # SUPPRESS: an option absent after the subcommand must not overwrite one given before it.
-    parent = argparse.ArgumentParser(add_help=False)
-    if with_gateway:
-        parent.add_argument(
-            "--gateway",
-            metavar="URL",
-            default=argparse.SUPPRESS,
-            help=f"gateway URL (env FAAS_GATEWAY, default {DEFAULT_GATEWAY})",
-        )
-    parent.add_argument("--token", metavar="T", default=argparse.SUPPRESS, help="API token (env FAAS_TOKEN)")
-    return parent
-
-
-def _port(text: str) -> int:
-    value = int(text)
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"port must be from 0 to 65535, got {value}")
-    return value
-
-
-def _non_negative(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
-    return value
-
-
-# How a deploy field of each kind is read from the command line.
-FLAG_TYPES: dict[str, type] = {"integer": int, "number": float, "string": str}
-
-
-def _deploy_flags(parser: argparse.ArgumentParser) -> None:
-    """One option per deploy field that has one, named, typed and explained by the field table."""
-    for f in DEPLOY_FIELDS:
-        if f.cli_flag is None:
-            continue
-        unit = f", in {f.unit}" if f.unit else ""
-        default = (
-            ""
-            if f.required or f.kind == "object"
-            else f" (default {'none' if f.default is None else f.default})"
-        )
-        help_text = f"{f.description.rstrip('.')}{unit}{default}"
-        if f.kind == "object":
-            # append, not nargs="+": a greedy --env would swallow a PATH written after it.
-            parser.add_argument(
-                f.cli_flag,
-                dest=f.name,
-                metavar=f.cli_metavar,
-                action="append",
-                help=help_text + " (repeatable)",
-            )
-        else:
-            parser.add_argument(
-                f.cli_flag, dest=f.name, metavar=f.cli_metavar, type=FLAG_TYPES[f.kind], help=help_text
-            )
-
-
-def deploy_options(args: argparse.Namespace) -> dict[str, Any]:
-    """The deploy body's optional fields from the parsed flags (None: not given, the server's default)."""
-    options: dict[str, Any] = {}
-    for f in DEPLOY_FIELDS:
-        if f.cli_flag is None:
-            continue
-        value = getattr(args, f.name)
-        # The only object-valued flag is --env K=V, repeated.
-        options[f.name] = parse_env(value) if f.kind == "object" and value is not None else value
-    return options
-
-
-def build_parser() -> argparse.ArgumentParser:
-    common = _global_options()
-    parser = argparse.ArgumentParser(
-        prog="faas", description="Run and manage Python functions.", parents=[common]
-    )
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-
-    # serve has no use for --gateway; its --token is the token the server requires.
-    p = sub.add_parser("serve", parents=[_global_options(with_gateway=False)], help="run the gateway")
-    p.add_argument("--host", help="listen address (default 127.0.0.1)")
-    p.add_argument("--port", type=_port, help="listen port (default 8080)")
-    p.add_argument("--data-dir", metavar="DIR", help="state directory")
-    p.add_argument("--config", metavar="FILE", help="configuration file")
-    p.add_argument("--keepalive", metavar="S", type=float, help="seconds an idle sandbox is kept")
-    p.add_argument(
-        "--deploy",
-        metavar="PATH",
-        nargs="+",
-        action="extend",
-        default=[],
-        help="deploy these .py files or function directories at start",
-    )
-    p.set_defaults(func=cmd_serve)
-
-    p = sub.add_parser("deploy", parents=[common], help="create or update a function")
-    p.add_argument("path", metavar="PATH", help="a .py file or a directory")
-    _deploy_flags(p)
-    p.set_defaults(func=cmd_deploy)
-
-    p = sub.add_parser("invoke", parents=[common], help="call a function")
-    p.add_argument("name", metavar="NAME")
-    p.add_argument("--data", metavar="TEXT|@FILE", help="request body; @FILE reads a file, @- stdin")
-    p.add_argument("--method", metavar="M", help="HTTP method (default POST with a body, else GET)")
-    p.add_argument("--path", metavar="P", help="path after /function/NAME, may hold a ?query")
-    p.add_argument("--header", metavar="K:V", action="append", default=[], help="request header (repeatable)")
-    p.set_defaults(func=cmd_invoke)
-
-    p = sub.add_parser("list", parents=[common], help="list functions")
-    p.add_argument("--json", action="store_true", help="print the JSON answer")
-    p.set_defaults(func=cmd_list)
-
-    p = sub.add_parser("describe", parents=[common], help="show a function record")
-    p.add_argument("name", metavar="NAME")
-    p.set_defaults(func=cmd_describe)
-
-    p = sub.add_parser("delete", parents=[common], help="delete a function")
-    p.add_argument("name", metavar="NAME")
-    p.set_defaults(func=cmd_delete)
-
-    p = sub.add_parser("logs", parents=[common], help="show a function's logs")
-    p.add_argument("name", metavar="NAME")
-    p.add_argument("--tail", metavar="N", type=_non_negative, help="only the last N lines")
-    p.add_argument("--follow", "-f", action="store_true", help="keep printing new lines until Ctrl-C")
-    p.set_defaults(func=cmd_logs)
-
-    p = sub.add_parser("usage", parents=[common], help="usage and cost per function")
-    p.add_argument("--function", metavar="NAME", help="only this function")
-    p.add_argument("--since", metavar="T", help="from T (ISO 8601 or Unix seconds)")
-    p.add_argument("--until", metavar="T", help="until T (ISO 8601 or Unix seconds)")
-    p.add_argument("--json", action="store_true", help="print the JSON answer")
-    p.set_defaults(func=cmd_usage)
-    return parser
-
-
-# ---------------------------------------------------------------- helpers
 
 
 def _gateway_url(args: argparse.Namespace) -> str:
@@ -196,73 +54,8 @@ def _json(resp: Response) -> Any:
         raise GatewayError(f"the gateway answered {resp.status} with a body that is not JSON") from None
 
 
-def _dump(data: Any) -> None:
-    print(json.dumps(data, indent=2, ensure_ascii=False))
-
-
 def _fn_path(name: str) -> str:
     return "/system/functions/" + quote(name, safe="")
-
-
-def _table(header: Sequence[str], rows: Sequence[Sequence[str]], right: frozenset[int] = frozenset()) -> str:
-    everything = [list(header), *(list(r) for r in rows)]
-    widths = [max(len(row[i]) for row in everything) for i in range(len(header))]
-    lines = []
-    for row in everything:
-        cells = [
-            c.rjust(w) if i in right else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True))
-        ]
-        lines.append("  ".join(cells).rstrip())
-    return "\n".join(lines)
-
-
-def _fmt(value: Any, spec: str = "") -> str:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return "-" if value is None else str(value)
-    return format(value, spec)
-
-
-def _write_body(body: bytes) -> None:
-    """The body as bytes, untouched; a newline only to keep a terminal prompt off the last line."""
-    out = sys.stdout
-    out.flush()
-    if body and not body.endswith(b"\n") and out.isatty() and _is_text(body):
-        body += b"\n"
-    buffer = getattr(out, "buffer", None)
-    if buffer is None:
-        out.write(body.decode("utf-8", errors="replace"))
-    else:
-        buffer.write(body)
-    out.flush()
-    if buffer is not None:
-        buffer.flush()
-
-
-def _is_text(body: bytes) -> bool:
-    try:
-        body.decode("utf-8")
-    except UnicodeDecodeError:
-        return False
-    return True
-
-
-# What a log line may not send to a terminal as is: C0 controls but tab, DEL,
-# C1 controls (U+0080-U+009F: 8-bit CSI and OSC to some terminals), and the
-# bidirectional overrides that make text display in another order.
-_UNPRINTABLE = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
-
-
-def printable(line: str) -> str:
-    """A log line, which a function wrote, made safe to print: escape
-    sequences could move the cursor and rewrite earlier lines (a forged
-    REPORT line), retitle the terminal or set the clipboard (OSC 52). Each
-    such character is shown as a visible \\xNN (or \\uNNNN) escape."""
-    return _UNPRINTABLE.sub(_escape, line)
-
-
-def _escape(match: re.Match[str]) -> str:
-    code = ord(match.group())
-    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
 
 
 def _read_stdin() -> bytes:
@@ -343,7 +136,7 @@ def cmd_invoke(args: argparse.Namespace) -> int:
     if resp.status >= 400:
         print(f"error: {resp.status} {error_message(resp)}", file=sys.stderr)
         return 1
-    _write_body(resp.body)
+    write_body(resp.body)
     return 0
 
 
@@ -351,33 +144,33 @@ def _instances(value: Any) -> str:
     # The record may carry a count or a breakdown by state; show either compactly.
     if isinstance(value, dict):
         return ",".join(f"{k}={v}" for k, v in value.items()) or "-"
-    return _fmt(value)
+    return fmt(value)
 
 
 def cmd_list(args: argparse.Namespace) -> int:
     data = _json(_client(args).call("GET", "/system/functions"))
     if args.json:
-        _dump(data)
+        dump(data)
         return 0
     records = data.get("functions", []) if isinstance(data, dict) else data
     rows = [
         [
             str(r.get("name", "?")),
-            _fmt(r.get("version")),
-            _fmt(r.get("memory_mb")) + "MB" if r.get("memory_mb") is not None else "-",
-            _fmt(r.get("timeout_s"), "g") + "s" if r.get("timeout_s") is not None else "-",
-            _fmt(r.get("cpu"), "g"),
+            fmt(r.get("version")),
+            fmt(r.get("memory_mb")) + "MB" if r.get("memory_mb") is not None else "-",
+            fmt(r.get("timeout_s"), "g") + "s" if r.get("timeout_s") is not None else "-",
+            fmt(r.get("cpu"), "g"),
             _instances(r.get("instances")),
         ]
         for r in records
         if isinstance(r, dict)
     ]
-    print(_table(["NAME", "VERSION", "MEMORY", "TIMEOUT", "CPU", "INSTANCES"], rows))
+    print(table(["NAME", "VERSION", "MEMORY", "TIMEOUT", "CPU", "INSTANCES"], rows))
     return 0
 
 
 def cmd_describe(args: argparse.Namespace) -> int:
-    _dump(_json(_client(args).call("GET", _fn_path(args.name))))
+    dump(_json(_client(args).call("GET", _fn_path(args.name))))
     return 0
 
 
@@ -452,9 +245,9 @@ def _usage_cells(entry: dict[str, Any]) -> list[str]:
         if spec == "d" and isinstance(value, float) and value.is_integer():
             value = int(value)
         try:
-            cells.append(_fmt(value, spec))
+            cells.append(fmt(value, spec))
         except ValueError:
-            cells.append(_fmt(value))
+            cells.append(fmt(value))
     return cells
 
 
@@ -462,7 +255,7 @@ def cmd_usage(args: argparse.Namespace) -> int:
     params = {"function": args.function, "since": args.since, "until": args.until}
     data = _json(_client(args).call("GET", "/system/usage", params=params))
     if args.json or not isinstance(data, dict):
-        _dump(data)
+        dump(data)
         return 0
     rows = [
         [str(f.get("function", "?")), *_usage_cells(f)]
@@ -475,7 +268,7 @@ def cmd_usage(args: argparse.Namespace) -> int:
     if data.get("since") is not None or data.get("until") is not None:
         print(f"usage from {data.get('since') or '-'} to {data.get('until') or '-'}")
     header = ["FUNCTION", *(h for _, h, _ in USAGE_COLUMNS)]
-    print(_table(header, rows, right=frozenset(range(1, len(header)))))
+    print(table(header, rows, right=frozenset(range(1, len(header)))))
     return 0
 
 
@@ -486,18 +279,31 @@ def _error(message: str) -> None:
     print("error: " + " ".join(message.split()), file=sys.stderr)
 
 
+COMMANDS = {
+    "serve": cmd_serve,
+    "deploy": cmd_deploy,
+    "invoke": cmd_invoke,
+    "list": cmd_list,
+    "describe": cmd_describe,
+    "delete": cmd_delete,
+    "logs": cmd_logs,
+    "usage": cmd_usage,
+}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # --help or a usage error: argparse has printed it already
         return exc.code if isinstance(exc.code, int) else 2
-    if getattr(args, "func", None) is None:
+    command = COMMANDS.get(getattr(args, "command", ""))
+    if command is None:
         parser.print_help(sys.stderr)
         return 2
     # One line and an exit code for everything: a traceback is never the answer to a user.
     try:
-        return args.func(args)
+        return command(args)
     except GatewayUnreachable as exc:
         _error(f"cannot reach the gateway at {exc.url} (is `faas serve` running?)")
         return 2

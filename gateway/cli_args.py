@@ -1,0 +1,150 @@
+"""The `faas` command line's grammar: every command, its flags, and the deploy
+flags made from the table of deploy fields (invoker/fields.py)."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from gateway.bundle import parse_env
+from invoker.fields import DEPLOY_FIELDS
+
+DEFAULT_GATEWAY = "http://127.0.0.1:8080"
+
+
+def _global_options(with_gateway: bool = True) -> argparse.ArgumentParser:
+    # SUPPRESS: an option absent after the subcommand must not overwrite one given before it.
+    parent = argparse.ArgumentParser(add_help=False)
+    if with_gateway:
+        parent.add_argument(
+            "--gateway",
+            metavar="URL",
+            default=argparse.SUPPRESS,
+            help=f"gateway URL (env FAAS_GATEWAY, default {DEFAULT_GATEWAY})",
+        )
+    parent.add_argument("--token", metavar="T", default=argparse.SUPPRESS, help="API token (env FAAS_TOKEN)")
+    return parent
+
+
+def _port(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"port must be from 0 to 65535, got {value}")
+    return value
+
+
+def _non_negative(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value
+
+
+# How a deploy field of each kind is read from the command line.
+FLAG_TYPES: dict[str, type] = {"integer": int, "number": float, "string": str}
+
+
+def _deploy_flags(parser: argparse.ArgumentParser) -> None:
+    """One option per deploy field that has one, named, typed and explained by the field table."""
+    for f in DEPLOY_FIELDS:
+        if f.cli_flag is None:
+            continue
+        unit = f", in {f.unit}" if f.unit else ""
+        default = (
+            ""
+            if f.required or f.kind == "object"
+            else f" (default {'none' if f.default is None else f.default})"
+        )
+        help_text = f"{f.description.rstrip('.')}{unit}{default}"
+        if f.kind == "object":
+            # append, not nargs="+": a greedy --env would swallow a PATH written after it.
+            parser.add_argument(
+                f.cli_flag,
+                dest=f.name,
+                metavar=f.cli_metavar,
+                action="append",
+                help=help_text + " (repeatable)",
+            )
+        else:
+            parser.add_argument(
+                f.cli_flag, dest=f.name, metavar=f.cli_metavar, type=FLAG_TYPES[f.kind], help=help_text
+            )
+
+
+def deploy_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The deploy body's optional fields from the parsed flags (None: not given, the server's default)."""
+    options: dict[str, Any] = {}
+    for f in DEPLOY_FIELDS:
+        if f.cli_flag is None:
+            continue
+        value = getattr(args, f.name)
+        # The only object-valued flag is --env K=V, repeated.
+        options[f.name] = parse_env(value) if f.kind == "object" and value is not None else value
+    return options
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = _global_options()
+    parser = argparse.ArgumentParser(
+        prog="faas", description="Run and manage Python functions.", parents=[common]
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    # serve has no use for --gateway; its --token is the token the server requires.
+    p = sub.add_parser("serve", parents=[_global_options(with_gateway=False)], help="run the gateway")
+    p.add_argument("--host", help="listen address (default 127.0.0.1)")
+    p.add_argument("--port", type=_port, help="listen port (default 8080)")
+    p.add_argument("--data-dir", metavar="DIR", help="state directory")
+    p.add_argument("--config", metavar="FILE", help="configuration file")
+    p.add_argument("--keepalive", metavar="S", type=float, help="seconds an idle sandbox is kept")
+    p.add_argument(
+        "--deploy",
+        metavar="PATH",
+        nargs="+",
+        action="extend",
+        default=[],
+        help="deploy these .py files or function directories at start",
+    )
+    p.set_defaults(command="serve")
+
+    p = sub.add_parser("deploy", parents=[common], help="create or update a function")
+    p.add_argument("path", metavar="PATH", help="a .py file or a directory")
+    _deploy_flags(p)
+    p.set_defaults(command="deploy")
+
+    p = sub.add_parser("invoke", parents=[common], help="call a function")
+    p.add_argument("name", metavar="NAME")
+    p.add_argument("--data", metavar="TEXT|@FILE", help="request body; @FILE reads a file, @- stdin")
+    p.add_argument("--method", metavar="M", help="HTTP method (default POST with a body, else GET)")
+    p.add_argument("--path", metavar="P", help="path after /function/NAME, may hold a ?query")
+    p.add_argument("--header", metavar="K:V", action="append", default=[], help="request header (repeatable)")
+    p.set_defaults(command="invoke")
+
+    p = sub.add_parser("list", parents=[common], help="list functions")
+    p.add_argument("--json", action="store_true", help="print the JSON answer")
+    p.set_defaults(command="list")
+
+    p = sub.add_parser("describe", parents=[common], help="show a function record")
+    p.add_argument("name", metavar="NAME")
+    p.set_defaults(command="describe")
+
+    p = sub.add_parser("delete", parents=[common], help="delete a function")
+    p.add_argument("name", metavar="NAME")
+    p.set_defaults(command="delete")
+
+    p = sub.add_parser("logs", parents=[common], help="show a function's logs")
+    p.add_argument("name", metavar="NAME")
+    p.add_argument("--tail", metavar="N", type=_non_negative, help="only the last N lines")
+    p.add_argument("--follow", "-f", action="store_true", help="keep printing new lines until Ctrl-C")
+    p.set_defaults(command="logs")
+
+    p = sub.add_parser("usage", parents=[common], help="usage and cost per function")
+    p.add_argument("--function", metavar="NAME", help="only this function")
+    p.add_argument("--since", metavar="T", help="from T (ISO 8601 or Unix seconds)")
+    p.add_argument("--until", metavar="T", help="until T (ISO 8601 or Unix seconds)")
+    p.add_argument("--json", action="store_true", help="print the JSON answer")
+    p.set_defaults(command="usage")
+    return parser
+
+
+# ---------------------------------------------------------------- helpers
