@@ -144,7 +144,10 @@ def _apply(config: ServerConfig, data: dict[str, Any], source: str) -> ServerCon
 def _checked(key: str, value: Any, default: Any, source: str) -> Any:
     """`value` if it has the kind of the setting's default (an integer does for a number)."""
     is_number = isinstance(value, (int, float)) and not isinstance(value, bool)
-    if isinstance(default, bool):
+    if isinstance(default, tuple):
+        ok, kind = isinstance(value, list) and all(isinstance(v, str) for v in value), "a list of strings"
+        value = tuple(value) if ok else value
+    elif isinstance(default, bool):
         ok, kind = isinstance(value, bool), "true or false"
     elif isinstance(default, int):
         ok, kind = is_number and isinstance(value, int), "an integer"

@@ -42,20 +42,14 @@ class HeadersTooLarge(FaasError):
 class ForeignOrigin(FaasError):
     """A /system request made by a web page of another site (CSRF)."""
 
-    status = 403
-
 
 class UnsupportedMediaType(FaasError):
     """A state-changing /system request whose body is not declared JSON: what
     an HTML form or a no-preflight fetch() of another site would send."""
 
-    status = 415
-
 
 class MisdirectedRequest(FaasError):
     """A /system request whose Host does not name this server (DNS rebinding)."""
-
-    status = 421
 
 
 class RequestTimeout(FaasError, TimeoutError):
@@ -68,9 +62,12 @@ HTTP_STATUS: dict[type[FaasError], int] = {
     BadRequest: 400,
     Unauthorized: 401,
     NotFound: 404,
+    ForeignOrigin: 403,
     RequestTimeout: 408,
     PayloadTooLarge: 413,
     UriTooLong: 414,
+    UnsupportedMediaType: 415,
+    MisdirectedRequest: 421,
     TooManyRequests: 429,
     HeadersTooLarge: 431,
     # The function failed: its init raised (a handler that raises is a 500 from its sandbox).
