@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import threading
 import time
@@ -11,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from tests import leaks
-from tests.helpers import EXAMPLES, TEST_FUNCTIONS, Response, Server
+from tests.helpers import EXAMPLES, TEST_FUNCTIONS, Response, Server, wait_until
 
 TOKEN_FN = """\
 import os
@@ -30,14 +31,18 @@ def instances(server: Server, name: str) -> int:
     return resp.json()["instances"]
 
 
-def wait_for(predicate: Callable[[], bool], timeout_s: float, interval_s: float = 0.05) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        if predicate():
-            return True
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(interval_s)
+def busy_sandboxes(server: Server) -> float:
+    match = re.search(r'^faas_sandboxes\{state="busy"\} (\S+)$', server.request("GET", "/metrics").text, re.M)
+    assert match, "faas_sandboxes not in /metrics"
+    return float(match.group(1))
+
+
+def ready(server: Server) -> bool:
+    """Whether /readyz answers 200 (a draining server refuses or answers 503)."""
+    try:
+        return server.request("GET", "/readyz", timeout=5).status == 200
+    except OSError:
+        return False
 
 
 def _ppid(pid: int) -> int:
@@ -179,11 +184,16 @@ def test_keepalive_retires_idle_sandboxes(tmp_path: Path) -> None:
         assert len(sandbox_cgroups(srv.proc.pid)) == 1
         assert tracker.sandbox_processes(), "a warm sandbox should have a process in the sandbox uid range"
 
-        assert wait_for(lambda: instances(srv, "hello") == 0, 5), "the idle sandbox was not retired"
+        wait_until(lambda: instances(srv, "hello") == 0, 5, "the idle sandbox to be retired")
         metrics = srv.request("GET", "/metrics").text
         assert 'gateway_service_count{function_name="hello"} 0.0' in metrics, metrics
         # Retired means destroyed: its processes and cgroup are gone, not just uncounted.
-        assert wait_for(lambda: not tracker.sandbox_processes(), 2), tracker.sandbox_processes()
+        wait_until(
+            lambda: not tracker.sandbox_processes(),
+            5,
+            "the retired sandbox's processes to go",
+            detail=tracker.sandbox_processes,
+        )
         assert sandbox_cgroups(srv.proc.pid) == set()
 
         again = srv.invoke("hello")
@@ -289,10 +299,10 @@ def test_sigterm_lets_the_call_in_flight_finish(tmp_path: Path) -> None:
 
         thread = threading.Thread(target=call)
         thread.start()
-        time.sleep(0.3)
+        wait_until(lambda: busy_sandboxes(srv) == 1, 10, "the call to reach its sandbox")
         assert srv.proc is not None
         srv.proc.send_signal(signal.SIGTERM)
-        time.sleep(0.2)
+        wait_until(lambda: not ready(srv), 10, "the server to stop being ready after SIGTERM")
         # A new call while draining is refused (connection refused or 503), never served.
         try:
             late = srv.invoke("sleeper", "?s=0", timeout=5)
@@ -328,7 +338,12 @@ def test_sigkill_then_restart_cleans_up(tmp_path: Path) -> None:
     finally:
         srv.stop()
     # The zygote sees its control socket close, kills its sandboxes and exits.
-    assert wait_for(lambda: not tracker.leftovers().get("processes"), 5), tracker.leftovers()
+    wait_until(
+        lambda: not tracker.leftovers().get("processes"),
+        5,
+        "the zygote to kill its sandboxes",
+        detail=tracker.leftovers,
+    )
     assert not tracker.leftovers().get("mounts")
 
     again = tracker.watch(Server(data).start())
