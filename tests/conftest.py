@@ -26,9 +26,22 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     carries the marker itself (`pytestmark = pytest.mark.root`)."""
     for item in items:
         path = Path(str(item.path))
-        in_root_dir = any(path.is_relative_to(d) for d in ROOT_DIRECTORIES)
-        if in_root_dir or ROOT_FIXTURES & set(getattr(item, "fixturenames", ())):
+        if any(path.is_relative_to(d) for d in ROOT_DIRECTORIES) or _uses_a_server(item):
             item.add_marker(pytest.mark.root)
+
+
+def _uses_a_server(item: pytest.Item) -> bool:
+    """Whether the test gets `server` or `fresh_server` from this conftest (a
+    module may define its own fixture of that name, e.g. an in-process aiohttp
+    test server, which needs no root)."""
+    resolved = getattr(item, "_fixtureinfo", None)
+    if resolved is None:
+        return False
+    for name in ROOT_FIXTURES:
+        definitions = resolved.name2fixturedefs.get(name)
+        if definitions and definitions[-1].func.__module__ == __name__:
+            return True
+    return False
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
