@@ -248,17 +248,20 @@ def test_queue_full_is_429_with_retry_after(server: Server) -> None:
     assert rejected.headers["Content-Type"].startswith("application/json")
     err = rejected.json()
     assert err["error"] and err["call_id"] == rejected.headers["X-Call-Id"]
-    assert elapsed < 0.4, f"the 429 should come at once, not after {elapsed:.2f} s"
+    # At once: before either call that got the sandbox or the queue's place (0.5 s of sleep each) is done.
+    served_s = min(t for r, t in results if r.status == 200)
+    assert elapsed < served_s, f"the 429 took {elapsed:.2f} s, a served call {served_s:.2f} s"
     assert instances(server, "sleep-q") == 1
 
 
 def test_max_instances_runs_calls_in_parallel(server: Server) -> None:
     server.deploy_ok("sleep-c", TEST_FUNCTIONS / "sleeper.py", max_instances=2, timeout_s=5)
-    t0 = time.monotonic()
     results = concurrent([lambda: server.invoke("sleep-c", "?s=0.5")] * 4)
-    elapsed = time.monotonic() - t0
     assert [r.status for r, _ in results] == [200] * 4, [(r.status, r.text) for r, _ in results]
-    assert 0.9 <= elapsed <= 2.5, elapsed
+    # When each call slept (the sandboxes' clock is the host's): two at once, never three.
+    sleeps = [(r.json()["began"], r.json()["ended"]) for r, _ in results]
+    most_at_once = max(sum(began <= t < ended for began, ended in sleeps) for t, _ in sleeps)
+    assert most_at_once == 2, sleeps
     cold = sorted(r.headers["X-Cold-Start"] for r, _ in results)
     assert cold == ["false", "false", "true", "true"], cold
     assert instances(server, "sleep-c") == 2
