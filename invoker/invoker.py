@@ -32,9 +32,9 @@ from .ledger import SqliteLedger
 from .logs import LogStore
 from .metering import BillingTotals, Totals, UsageRecord, billed_ms
 from .metrics import Metrics
-from .model import FunctionConfig, Invocation, InvocationResult
+from .model import FunctionConfig, Invocation, InvocationResult, UsageQuery
 from .pool import START
-from .recorder import Recorder, UsageQuery
+from .recorder import Recorder
 from .registry import CodeStore, SqliteRegistry
 from .uids import UidRange
 from .validate import Limits, host_cores

@@ -69,9 +69,11 @@ class LogStore:
             log = _FunctionLog()
             try:
                 with open(self._path(function), encoding="utf-8", errors="replace") as f:
-                    f.seek(max(0, os.fstat(f.fileno()).st_size - MEMORY_CAP_BYTES))
+                    offset = max(0, os.fstat(f.fileno()).st_size - MEMORY_CAP_BYTES)
+                    f.seek(offset)
                     lines = f.read().splitlines()
-                log.add(lines[1:] if len(lines) > 1 else lines)  # the first may be cut
+                # Read from the middle of the file, the first line may be cut.
+                log.add(lines[1:] if offset > 0 else lines)
             except FileNotFoundError:
                 pass
             self._logs[function] = log

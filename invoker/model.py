@@ -92,3 +92,12 @@ class InvocationResult:
     @property
     def wall_ms(self) -> float:
         return self.call.usage.wall_ms
+
+
+@dataclass(frozen=True)
+class UsageQuery:
+    """Which usage records: started in [since, until) (Unix seconds), of one function or all."""
+
+    since: float | None = None
+    until: float | None = None
+    function: str | None = None

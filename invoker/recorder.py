@@ -6,7 +6,6 @@ usage queries of /system/usage."""
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
 
 from sandbox.api import Usage
 from sandbox.spec import FunctionSpec
@@ -15,13 +14,7 @@ from .errors import Unavailable
 from .ledger import Ledger
 from .logs import LogStore
 from .metering import BillingTotals, Totals, UsageRecord, report_line
-
-
-@dataclass(frozen=True)
-class UsageQuery:
-    since: float | None = None
-    until: float | None = None
-    function: str | None = None
+from .model import UsageQuery
 
 
 class Recorder:

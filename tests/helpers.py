@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,30 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def wait_until(
+    predicate: Callable[[], object],
+    timeout_s: float,
+    what: str,
+    detail: Callable[[], object] | None = None,
+    interval_s: float = 0.02,
+) -> None:
+    """Poll `predicate` until it is true; past `timeout_s` fail the test,
+    saying what did not happen (and `detail()`, the state seen last).
+
+    The one way tests wait for something asynchronous: a condition with a
+    deadline, never a fixed sleep. The predicate is tried once more at the
+    deadline, so a slow machine only ever costs time, never a false failure
+    when the condition did become true."""
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        if time.monotonic() >= deadline:
+            if predicate():
+                return
+            shown = f": {detail()}" if detail is not None else ""
+            raise AssertionError(f"waited {timeout_s:g} s for {what}{shown}")
+        time.sleep(interval_s)
 
 
 def _own_cgroup(path: str | None) -> Any:

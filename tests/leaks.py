@@ -4,6 +4,7 @@ processes (uid in the sandbox range) and mounts of the sandbox root."""
 from __future__ import annotations
 
 import os
+import stat
 
 from sandbox import procfs
 from sandbox.cgroups import parse_mountinfo, parse_proc_cgroup
@@ -112,3 +113,27 @@ def leftovers(before: dict[str, set[str]], only_ours: bool = False) -> dict[str,
         if new:
             out[kind] = new
     return out
+
+
+# The host's device nodes every process relies on, with the kernel's numbers
+# (Documentation/admin-guide/devices.txt: the "mem" driver, major 1).
+HOST_DEVICES = {"/dev/null": (1, 3), "/dev/zero": (1, 5), "/dev/random": (1, 8), "/dev/urandom": (1, 9)}
+
+
+def host_device_problems() -> set[str]:
+    """What is wrong with the host's standard device nodes: each one must be a
+    character device with its standard major/minor."""
+    problems = set()
+    for path, (major, minor) in HOST_DEVICES.items():
+        try:
+            st = os.lstat(path)
+        except OSError as exc:
+            problems.add(f"{path}: {exc.strerror}")
+            continue
+        if not stat.S_ISCHR(st.st_mode):
+            kind = stat.filemode(st.st_mode)
+            problems.add(f"{path}: not a character device ({kind}, {st.st_size} bytes, uid {st.st_uid})")
+        elif (os.major(st.st_rdev), os.minor(st.st_rdev)) != (major, minor):
+            got = (os.major(st.st_rdev), os.minor(st.st_rdev))
+            problems.add(f"{path}: device {got}, not {(major, minor)}")
+    return problems

@@ -9,7 +9,7 @@ from aiohttp import web
 from invoker.errors import BadRequest
 from invoker.invoker import Invoker
 from invoker.metering import PricePlan, Totals, iso, parse_time
-from invoker.recorder import UsageQuery
+from invoker.model import UsageQuery
 from invoker.validate import validate_name
 
 MAX_LIMIT = 100_000

@@ -225,8 +225,19 @@ def test_functions_survive_a_restart(fresh_server: Server) -> None:
     assert fresh_server.invoke("persisted").text == "still here"
     record = fresh_server.request("GET", "/system/functions/persisted").json()
     assert record["memory_mb"] == 64
-    lines = fresh_server.request("GET", "/system/logs?name=persisted").json()["lines"]
-    assert isinstance(lines, list)
+
+
+def test_logs_survive_a_restart(fresh_server: Server) -> None:
+    code = "def handle(e, c):\n    print('said before the restart')\n    return 'ok'\n"
+    fresh_server.deploy_ok("logged", code)
+    call_id = fresh_server.invoke("logged").headers["X-Call-Id"]
+    lines_before = fresh_server.request("GET", "/system/logs?name=logged&tail=100").json()["lines"]
+    assert fresh_server.stop() == 0
+    fresh_server.start()
+    lines = fresh_server.request("GET", "/system/logs?name=logged&tail=100").json()["lines"]
+    assert [line for line in lines if call_id in line] == lines_before
+    assert any(line.endswith(f"{call_id} said before the restart") for line in lines), lines
+    assert any(f"{call_id} REPORT RequestId: {call_id} " in line for line in lines), lines
 
 
 def test_token_auth(tmp_path) -> None:

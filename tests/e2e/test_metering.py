@@ -6,11 +6,12 @@ from __future__ import annotations
 import re
 import threading
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
 
-from tests.helpers import EXAMPLES, TEST_FUNCTIONS, Server
+from tests.helpers import EXAMPLES, TEST_FUNCTIONS, Response, Server, wait_until
 
 
 def record_of(server: Server, function: str, call_id: str) -> dict[str, Any]:
@@ -20,25 +21,64 @@ def record_of(server: Server, function: str, call_id: str) -> dict[str, Any]:
     return matches[0]
 
 
+# Records carry CPU time in whole microseconds.
+RECORD_RESOLUTION_MS = 0.001
+
+
+@dataclass
+class Bracketed:
+    """One call whose metered CPU time is bracketed by the sandbox's own CPU
+    clock (time.process_time, the same counter the cgroup sums): the cgroup
+    is read just before the call's frame is sent and just after its result
+    arrives, so it saw at least the handler's own CPU time (`floor_ms`) and
+    at most the process's CPU time from the end of the previous call's
+    handler to the start of the next one's (`ceiling_ms`). Both come from
+    the same calls, so a loaded machine widens neither into a false failure."""
+
+    response: Response
+    record: dict[str, Any]
+    floor_ms: float
+    ceiling_ms: float
+
+
+def bracketed_call(server: Server, function: str, query: str) -> Bracketed:
+    """Three calls to the one warm sandbox of `function` (deployed from
+    burn.py with max_instances=1): before, the measured one, after."""
+    before, measured, after = (server.invoke(function, q) for q in ("?ms=0", query, "?ms=0"))
+    bodies = [r.json() for r in (before, measured, after)]
+    assert all(r.status == 200 for r in (before, measured, after)), bodies
+    assert len({b["sandbox"] for b in bodies}) == 1, "the three calls went to different sandboxes"
+    return Bracketed(
+        response=measured,
+        record=record_of(server, function, measured.headers["X-Call-Id"]),
+        floor_ms=(bodies[1]["exit_cpu_s"] - bodies[1]["entry_cpu_s"]) * 1000,
+        ceiling_ms=(bodies[2]["entry_cpu_s"] - bodies[0]["exit_cpu_s"]) * 1000,
+    )
+
+
 @pytest.mark.parametrize("burn_ms", [50, 200])
 def test_cpu_time_is_metered_accurately(server: Server, burn_ms: int) -> None:
-    server.deploy_ok("burn", TEST_FUNCTIONS / "burn.py", timeout_s=10)
+    server.deploy_ok("burn", TEST_FUNCTIONS / "burn.py", timeout_s=10, max_instances=1)
     server.invoke("burn", "?ms=1")  # cold start out of the way
-    resp = server.invoke("burn", f"?ms={burn_ms}")
-    assert resp.status == 200
-    inside_ms = resp.json()["cpu_ms"]
-    rec = record_of(server, "burn", resp.headers["X-Call-Id"])
-    assert abs(rec["cpu_ms"] - inside_ms) <= max(0.02 * inside_ms, 2.0), (rec, inside_ms)
+    call = bracketed_call(server, "burn", f"?ms={burn_ms}")
+    rec = call.record
+    assert call.response.json()["cpu_ms"] >= burn_ms
+    assert call.floor_ms - RECORD_RESOLUTION_MS <= rec["cpu_ms"] <= call.ceiling_ms + RECORD_RESOLUTION_MS, (
+        rec,
+        call,
+    )
     assert rec["status"] == "ok" and rec["cold"] is False and rec["init_ms"] is None
 
 
 def test_sleeping_is_billed_for_wall_time_not_cpu(server: Server) -> None:
-    server.deploy_ok("sleeper", TEST_FUNCTIONS / "sleeper.py")
-    resp = server.invoke("sleeper", "?s=0.3")
-    rec = record_of(server, "sleeper", resp.headers["X-Call-Id"])
-    assert rec["cpu_ms"] < 5
+    server.deploy_ok("burn-sleep", TEST_FUNCTIONS / "burn.py", max_instances=1)
+    server.invoke("burn-sleep", "?ms=0")  # cold start out of the way
+    call = bracketed_call(server, "burn-sleep", "?ms=0&sleep_s=0.3")
+    rec = call.record
+    # The process's CPU clock did not run while it slept, and neither did the meter.
+    assert rec["cpu_ms"] <= call.ceiling_ms + RECORD_RESOLUTION_MS, (rec, call)
     assert rec["wall_ms"] >= 300
-    assert rec["billed_ms"] >= 300 and rec["billed_ms"] == int(resp.headers["X-Billed-Duration-Ms"])
+    assert rec["billed_ms"] >= 300 and rec["billed_ms"] == int(call.response.headers["X-Billed-Duration-Ms"])
 
 
 def test_memory_peak(server: Server) -> None:
@@ -94,12 +134,10 @@ def test_status_of_each_outcome(server: Server) -> None:
 
 def test_cpu_budget_kills_and_bills_the_budget(server: Server) -> None:
     server.deploy_ok("spin", TEST_FUNCTIONS / "spin.py", cpu_ms_per_call=100, timeout_s=10)
-    t0 = time.monotonic()
     resp = server.invoke("spin")
-    elapsed = time.monotonic() - t0
     assert resp.status == 504
+    # Killed by the CPU budget, not by the 10 s timeout (which answers another error).
     assert resp.json()["error"] == "CPU time limit of 100 ms exceeded"
-    assert elapsed < 2
     rec = record_of(server, "spin", resp.headers["X-Call-Id"])
     assert rec["status"] == "cpu_limit"
     assert 100 <= rec["cpu_ms"] < 120, rec
@@ -187,13 +225,14 @@ def test_sigkill_under_load_loses_no_answered_call(fresh_server: Server) -> None
     threads = [threading.Thread(target=client) for _ in range(8)]
     for t in threads:
         t.start()
-    time.sleep(1.0)
+    wait_until(
+        lambda: len(answered) > 20, 30, "20 answered calls before the kill", detail=lambda: len(answered)
+    )
     srv.proc.kill()  # SIGKILL mid-load
     srv.proc.wait()
     stop.set()
     for t in threads:
         t.join(10)
-    assert len(answered) > 20
     srv.stop()
     srv.start()
     records = srv.request("GET", "/system/usage?records=1&limit=100000").json()["records"]

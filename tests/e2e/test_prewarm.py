@@ -6,12 +6,12 @@ import os
 import re
 import signal
 import threading
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 from tests import leaks
-from tests.helpers import EXAMPLES, TEST_FUNCTIONS, Server
+from tests.helpers import EXAMPLES, TEST_FUNCTIONS, Server, wait_until
+
+BUSY = 'faas_sandboxes{state="busy"}'
 
 
 def metric(server: Server, name: str, labels: str = "") -> float:
@@ -19,15 +19,6 @@ def metric(server: Server, name: str, labels: str = "") -> float:
     match = re.search(rf"^{re.escape(name)}{re.escape(labels)} (\S+)$", text, re.M)
     assert match, f"{name}{labels} not in /metrics"
     return float(match.group(1))
-
-
-def wait_for(check: Callable[[], bool], timeout_s: float) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(0.02)
-    return check()
 
 
 def serve_with(tmp_path: Path, config: str) -> Server:
@@ -40,13 +31,13 @@ def test_cold_call_is_served_from_the_pool_which_refills(tmp_path: Path) -> None
     srv = serve_with(tmp_path, "prewarm = 3\n")
     try:
         prewarmed = 'faas_sandboxes{state="prewarmed"}'
-        assert wait_for(lambda: metric(srv, prewarmed) == 3, 10), "the pool never filled"
+        wait_until(lambda: metric(srv, prewarmed) == 3, 10, "the pool to fill")
         srv.deploy_ok("hello", EXAMPLES / "hello.py")
         resp = srv.invoke("hello")
         assert resp.status == 200 and resp.headers["X-Cold-Start"] == "true"
         assert metric(srv, "faas_prewarm_hits_total") == 1
         assert metric(srv, "faas_prewarm_misses_total") == 0
-        assert wait_for(lambda: metric(srv, prewarmed) == 3, 10), "the pool did not refill"
+        wait_until(lambda: metric(srv, prewarmed) == 3, 10, "the pool to refill")
         assert srv.invoke("hello").headers["X-Cold-Start"] == "false"
         assert metric(srv, "faas_prewarm_hits_total") == 1  # a warm call takes nothing from the pool
     finally:
@@ -102,7 +93,7 @@ def test_busy_sandboxes_are_never_evicted(tmp_path: Path) -> None:
         slow: list[int] = []
         busy = threading.Thread(target=lambda: slow.append(srv.invoke("a", "?s=1").status))
         busy.start()  # ...but busy
-        time.sleep(0.3)
+        wait_until(lambda: metric(srv, BUSY) == 1, 10, "a's call to start")
         assert srv.invoke("c").status == 200  # room is made by evicting b, the only idle one
         busy.join(10)
         assert slow == [200]
@@ -122,7 +113,7 @@ def test_budget_full_of_busy_sandboxes_is_503(tmp_path: Path) -> None:
         statuses: list[int] = []
         busy = threading.Thread(target=lambda: statuses.append(srv.invoke("a", "?s=1").status))
         busy.start()
-        time.sleep(0.3)
+        wait_until(lambda: metric(srv, BUSY) == 1, 10, "a's call to start")
         refused = srv.invoke("b")
         assert refused.status == 503 and "no capacity" in refused.json()["error"]
         busy.join(10)
@@ -141,7 +132,13 @@ def test_sandbox_that_died_while_idle_is_replaced(server: Server) -> None:
     assert victims, "no sandbox process found"
     for pid in victims:
         os.kill(pid, signal.SIGKILL)
-    time.sleep(0.2)
+    # Dead and reaped (by the zygote, a subreaper): gone from /proc.
+    wait_until(
+        lambda: not any(os.path.exists(f"/proc/{pid}") for pid in victims),
+        10,
+        "the killed sandboxes to be reaped",
+        detail=lambda: [pid for pid in victims if os.path.exists(f"/proc/{pid}")],
+    )
     resp = server.invoke("sleeper", "?s=0")
     assert resp.status == 200, resp.text
 

@@ -1,11 +1,23 @@
 import time
 
+# Tells a test which sandbox answered: each sandbox imports this module once.
+SANDBOX = time.monotonic_ns()
+
 
 def handle(event, context):
-    """Burn `ms` of CPU time, measured from inside with time.process_time."""
+    """Burn `ms` of CPU time, measured from inside with time.process_time, then
+    sleep `sleep_s`. Also the process's CPU clock at entry and exit, so a test
+    can bracket what the sandbox's cgroup metered for a call."""
+    entry = time.process_time()
     target = float(event.query.get("ms", "50")) / 1000
-    start = time.process_time()
     x = 0
-    while time.process_time() - start < target:
+    while time.process_time() - entry < target:
         x += 1
-    return {"cpu_ms": (time.process_time() - start) * 1000}
+    burnt = time.process_time()
+    time.sleep(float(event.query.get("sleep_s", "0")))
+    return {
+        "cpu_ms": (burnt - entry) * 1000,
+        "entry_cpu_s": entry,
+        "exit_cpu_s": time.process_time(),
+        "sandbox": SANDBOX,
+    }

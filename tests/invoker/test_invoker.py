@@ -17,8 +17,7 @@ from invoker.config import InvokerConfig
 from invoker.errors import CallTimeout, NotFound, SandboxDied, TooManyRequests, Unavailable
 from invoker.invoker import Invoker
 from invoker.metrics import Metrics
-from invoker.model import Invocation
-from invoker.recorder import UsageQuery
+from invoker.model import Invocation, UsageQuery
 from sandbox.api import SandboxState
 from sandbox.protocol import Call, Result
 
