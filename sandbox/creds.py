@@ -19,6 +19,8 @@ def set_rlimits(spec: FunctionSpec) -> None:
 
 
 def drop_privileges(spec: FunctionSpec) -> None:
+    if spec.uid <= 0 or spec.gid <= 0:
+        raise ValueError(f"refusing to run a function as uid {spec.uid}, gid {spec.gid}")
     os.setgroups([])
     for cap in range(linux.last_capability() + 1):
         linux.prctl(linux.PR_CAPBSET_DROP, cap)

@@ -12,16 +12,19 @@ DEVICES = ("null", "zero", "random", "urandom")
 # A function may write files to /tmp, never run them: no program but the
 # runtime's own interpreter runs inside.
 TMP_FLAGS = linux.MS_NOSUID | linux.MS_NODEV | linux.MS_NOEXEC
+# The mount namespace of the zygote (the host's), recorded before any fork.
+HOST_MOUNT_NS = [0]
 RO_BIND_FLAGS = linux.MS_REMOUNT | linux.MS_BIND | linux.MS_RDONLY | linux.MS_NOSUID | linux.MS_NODEV
 
 
 def _bind(source: str, target: str, readonly: bool, extra_flags: int = 0) -> None:
     if os.path.isdir(source):
         os.makedirs(target, exist_ok=True)
-    elif not os.path.exists(target):
+    elif not os.path.lexists(target):
         os.makedirs(os.path.dirname(target), exist_ok=True)
-        with open(target, "a"):
-            pass
+        # A new, empty file in the sandbox's own tmpfs: never a file reached
+        # through a symlink, never one that exists already (the host's).
+        os.close(os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644))
     linux.mount(source, target, None, linux.MS_BIND | linux.MS_REC)
     flags = linux.MS_REMOUNT | linux.MS_BIND | linux.MS_NOSUID | extra_flags
     if readonly:
@@ -51,6 +54,9 @@ def enter_root(spec: SandboxSpec) -> None:
     The root stays writable (to root only) and /var/task empty until
     `specialize` puts a function's code there and makes the root read-only.
     """
+    if os.stat("/proc/self/ns/mnt").st_ino == HOST_MOUNT_NS[0]:
+        # Every mount below would land on the host's own tree.
+        raise RuntimeError("refusing to build a root outside a new mount namespace")
     # Nothing we mount may propagate back to the host's namespace.
     linux.mount(None, "/", None, linux.MS_REC | linux.MS_PRIVATE)
     root = spec.new_root_dir

@@ -83,8 +83,10 @@ class FunctionSpec:
     tmp_size_mb: int = 64
     open_files_max: int = 1024
     # Identity inside the sandbox.
-    uid: int = 65534
-    gid: int = 65534
+    # Set by the invoker (a range of its own per server); a spec without one
+    # is refused rather than run as some shared default such as nobody.
+    uid: int = -1
+    gid: int = -1
     hostname: str = "sandbox"
 
     def to_wire(self) -> dict[str, Any]:

@@ -26,7 +26,7 @@ import sys
 import time
 
 # Pre-import what every sandbox needs, so that forks share it.
-from . import linux, namespaces, procfs, relocate, seccomp, setup  # noqa: F401
+from . import linux, mounts, namespaces, procfs, relocate, seccomp, setup  # noqa: F401
 from .protocol import MAX_CONTROL_BYTES, ZYGOTE_READY, SpawnReply, SpawnRequest
 from .spec import SandboxSpec
 
@@ -50,6 +50,8 @@ def _spawn(
     grandchild's host pid to the server. The zygote does not wait for it:
     the slow part (the cgroup attach) runs in the child, concurrently with
     the next spawns."""
+    if not {"mount", "pid"} <= set(spec.namespaces):
+        raise ValueError(f"a sandbox needs its own mount and pid namespaces, got {spec.namespaces}")
     stamps = [("fork", time.monotonic())]
     if os.fork() != 0:
         return
@@ -78,6 +80,7 @@ def _spawn(
 
 
 def serve(control: socket.socket, seccomp_program: bytes) -> None:
+    mounts.HOST_MOUNT_NS[0] = os.stat("/proc/self/ns/mnt").st_ino
     linux.prctl(linux.PR_SET_CHILD_SUBREAPER, 1)
     signal.signal(signal.SIGCHLD, procfs.reap_exited_children)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the server decides when we stop
