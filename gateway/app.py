@@ -17,6 +17,7 @@ from invoker.invoker import Invoker
 from invoker.metrics import Metrics
 from invoker.validate import host_cores
 
+from .bodies import BufferedBodies
 from .config import ServerConfig
 from .errors import Handler, error_middleware
 from .guard import make_guard_middleware
@@ -70,7 +71,8 @@ def create_app(config: ServerConfig) -> web.Application:
     app[METRICS] = metrics
     app[INVOKER] = invoker
 
-    invoke = make_invoke_handler(invoker, metrics, config.max_body_bytes, config.token)
+    bodies = BufferedBodies(config.max_buffered_bytes)
+    invoke = make_invoke_handler(invoker, metrics, bodies, config.max_body_bytes, config.token)
     app.router.add_route("*", "/function/{name}", invoke)
     # [\s\S], not '.': a path may hold an (escaped) newline too.
     app.router.add_route("*", "/function/{name}/{path:[\\s\\S]*}", invoke)

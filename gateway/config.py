@@ -36,6 +36,9 @@ class ServerConfig(InvokerConfig):
     token: str | None = None
     # Request (and response) bodies of invocations, in bytes.
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    # Request bodies all calls in progress hold together (read, or waiting for
+    # a sandbox), in bytes; a call past it gets 503 before its body is read.
+    max_buffered_bytes: int = 128 * 1024 * 1024
     # How long SIGTERM waits for in-flight calls before tearing down. Every
     # call ends by its own timeout (at most 900 s), so this is only a bound.
     shutdown_timeout_s: float = 900.0

@@ -181,8 +181,12 @@ class Invoker:
 
     def admit(self, name: str) -> FunctionConfig:
         """Whether a call of `name` can be taken now (503 while draining, 404
-        for no such function): the gateway asks before reading a body."""
-        return self._admit(name).config
+        for no such function, 429 when its sandboxes and queue are full): the
+        gateway asks before reading a body, so a call that would be refused
+        holds no body in memory."""
+        state = self._admit(name)
+        state.pool.check_room()
+        return state.config
 
     def _admit(self, name: str) -> FunctionState:
         if self.draining:
