@@ -328,6 +328,8 @@ class Invoker:
         a SandboxError), its slot goes to the next waiter."""
         state.pool.discard()
         self._forget(lease)
+        if exc is not None and exc.output:
+            self._logs.append(state.name, call_id, exc.output)
         if exc is not None and exc.kill_reason:
             self.metrics.kills.labels(state.name, exc.kill_reason).inc()
             self._logs.append(state.name, call_id, f"sandbox killed ({exc.usage_status}): {exc.message}")

@@ -49,6 +49,8 @@ class Sandbox:
         self._writer: asyncio.StreamWriter | None = None
         self._oom_baseline = 0
         self._cpu_exceeded_ms: float | None = None
+        # The output area (a memfd shared with the sandbox), from specialize on.
+        self._output_fd = -1
 
     @property
     def id(self) -> str:
@@ -116,12 +118,13 @@ class Sandbox:
         self.function = function
         cpu_before = self.cgroup.cpu_usage_ns()
         try:
+            self._output_fd = os.memfd_create("faas-output", os.MFD_CLOEXEC)
+            os.ftruncate(self._output_fd, protocol.OUTPUT_AREA_BYTES)
             code_mount = linux.clone_mount_readonly(function.code_dir)
             try:
                 sock = self._writer.get_extra_info("socket")
-                frames.send_with_fds(
-                    sock.fileno(), protocol.pack(protocol.Specialize(function)), [code_mount]
-                )
+                frame = protocol.pack(protocol.Specialize(function))
+                frames.send_with_fds(sock.fileno(), frame, [code_mount, self._output_fd])
             finally:
                 os.close(code_mount)
             msg = await self._receive(t0 + timeout_s, "init")
@@ -199,9 +202,13 @@ class Sandbox:
                 raise _protocol_error("a result for another call")
         except BaseException as exc:
             self.last_usage = self._usage(t0, cpu_before)
+            output = self._output_of_failed_call()
             await self.destroy()
             if isinstance(exc, CallTimedOut):
-                raise CallTimedOut(f"timed out after {self.function.timeout_s:g} s") from None
+                exc = CallTimedOut(f"timed out after {self.function.timeout_s:g} s")
+            if isinstance(exc, SandboxError):
+                exc.output = output
+                raise exc from None
             raise
         finally:
             if watchdog is not None:
@@ -211,6 +218,19 @@ class Sandbox:
         usage = self._usage(t0, cpu_before)
         self._to(SandboxState.IDLE)
         return CallResult(msg, usage)
+
+    def _output_of_failed_call(self) -> str:
+        """What the call printed before it failed, from the output area (the
+        sandbox may have written anything there: bounded, decoded leniently)."""
+        if self._output_fd < 0:
+            return ""
+        try:
+            header = os.pread(self._output_fd, protocol.OUTPUT_LENGTH.size, 0)
+            (length,) = protocol.OUTPUT_LENGTH.unpack(header)
+            data = os.pread(self._output_fd, min(length, protocol.LOG_CAP_BYTES), protocol.OUTPUT_LENGTH.size)
+        except (OSError, ValueError):
+            return ""
+        return data.decode("utf-8", "replace")
 
     def memory_bytes(self) -> int:
         """What the sandbox holds now (its cgroup's memory)."""
@@ -254,6 +274,9 @@ class Sandbox:
         self._to(SandboxState.DEAD)
         if self._writer is not None:
             self._writer.close()
+        if self._output_fd >= 0:
+            os.close(self._output_fd)
+            self._output_fd = -1
         # remove() waits for the kernel to empty the cgroup: keep that off the loop.
         await asyncio.to_thread(self.cgroup.remove)
 

@@ -39,6 +39,14 @@ MAX_CONTAINER_LEN = 16384
 MAX_STR_LEN = 256 * 1024
 # A zygote request is a SandboxSpec: a few KiB.
 MAX_CONTROL_BYTES = 1 << 20
+# What a call may print that is kept (then one truncation marker line).
+LOG_CAP_BYTES = 64 * 1024
+# The output area: a memfd the invoker hands a sandbox with Specialize. The
+# runtime mirrors what the current call printed there (a little-endian
+# length, then the bytes), so what a call printed before its sandbox was
+# killed (timeout, out of memory) is not lost with it.
+OUTPUT_LENGTH = struct.Struct("<I")
+OUTPUT_AREA_BYTES = OUTPUT_LENGTH.size + LOG_CAP_BYTES
 
 Stamps = tuple[tuple[str, float], ...]
 
@@ -203,8 +211,8 @@ def _result(msg: dict[str, Any]) -> Result:
 
 @dataclass(frozen=True, slots=True)
 class Specialize:
-    """Become an instance of `function`; the code's read-only mount travels
-    with it as a file descriptor."""
+    """Become an instance of `function`; the code's read-only mount and the
+    output area travel with it as file descriptors, in that order."""
 
     function: FunctionSpec
 

@@ -13,6 +13,7 @@ Runs in a child of the zygote after unshare(); never returns.
 from __future__ import annotations
 
 import importlib
+import mmap
 import os
 import socket
 import sys
@@ -101,15 +102,18 @@ def run_sandbox(
     if request is None:
         os._exit(0)  # retired before it was used
     raw, fds = request
-    if raw["t"] != "specialize" or len(fds) != 1:
+    if raw["t"] != "specialize" or len(fds) != 2:
         os._exit(1)
+    code_fd, output_fd = fds
     stamps = [("specialize", time.monotonic())]
     try:
         message = protocol.parse_from_invoker(raw)
         assert isinstance(message, protocol.Specialize)
         function = message.function
-        mounts.specialize(function, fds[0])
-        os.close(fds[0])
+        mounts.specialize(function, code_fd)
+        os.close(code_fd)
+        output_area = mmap.mmap(output_fd, protocol.OUTPUT_AREA_BYTES)
+        os.close(output_fd)
         _stamp(stamps, "code_mounted")
         namespaces.specialize(spec, function)
         creds.set_rlimits(function)
@@ -123,7 +127,7 @@ def run_sandbox(
         os._exit(70)
     status = 0
     try:
-        runtime.Runtime(function, channel, stamps).serve()
+        runtime.Runtime(function, channel, stamps, output_area).serve()
     except BaseException:
         status = 1
     os._exit(status)
