@@ -36,7 +36,9 @@ not happen): `freeze()` after a call, `thaw()` before the next call's frame.
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import logging
 import os
 import signal
 import threading
@@ -44,6 +46,8 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
+
+log = logging.getLogger("faas.cgroups")
 
 
 class CgroupUnavailable(RuntimeError):
@@ -267,8 +271,13 @@ def _pid_alive(pid: int) -> bool:
 
 
 def remove_stale_parents(own_dirs: tuple[str, ...]) -> int:
-    """Remove `faas-<pid>` cgroups whose server process is gone."""
-    removed = 0
+    """Remove `faas-<pid>` cgroups whose server process is gone.
+
+    On v1 a dead server's frozen sandbox is frozen through the freezer
+    hierarchy and dies only once thawed there: every hierarchy's stale tree
+    is killed and thawed first, then removed. One that still cannot be
+    removed is logged and left for the next start; it never stops this one."""
+    stale = []
     for own in own_dirs:
         try:
             entries = list(os.scandir(own))
@@ -277,8 +286,25 @@ def remove_stale_parents(own_dirs: tuple[str, ...]) -> int:
         for entry in entries:
             suffix = entry.name[len(PARENT_PREFIX) :]
             if entry.name.startswith(PARENT_PREFIX) and suffix.isdigit() and not _pid_alive(int(suffix)):
-                removed += remove_tree(entry.path)
+                stale.append(entry.path)
+    for path in stale:
+        _kill_and_thaw_tree(path)
+    removed = 0
+    for path in stale:
+        try:
+            removed += remove_tree(path)
+        except OSError as exc:
+            log.warning("could not remove the cgroup %s of a dead server: %s", path, exc)
     return removed
+
+
+def _kill_and_thaw_tree(path: str) -> None:
+    for root, _dirs, _files in os.walk(path, topdown=False):
+        kill_pids(read_pids(os.path.join(root, "cgroup.procs")))
+        freezer_state = os.path.join(root, "freezer.state")
+        if os.path.exists(freezer_state):
+            with contextlib.suppress(OSError):
+                write_text(freezer_state, "THAWED")
 
 
 class OpenFile:
