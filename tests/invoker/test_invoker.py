@@ -23,6 +23,8 @@ from sandbox.protocol import Call, Result
 
 from .fakes import MIB, FakeFactory, FakeSandbox
 
+pytestmark = pytest.mark.inprocess
+
 HANDLER = base64.b64encode(b"def handle(event, context):\n    return 'hi'\n").decode()
 
 
