@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+
+from sandbox.factory import FactoryConfig
 
 from .validate import DEFAULT_CODE_LIMIT_BYTES
 
@@ -43,3 +45,9 @@ class InvokerConfig:
     # Memory all warm sandboxes together may hold (their measured peaks);
     # past it the least recently used idle ones are evicted. 0: 75% of RAM.
     warm_memory_budget_mb: int = 0
+
+    def factory_config(self) -> FactoryConfig:
+        """The sandbox factory's part of these settings (the same names)."""
+        return FactoryConfig(
+            **{f.name: getattr(self, f.name) for f in fields(FactoryConfig) if hasattr(self, f.name)}
+        )

@@ -18,7 +18,6 @@ from typing import Any
 
 from sandbox.api import NO_USAGE, SandboxFactory
 from sandbox.errors import CallTimedOut, SandboxError
-from sandbox.factory import FactoryConfig
 from sandbox.factory import SandboxFactory as RealSandboxFactory
 from sandbox.protocol import Call
 
@@ -56,16 +55,7 @@ class Invoker:
         self._leases: set[Lease] = set()
         self._memory_budget = (config.warm_memory_budget_mb or _default_budget_mb()) * 1024 * 1024
         self._stack = contextlib.AsyncExitStack()
-        self.factory: SandboxFactory = factory or RealSandboxFactory(
-            FactoryConfig(
-                data_dir=config.data_dir,
-                prewarm=config.prewarm,
-                blank_memory_mb=config.blank_memory_mb,
-                pids_max=config.pids_max,
-                cpu_burst_us=config.cpu_burst_us,
-                freeze_idle=config.freeze_idle,
-            )
-        )
+        self.factory: SandboxFactory = factory or RealSandboxFactory(config.factory_config())
         self.billing = BillingTotals()
         self._logs = LogStore(os.path.join(config.data_dir, "logs"))
         self._recorder = Recorder(None, self._logs, self.billing)
