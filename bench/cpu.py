@@ -13,6 +13,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
+import tempfile
 import time
 from typing import Any
 
@@ -59,28 +61,54 @@ def _measure(url: str, pid: int, duration_s: float, usage_port: int | None) -> d
     return out
 
 
-def run(quick: bool = False, log_path: str | None = None) -> dict[str, Any]:
-    duration_s = 3.0 if quick else 8.0
-    bare = faas = None
+def _faas(freeze_idle: bool, log_path: str | None) -> FaasServer:
+    config = tempfile.NamedTemporaryFile("w", suffix=".toml", delete=False)  # noqa: SIM115
+    config.write(f"freeze_idle = {'true' if freeze_idle else 'false'}\n")
+    config.close()
+    server = FaasServer("--config", config.name, log_path=log_path)
+    os.unlink(config.name)
+    server.deploy("hello", HELLO)
+    return server
+
+
+def run(quick: bool = False, log_path: str | None = None, rounds: int | None = None) -> dict[str, Any]:
+    """Rounds alternate bare, faas (frozen between calls), faas (not frozen):
+    the cost of freezing is the difference of the two faas figures, same run."""
+    duration_s = 3.0 if quick else 6.0
+    rounds = rounds or (1 if quick else 3)
+    servers: dict[str, Any] = {}
+    samples: dict[str, list[dict[str, Any]]] = {"bare": [], "faas": [], "faas_unfrozen": []}
     try:
-        bare = BareServer()
-        faas = FaasServer(log_path=log_path)
-        faas.deploy("hello", HELLO)
-        faas_url = f"http://127.0.0.1:{faas.port}/function/hello"
-        bare_url = f"http://127.0.0.1:{bare.port}/"
-        run_load(faas_url, CONNECTIONS, 1)  # warm every sandbox the load will use
-        run_load(bare_url, CONNECTIONS, 1)
-        return {
-            "connections": CONNECTIONS,
-            "duration_s": duration_s,
-            "faas": _measure(faas_url, faas.proc.pid, duration_s, faas.port),
-            "bare": _measure(bare_url, bare.proc.pid, duration_s, None),
+        servers["bare"] = BareServer()
+        servers["faas"] = _faas(True, log_path)
+        servers["faas_unfrozen"] = _faas(False, log_path)
+        urls = {
+            name: f"http://127.0.0.1:{srv.port}/" + ("" if name == "bare" else "function/hello")
+            for name, srv in servers.items()
         }
+        for url in urls.values():
+            run_load(url, CONNECTIONS, 1)  # warm every sandbox the load will use
+        for _ in range(rounds):
+            for name, srv in servers.items():
+                usage_port = None if name == "bare" else srv.port
+                samples[name].append(_measure(urls[name], srv.proc.pid, duration_s, usage_port))
     finally:
-        if faas is not None:
-            faas.stop()
-        if bare is not None:
-            bare.stop()
+        for srv in servers.values():
+            srv.stop()
+    out: dict[str, Any] = {"connections": CONNECTIONS, "duration_s": duration_s, "rounds": rounds}
+    for name, runs in samples.items():
+        out[name] = {
+            key: statistics.median(r[key] for r in runs)
+            for key in runs[0]
+            if isinstance(runs[0][key], (int, float))
+        }
+    frozen, unfrozen = out["faas"], out["faas_unfrozen"]
+    out["freezing_cost_us_per_call"] = {
+        "server": round(frozen["server_cpu_us_per_call"] - unfrozen["server_cpu_us_per_call"], 1),
+        "sandbox": round(frozen["sandbox_cpu_us_per_call"] - unfrozen["sandbox_cpu_us_per_call"], 1),
+        "rps_ratio": round(frozen["rps"] / unfrozen["rps"], 3),
+    }
+    return out
 
 
 def rows(r: dict[str, Any]) -> list[dict[str, Any]]:
@@ -95,6 +123,14 @@ def rows(r: dict[str, Any]) -> list[dict[str, Any]]:
             "baseline_name": "bare aiohttp+uvloop, per request",
             "target": f"<= {TARGET_SERVER_US:g} µs",
             "pass": faas["server_cpu_us_per_call"] <= TARGET_SERVER_US,
+        },
+        {
+            "benchmark": "cpu",
+            "metric": "throughput with freezing between calls, vs without",
+            "unit": "req/s",
+            "figure": faas["rps"],
+            "baseline": r["faas_unfrozen"]["rps"],
+            "baseline_name": "the same server with freeze_idle = false",
         },
         {
             "benchmark": "cpu",

@@ -59,8 +59,13 @@ class ProtocolError(Exception):
 # -- framing --------------------------------------------------------------
 
 
+# One packer for the process (packb makes a new one per call); both sides
+# pack on one thread.
+_PACKER = msgpack.Packer(use_bin_type=True)
+
+
 def encode(message: dict[str, Any]) -> bytes:
-    payload = msgpack.packb(message, use_bin_type=True)
+    payload = _PACKER.pack(message)
     if len(payload) > MAX_FRAME_BYTES:
         raise ProtocolError(f"frame of {len(payload)} bytes exceeds {MAX_FRAME_BYTES}")
     return HEADER.pack(len(payload)) + payload
