@@ -18,8 +18,6 @@ import os
 from .base import (
     CgroupBackend,
     CgroupLimits,
-    Freezer,
-    OpenFile,
     SandboxCgroup,
     kill_pids,
     read_int,
@@ -31,6 +29,7 @@ from .base import (
     rmdir_when_empty,
     write_text,
 )
+from .files import Freezer, OpenFile
 
 CONTROLLERS = ("cpu", "cpuacct", "memory", "pids")
 # Used where mounted; without it sandboxes are not frozen between calls.
