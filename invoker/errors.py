@@ -4,9 +4,9 @@ and gateway/errors.py is the one place that maps each kind to HTTP."""
 
 from __future__ import annotations
 
-from sandbox.cgroups import CgroupUnavailable
-from sandbox.errors import (
+from sandbox.api import (
     CallTimedOut,
+    CgroupUnavailable,
     CpuBudgetExceeded,
     FaasError,
     InitError,

@@ -3,7 +3,7 @@ disk, its pool of leases, and the spec a sandbox of it is specialized with."""
 
 from __future__ import annotations
 
-from sandbox.spec import FunctionSpec
+from sandbox.api import FunctionSpec
 
 from .lease import Lease
 from .model import FunctionConfig

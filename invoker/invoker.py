@@ -16,10 +16,8 @@ import os
 import time
 from typing import Any
 
-from sandbox.api import NO_USAGE, SandboxFactory
-from sandbox.errors import CallTimedOut, SandboxError
+from sandbox.api import NO_USAGE, Call, CallTimedOut, SandboxError, SandboxFactory
 from sandbox.factory import SandboxFactory as RealSandboxFactory
-from sandbox.protocol import Call
 
 from . import eviction
 from .catalog import Catalog

@@ -18,9 +18,47 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Protocol
 
-from .cgroups import CgroupLimits
-from .protocol import Call, Result, Stamps
+from .cgroups import CgroupLimits, CgroupUnavailable
+from .errors import (
+    CallTimedOut,
+    CpuBudgetExceeded,
+    FaasError,
+    InitError,
+    SandboxDied,
+    SandboxError,
+    SetupError,
+    SpawnError,
+)
+from .protocol import LOG_CAP_BYTES, TRUNCATION_MARKER, Call, Result, Stamps
 from .spec import FunctionSpec
+
+# The whole contract in one import: the invoker needs sandbox.api and
+# sandbox.factory, nothing else of this package.
+__all__ = [
+    "LOG_CAP_BYTES",
+    "NO_USAGE",
+    "TRUNCATION_MARKER",
+    "Call",
+    "CallResult",
+    "CallTimedOut",
+    "CgroupLimits",
+    "CgroupUnavailable",
+    "CpuBudgetExceeded",
+    "FaasError",
+    "FunctionSpec",
+    "InitError",
+    "Result",
+    "Sandbox",
+    "SandboxDied",
+    "SandboxError",
+    "SandboxFactory",
+    "SandboxState",
+    "SetupError",
+    "SpawnError",
+    "StateError",
+    "Usage",
+    "check_transition",
+]
 
 
 class SandboxState(enum.Enum):

@@ -41,6 +41,7 @@ MAX_STR_LEN = 256 * 1024
 MAX_CONTROL_BYTES = 1 << 20
 # What a call may print that is kept (then one truncation marker line).
 LOG_CAP_BYTES = 64 * 1024
+TRUNCATION_MARKER = "[faas] log output truncated: more than 64 KiB in this call\n"
 # The output area: a memfd the invoker hands a sandbox with Specialize. The
 # runtime mirrors what the current call printed there (a little-endian
 # length, then the bytes), so what a call printed before its sandbox was

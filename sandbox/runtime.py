@@ -18,11 +18,9 @@ from typing import Any
 
 from . import frames, procfs, protocol
 from .event import Context, Event, Headers
-from .protocol import LOG_CAP_BYTES, OUTPUT_LENGTH
+from .protocol import LOG_CAP_BYTES, OUTPUT_LENGTH, TRUNCATION_MARKER
 from .response import UnsupportedReturn, to_http
 from .spec import FunctionSpec
-
-TRUNCATION_MARKER = "[faas] log output truncated: more than 64 KiB in this call\n"
 
 
 class LogBuffer:
