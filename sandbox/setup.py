@@ -89,6 +89,7 @@ def run_sandbox(
         mounts.enter_root(spec)
         _stamp(stamps, "mounts")
         channel = _isolate_fds(channel_fd)
+        creds.empty_bounding_set()
     except BaseException as exc:
         _report_setup_error(channel_fd, exc)
         os._exit(70)
