@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import base64
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -108,6 +108,7 @@ def build_deploy_body(
     env: Mapping[str, str] | None = None,
     max_instances: int | None = None,
     max_queue: int | None = None,
+    secrets: Sequence[str] | None = None,
 ) -> dict[str, Any]:
     """The JSON body of POST /system/functions; optional fields appear only when given,
     so the server's defaults apply otherwise."""
@@ -125,6 +126,7 @@ def build_deploy_body(
         "env": dict(env) if env is not None else None,
         "max_instances": max_instances,
         "max_queue": max_queue,
+        "secrets": list(secrets) if secrets is not None else None,
     }
     body.update({key: value for key, value in optional.items() if value is not None})
     return body

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from .cgroups import CgroupLimits
-from .protocol import Call, Result, Stamps
+from .protocol import Call, Result, Secrets, Stamps
 from .spec import FunctionSpec
 
 
@@ -97,7 +97,10 @@ class Sandbox(Protocol):
         """False once destroyed or once its channel hit EOF (it died idle)."""
         ...
 
-    async def specialize(self, function: FunctionSpec, timeout_s: float) -> None: ...
+    async def specialize(self, function: FunctionSpec, timeout_s: float, secrets: Secrets = ()) -> None:
+        """Become an instance of `function`; `secrets` (name, value) are its
+        files in /var/openfaas/secrets, readable by its uid only."""
+        ...
 
     async def call(self, call: Call, cpu_budget_ms: float | None = None) -> CallResult:
         """Run one call until call.deadline. Between calls the sandbox is

@@ -110,6 +110,7 @@ def run_sandbox(
         function = message.function
         mounts.specialize(function, fds[0])
         os.close(fds[0])
+        mounts.install_secrets(message.secrets, function.uid, function.gid)
         _stamp(stamps, "code_mounted")
         namespaces.specialize(spec, function)
         creds.set_rlimits(function)

@@ -7,6 +7,7 @@ from typing import Any
 
 from invoker.fields import BY_NAME, DEPLOY_FIELDS, DeployField
 from invoker.metering import STATUSES
+from invoker.release_validate import MAX_SECRETS_PER_FUNCTION, SECRET_NAME_RE
 from invoker.validate import MAX_FILES, NAME_RE
 
 JSON = "application/json"
@@ -26,6 +27,10 @@ EXTRA_SCHEMA: dict[str, Obj] = {
     "entry": {"nullable": True},
     "env": {"additionalProperties": {"type": "string"}},
     "cpu_ms_per_call": {"nullable": True},
+    "secrets": {
+        "items": {"type": "string", "pattern": SECRET_NAME_RE.pattern},
+        "maxItems": MAX_SECRETS_PER_FUNCTION,
+    },
 }
 
 

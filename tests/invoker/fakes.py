@@ -14,7 +14,7 @@ from types import TracebackType
 from sandbox.api import CallResult, SandboxState, Usage, check_transition
 from sandbox.cgroups import CgroupLimits
 from sandbox.errors import SandboxError
-from sandbox.protocol import Call, Result, Stamps
+from sandbox.protocol import Call, Result, Secrets, Stamps
 from sandbox.spec import FunctionSpec
 
 MIB = 1024 * 1024
@@ -38,6 +38,8 @@ class FakeSandbox:
         self.last_usage: Usage | None = None
         self.calls = 0
         self.crashed = False
+        # What specialize was given: secret name -> value.
+        self.secrets: dict[str, bytes] = {}
         self._state = SandboxState.BLANK
 
     @property
@@ -51,9 +53,10 @@ class FakeSandbox:
     def alive(self) -> bool:
         return self._state is not SandboxState.DEAD and not self.crashed
 
-    async def specialize(self, function: FunctionSpec, timeout_s: float) -> None:
+    async def specialize(self, function: FunctionSpec, timeout_s: float, secrets: Secrets = ()) -> None:
         self._state = check_transition(self._state, SandboxState.SPECIALIZING)
         self.function = function
+        self.secrets = dict(secrets)
         if self._factory.init_error is not None:
             self.last_usage = Usage(1.0, 100, MIB)
             await self.destroy()
