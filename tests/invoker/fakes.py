@@ -9,8 +9,13 @@ from __future__ import annotations
 import asyncio
 import itertools
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from types import TracebackType
+from typing import Any
 
+from invoker.config import InvokerConfig
+from invoker.invoker import Invoker
+from invoker.metrics import Metrics
 from sandbox.api import CallResult, SandboxState, Usage, check_transition
 from sandbox.cgroups import CgroupLimits
 from sandbox.errors import SandboxError
@@ -127,3 +132,8 @@ class FakeFactory:
 
     def live(self) -> list[FakeSandbox]:
         return [s for s in self.made if s.state is not SandboxState.DEAD]
+
+
+def make_invoker(tmp_path: Path, factory: FakeFactory, **settings: Any) -> Invoker:
+    """An Invoker on `factory`, its data under `tmp_path`."""
+    return Invoker(InvokerConfig(data_dir=str(tmp_path), **settings), Metrics(), factory=factory)

@@ -7,21 +7,19 @@ from __future__ import annotations
 import asyncio
 import base64
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from invoker.config import InvokerConfig
 from invoker.errors import CallTimeout, NotFound, SandboxDied, TooManyRequests, Unavailable
 from invoker.invoker import Invoker
-from invoker.metrics import Metrics
 from invoker.model import Invocation, UsageQuery
 from sandbox.api import SandboxState
 from sandbox.protocol import Call, Result
 
-from .fakes import MIB, FakeFactory, FakeSandbox
+from .fakes import MIB, FakeFactory, FakeSandbox, make_invoker
 
 HANDLER = base64.b64encode(b"def handle(event, context):\n    return 'hi'\n").decode()
 
@@ -46,21 +44,6 @@ async def until(condition: Callable[[], bool], what: str, turns: int = 1000) -> 
 def waiting(invoker: Invoker, name: str = "f") -> int:
     """Calls of `name` queued for a sandbox, all versions together."""
     return sum(len(state.pool.waiters) for state in invoker.catalog.get(name).states.values())
-
-
-@pytest.fixture
-def factory() -> FakeFactory:
-    return FakeFactory()
-
-
-def make_invoker(tmp_path: Path, factory: FakeFactory, **settings: Any) -> Invoker:
-    return Invoker(InvokerConfig(data_dir=str(tmp_path), **settings), Metrics(), factory=factory)
-
-
-@pytest.fixture
-async def invoker(tmp_path: Path, factory: FakeFactory) -> AsyncIterator[Invoker]:
-    async with make_invoker(tmp_path, factory) as inv:
-        yield inv
 
 
 async def test_cold_then_warm_reuses_the_sandbox(invoker: Invoker, factory: FakeFactory) -> None:
