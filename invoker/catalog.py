@@ -35,8 +35,8 @@ class Catalog:
         limits: Limits,
         max_functions: int,
         max_code_bytes_total: int,
-        versions_kept: int = 10,
-        secret_exists: Callable[[str], bool] = lambda name: False,
+        versions_kept: int,
+        secret_exists: Callable[[str], bool],
     ) -> None:
         self._registry: Registry | None = None
         self.code = code

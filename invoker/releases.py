@@ -1,5 +1,6 @@
 """The Invoker's methods for what a release is made of: deploys that make
-versions, aliases and rollback, deletion, and secrets. A mixin of the
+versions, the function's versions and aliases, rollback, deletion, and
+secrets. A mixin of the
 Invoker (invoker/invoker.py), so that they are its public methods, as the
 gateway's contract asks; kept here so that each module stays one subject.
 

@@ -60,6 +60,7 @@ def release_schemas() -> Obj:
             "type": "object",
             "additionalProperties": False,
             "required": ["name"],
+            "oneOf": [{"required": ["value"]}, {"required": ["value_base64"]}],
             "properties": {
                 "name": {"type": "string", "pattern": SECRET_NAME_RE.pattern},
                 "value": {
@@ -76,23 +77,18 @@ def release_schemas() -> Obj:
     }
 
 
+def _path_param(name: str, pattern: str, description: str) -> Obj:
+    schema = {"type": "string", "pattern": pattern}
+    return {"name": name, "in": "path", "required": True, "schema": schema, "description": description}
+
+
 def release_paths(system: System, errors: Errors, name: Obj) -> Obj:
     """The path items; `system` and `errors` are openapi.py's builders of a
     /system operation and of error responses, `name` its function parameter."""
-    alias_param = {
-        "name": "alias",
-        "in": "path",
-        "required": True,
-        "schema": {"type": "string", "pattern": ALIAS_NAME_RE.pattern},
-        "description": "The alias (`live` is what /function/{name} calls).",
-    }
-    secret_param = {
-        "name": "name",
-        "in": "path",
-        "required": True,
-        "schema": {"type": "string", "pattern": SECRET_NAME_RE.pattern},
-        "description": "The secret.",
-    }
+    alias_param = _path_param(
+        "alias", ALIAS_NAME_RE.pattern, "The alias (`live` is what /function/{name} calls)."
+    )
+    secret_param = _path_param("name", SECRET_NAME_RE.pattern, "The secret.")
     aliases = {"type": "array", "items": ref("Alias")}
     alias = json_body(ref("Alias"), "The alias.")
     secret = json_body(ref("Secret"), "The secret's metadata (never its value).")

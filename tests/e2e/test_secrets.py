@@ -5,6 +5,7 @@ store on disk with and without `secrets_key_file`."""
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import os
@@ -122,3 +123,24 @@ def test_secrets_are_encrypted_at_rest_with_a_key_file(tmp_path: Path) -> None:
         assert read_secrets(srv, "enc")["files"]["db"]["sha256"] == digest(value)  # type: ignore[index]
     finally:
         srv.stop()
+
+
+def test_large_secrets_reach_the_sandbox_whole(server: Server) -> None:
+    """Eight secrets of 64 KiB (the most a value may be): their Specialize
+    message is larger than the channel's socket buffer, so most of it is
+    written after the part that carries the code's mount."""
+    values = {f"e2e-big-{i}": os.urandom(64 * 1024) for i in range(8)}
+    for name, value in values.items():
+        body = {"name": name, "value_base64": base64.b64encode(value).decode()}
+        assert server.request("POST", "/system/secrets", json_body=body).status == 201
+    too_big = {"name": "e2e-too-big", "value_base64": base64.b64encode(os.urandom(64 * 1024 + 1)).decode()}
+    resp = server.request("POST", "/system/secrets", json_body=too_big)
+    assert resp.status == 400 and "at most 65536 bytes" in resp.json()["error"]
+    server.deploy_ok("big-secrets", READER, secrets=sorted(values))
+    files = read_secrets(server, "big-secrets")["files"]
+    assert {name: entry["sha256"] for name, entry in files.items()} == {  # type: ignore[union-attr]
+        name: digest(value) for name, value in values.items()
+    }
+    assert server.request("DELETE", "/system/functions/big-secrets").status == 200
+    for name in values:
+        assert server.request("DELETE", f"/system/secrets/{name}").status == 200
