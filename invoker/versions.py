@@ -55,6 +55,8 @@ class FunctionVersions:
 
     @property
     def newest(self) -> FunctionState:
+        if not self.states:  # deleted while a call held on to it
+            raise NotFound(f"function {self.name!r} was deleted")
         return self.states[max(self.states)]
 
     def add(self, state: FunctionState) -> None:
