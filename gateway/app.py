@@ -27,7 +27,9 @@ from .routes.invoke import make_invoke_handler
 from .routes.logs import make_logs_handler
 from .routes.openapi import make_openapi_handler
 from .routes.ops import OpsRoutes
+from .routes.secrets import SecretRoutes
 from .routes.usage import make_usage_handler
+from .routes.versions import VersionRoutes
 
 INVOKER = web.AppKey("invoker", Invoker)
 METRICS = web.AppKey("metrics", Metrics)
@@ -77,6 +79,8 @@ def create_app(config: ServerConfig) -> web.Application:
     # [\s\S], not '.': a path may hold an (escaped) newline too.
     app.router.add_route("*", "/function/{name}/{path:[\\s\\S]*}", invoke)
     FunctionRoutes(invoker).add_to(app.router)
+    VersionRoutes(invoker).add_to(app.router)
+    SecretRoutes(invoker).add_to(app.router)
     app.router.add_get("/system/logs", make_logs_handler(invoker))
     app.router.add_get("/system/usage", make_usage_handler(invoker, config.pricing))
     OpsRoutes(invoker, metrics).add_to(app.router)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import base64
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -115,7 +115,14 @@ def build_deploy_body(
         "name": name if name is not None else default_name(path),
         "files": {rel: base64.b64encode(data).decode("ascii") for rel, data in files.items()},
     }
-    body.update(
-        {key: dict(value) if key == "env" else value for key, value in options.items() if value is not None}
-    )
+    body.update({key: _json_value(value) for key, value in options.items() if value is not None})
     return body
+
+
+def _json_value(value: Any) -> Any:
+    """A mapping (env) as an object, a sequence (secrets) as an array."""
+    if isinstance(value, Mapping):
+        return dict(value)
+    if isinstance(value, (list, tuple)):
+        return list(value)
+    return value

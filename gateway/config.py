@@ -71,6 +71,12 @@ class ServerConfig(InvokerConfig):
             value = getattr(self, key)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
                 raise ConfigError(f"{key} must be a positive number of seconds, got {value!r}")
+        if (
+            isinstance(self.versions_kept, bool)
+            or not isinstance(self.versions_kept, int)
+            or self.versions_kept < 1
+        ):
+            raise ConfigError(f"versions_kept must be an integer of at least 1, got {self.versions_kept!r}")
         if not (0 <= self.port <= 65535):
             raise ConfigError(f"port must be 0-65535, got {self.port}")
         if not self.token and not is_loopback(self.host):

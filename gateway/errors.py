@@ -13,12 +13,14 @@ from invoker.errors import (
     BadRequest,
     CallTimedOut,
     CallTimeout,
+    Conflict,
     CpuBudgetExceeded,
     FaasError,
     InitError,
     NotFound,
     PayloadTooLarge,
     SandboxDied,
+    SecretMissing,
     SetupError,
     SpawnError,
     TooManyRequests,
@@ -64,6 +66,7 @@ HTTP_STATUS: dict[type[FaasError], int] = {
     NotFound: 404,
     ForeignOrigin: 403,
     RequestTimeout: 408,
+    Conflict: 409,
     PayloadTooLarge: 413,
     UriTooLong: 414,
     UnsupportedMediaType: 415,
@@ -72,6 +75,8 @@ HTTP_STATUS: dict[type[FaasError], int] = {
     HeadersTooLarge: 431,
     # The function failed: its init raised (a handler that raises is a 500 from its sandbox).
     InitError: 500,
+    # A version's secret was deleted since it was deployed: it cannot start.
+    SecretMissing: 500,
     # The sandbox died: out of memory, crashed, exited, broke the protocol, or failed its setup.
     SandboxDied: 502,
     SetupError: 502,

@@ -1,38 +1,55 @@
 """The deployed functions: their registry rows, their code directories on
-disk and the FunctionState of each, kept in step. A deploy writes its code
-and its registry row as one unit (both or neither); a code directory is
-removed only once nothing uses it (not the function, not a sandbox still
-running it, not a cold start under way)."""
+disk and the FunctionState of each retained version, kept in step. A deploy
+writes its code and its registry row as one unit (both or neither); a code
+directory is removed only once nothing uses it (not a retained version, not
+a sandbox still running it, not a cold start under way).
+
+Changes to one function (deploys, aliases, retention, deletion) take its
+lock, one at a time; other functions are not held up."""
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import logging
 import time
+import weakref
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from .errors import BadRequest, NotFound
 from .functions import FunctionState
+from .model import Deployed
 from .registry import CodeStore, Registry
 from .validate import Limits, validate_deploy
+from .versions import FunctionVersions
 
 log = logging.getLogger("faas.invoker")
 
 
 class Catalog:
     def __init__(
-        self, code: CodeStore, limits: Limits, max_functions: int, max_code_bytes_total: int
+        self,
+        code: CodeStore,
+        limits: Limits,
+        max_functions: int,
+        max_code_bytes_total: int,
+        versions_kept: int,
+        secret_exists: Callable[[str], bool],
     ) -> None:
         self._registry: Registry | None = None
         self.code = code
         self.limits = limits
         self.max_functions = max_functions
         self.max_code_bytes_total = max_code_bytes_total
-        self.functions: dict[str, FunctionState] = {}
-        # Users of each code directory besides its function: sandboxes
+        self.versions_kept = versions_kept
+        self.secret_exists = secret_exists
+        self.functions: dict[str, FunctionVersions] = {}
+        # Users of each code directory besides its version: sandboxes
         # specialized from it (or being specialized).
         self._users: collections.Counter[str] = collections.Counter()
+        self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
 
     @property
     def registry(self) -> Registry:
@@ -41,56 +58,106 @@ class Catalog:
         return self._registry
 
     def load(self, registry: Registry) -> None:
-        """At start: every stored function that can be served. One that
-        cannot (its code does not fit on this disk, say) is logged and left
-        out; the others are served."""
+        """At start: every stored version that can be served, and the aliases
+        between them. One that cannot (its code does not fit on this disk,
+        say) is logged and left out; the others are served."""
         self._registry = registry
-        for config in self.registry.load_all():
+        for config in registry.load_all():
             try:
-                code_dir = self.code.write(config.name, self.registry.files(config.name))
+                code_dir = self.code.write(config.name, registry.files(config.name, config.version))
             except Exception as exc:
-                log.error("function %s cannot be served: %s", config.name, exc)
+                log.error("function %s version %d cannot be served: %s", config.name, config.version, exc)
                 continue
-            self.functions[config.name] = FunctionState(config, code_dir)
-        self.code.remove_all_but({state.code_dir for state in self.functions.values()})
+            fn = self.functions.setdefault(config.name, FunctionVersions(config.name))
+            fn.add(FunctionState(config, code_dir))
+        for name, alias in registry.load_aliases():
+            fn = self.functions.get(name)
+            if fn is not None and alias.targets <= fn.states.keys():
+                fn.set_alias(alias)
+            else:
+                log.error("alias %s of function %s names a version that cannot be served", alias.name, name)
+        for fn in self.functions.values():  # versions_kept may be lower than last time
+            expired = fn.expired(self.versions_kept)
+            if expired:
+                registry.delete_versions(fn.name, [state.config.version for state in expired])
+                fn.drop(expired)
+        self.code.remove_all_but({state.code_dir for state in self.states()})
 
-    def get(self, name: str) -> FunctionState:
-        state = self.functions.get(name)
-        if state is None:
+    def get(self, name: str) -> FunctionVersions:
+        fn = self.functions.get(name)
+        if fn is None:
             raise NotFound(f"function {name!r} not found")
-        return state
+        return fn
 
-    async def put(self, body: Any) -> tuple[FunctionState, str | None]:
-        """Validate and store a deploy: (its state, the code directory it
-        replaced, or None for a new function)."""
+    def states(self) -> list[FunctionState]:
+        """Every retained version of every function."""
+        return [state for fn in self.functions.values() for state in fn.states.values()]
+
+    @contextlib.asynccontextmanager
+    async def locked(self, name: str) -> AsyncIterator[None]:
+        """Hold the function `name` still: one change to it at a time."""
+        lock = self._locks.get(name)
+        if lock is None:
+            lock = self._locks[name] = asyncio.Lock()
+        async with lock:
+            yield
+
+    async def put(self, body: Any) -> tuple[FunctionVersions, Deployed]:
+        """Validate and store a deploy as a new version, unless it is the same
+        as the newest. The caller holds the function's lock (`locked`) and
+        applies retention."""
         config, files = validate_deploy(body, self.limits, version=0, now=time.time())
-        current = self.functions.get(config.name)
-        if current is None and len(self.functions) >= self.max_functions:
+        for secret in config.secrets:
+            if not self.secret_exists(secret):
+                raise BadRequest(f"secret {secret!r} does not exist: create it first (faas secret create)")
+        fn = self.functions.get(config.name)
+        if fn is not None and fn.newest.config.same_deploy(config):
+            return fn, Deployed(fn.newest.config, created=False, changed=False)
+        if fn is None and len(self.functions) >= self.max_functions:
             raise BadRequest(f"too many functions: at most {self.max_functions} (max_functions)")
-        stored = sum(s.config.code_size_bytes for s in self.functions.values() if s is not current)
+        stored = sum(state.config.code_size_bytes for state in self.states())
+        if fn is not None:  # what retention will let go once this version is in
+            stored -= sum(s.config.code_size_bytes for s in fn.expired(self.versions_kept, adding=1))
         if stored + config.code_size_bytes > self.max_code_bytes_total:
             raise BadRequest(
                 f"code of all functions would exceed {self.max_code_bytes_total} bytes (max_code_bytes_total)"
             )
         code_dir = await asyncio.to_thread(self.code.write, config.name, files)
         try:
-            config = await asyncio.to_thread(self.registry.put, config, files)
+            config, changed = await asyncio.to_thread(self.registry.put, config, files)
         except BaseException:
             self.code.remove(code_dir)
             raise
-        if current is None:
-            state = self.functions[config.name] = FunctionState(config, code_dir)
-            return state, None
-        replaced = current.code_dir
-        current.update(config, code_dir)
-        return current, replaced
+        if fn is not None and not changed:
+            # Another writer of a shared registry stored this very deploy first.
+            self.code.remove(code_dir)
+            return fn, Deployed(fn.newest.config, created=False, changed=False)
+        created = fn is None
+        if fn is None:
+            fn = self.functions[config.name] = FunctionVersions(config.name)
+        fn.add(FunctionState(config, code_dir))
+        return fn, Deployed(config, created=created, changed=True)
 
-    async def remove(self, name: str) -> FunctionState:
-        state = self.get(name)
+    async def retain(self, fn: FunctionVersions) -> list[FunctionState]:
+        """Let go of the versions retention no longer keeps (the caller holds
+        the lock): out of the registry and of `fn`; the caller retires their
+        sandboxes and collects their code."""
+        expired = fn.expired(self.versions_kept)
+        if expired:
+            await asyncio.to_thread(
+                self.registry.delete_versions, fn.name, [state.config.version for state in expired]
+            )
+            fn.drop(expired)
+        return expired
+
+    async def remove(self, name: str) -> list[FunctionState]:
+        """Delete the function: every version and alias; its versions' states."""
+        fn = self.get(name)
         del self.functions[name]
-        state.deleted = True
+        states = fn.all_states()
+        fn.drop(states)
         await asyncio.to_thread(self.registry.delete, name)
-        return state
+        return states
 
     def hold(self, code_dir: str) -> None:
         self._users[code_dir] += 1
@@ -101,7 +168,7 @@ class Catalog:
 
     def collect(self, code_dir: str) -> None:
         """Remove `code_dir` if nothing uses it any more."""
-        if self._users[code_dir] > 0 or any(s.code_dir == code_dir for s in self.functions.values()):
+        if self._users[code_dir] > 0 or any(state.code_dir == code_dir for state in self.states()):
             return
         del self._users[code_dir]
         self.code.remove(code_dir)

@@ -45,6 +45,12 @@ class InvokerConfig:
     # Memory all warm sandboxes together may hold (their measured peaks);
     # past it the least recently used idle ones are evicted. 0: 75% of RAM.
     warm_memory_budget_mb: int = 0
+    # Versions kept per function besides those an alias points at; older
+    # ones (their code and sandboxes) are removed.
+    versions_kept: int = 10
+    # A file holding a Fernet key (URL-safe base64 of 32 bytes, mode 0600):
+    # secrets are then encrypted at rest. None: stored as given (mode 0600).
+    secrets_key_file: str | None = None
 
     def factory_config(self) -> FactoryConfig:
         """The sandbox factory's part of these settings (the same names)."""

@@ -35,6 +35,8 @@ __all__ = [
     "Unavailable",
     "CallTimeout",
     "StartupError",
+    "Conflict",
+    "SecretMissing",
 ]
 
 
@@ -68,6 +70,14 @@ class Unavailable(FaasError):
 
 class CallTimeout(FaasError):
     """A call ran out of time before it reached a sandbox (waiting in the queue)."""
+
+
+class Conflict(FaasError):
+    """The change would break what depends on the current state (a secret an alias's version uses)."""
+
+
+class SecretMissing(FaasError):
+    """A version names a secret deleted since it was deployed: its sandboxes cannot start."""
 
 
 class StartupError(RuntimeError):

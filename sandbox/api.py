@@ -29,7 +29,7 @@ from .errors import (
     SetupError,
     SpawnError,
 )
-from .protocol import LOG_CAP_BYTES, TRUNCATION_MARKER, Call, Result, Stamps
+from .protocol import LOG_CAP_BYTES, TRUNCATION_MARKER, Call, Result, Secrets, Stamps
 from .spec import FunctionSpec
 
 # The whole contract in one import: the invoker needs sandbox.api and
@@ -135,7 +135,10 @@ class Sandbox(Protocol):
         """False once destroyed or once its channel hit EOF (it died idle)."""
         ...
 
-    async def specialize(self, function: FunctionSpec, timeout_s: float) -> None: ...
+    async def specialize(self, function: FunctionSpec, timeout_s: float, secrets: Secrets = ()) -> None:
+        """Become an instance of `function`; `secrets` (name, value) are its
+        files in /var/openfaas/secrets, readable by its uid only."""
+        ...
 
     async def call(self, call: Call, cpu_budget_ms: float | None = None) -> CallResult:
         """Run one call until call.deadline. Between calls the sandbox is

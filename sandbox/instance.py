@@ -17,7 +17,7 @@ from . import frames, linux, procfs, protocol
 from .api import CallResult, SandboxState, Usage, check_transition
 from .cgroups import CgroupLimits, SandboxCgroup
 from .errors import CallTimedOut, CpuBudgetExceeded, InitError, SandboxDied, SandboxError, SetupError
-from .protocol import Call, Stamps
+from .protocol import Call, Secrets, Stamps
 from .spec import FunctionSpec, SandboxSpec
 from .zygote_client import Zygote
 
@@ -114,10 +114,10 @@ class Sandbox:
             await self.destroy()
             raise
 
-    async def specialize(self, function: FunctionSpec, timeout_s: float) -> None:
+    async def specialize(self, function: FunctionSpec, timeout_s: float, secrets: Secrets = ()) -> None:
         """Turn the blank sandbox into an instance of `function`: send its
-        spec and a read-only clone of its code's mount, wait for its init
-        (the handler's import). The cgroup's limits are the caller's to set.
+        spec, its secrets and a read-only clone of its code's mount, wait for
+        its init (the handler's import). The cgroup's limits are the caller's to set.
 
         Raises SetupError, InitError, SandboxDied or CallTimedOut; the
         sandbox is destroyed in every case.
@@ -133,10 +133,12 @@ class Sandbox:
             code_mount = linux.clone_mount_readonly(function.code_dir)
             try:
                 sock = self._writer.get_extra_info("socket")
-                frame = protocol.pack(protocol.Specialize(function))
-                frames.send_with_fds(sock.fileno(), frame, [code_mount, self._output_fd])
+                frame = protocol.pack(protocol.Specialize(function, secrets))
+                sent = frames.send_with_fds(sock.fileno(), frame, [code_mount, self._output_fd])
             finally:
                 os.close(code_mount)
+            if sent < len(frame):
+                await self._send_rest(frame[sent:], t0 + timeout_s)
             msg = await self._receive(t0 + timeout_s, "init")
             if isinstance(msg, protocol.SetupFailed):
                 raise SetupError(f"sandbox setup failed: {msg.error}")
@@ -159,6 +161,18 @@ class Sandbox:
             if isinstance(exc, SandboxDied):
                 raise SandboxDied(exc.reason, f"sandbox died during init: {exc.message}") from None
             raise
+
+    async def _send_rest(self, data: bytes, deadline: float) -> None:
+        """The part of a frame the socket buffer did not take at once."""
+        assert self._writer is not None
+        self._writer.write(data)
+        try:
+            async with asyncio.timeout_at(_loop_time(deadline)):
+                await self._writer.drain()
+        except TimeoutError:
+            raise CallTimedOut("init timed out") from None
+        except (ConnectionError, OSError):
+            raise self._death() from None
 
     async def _receive(self, deadline: float, what: str) -> protocol.Message:
         """The next message, by `deadline`. Past it the channel is cut: one

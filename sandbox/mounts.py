@@ -12,6 +12,9 @@ DEVICES = ("null", "zero", "random", "urandom")
 # A function may write files to /tmp, never run them: no program but the
 # runtime's own interpreter runs inside.
 TMP_FLAGS = linux.MS_NOSUID | linux.MS_NODEV | linux.MS_NOEXEC
+# Where a function finds its secrets, one file each (OpenFaaS's place for them).
+SECRETS_DIR = "/var/openfaas/secrets"
+PAGE = 4096
 # The mount namespace of the zygote (the host's), recorded before any fork.
 HOST_MOUNT_NS = [0]
 RO_BIND_FLAGS = linux.MS_REMOUNT | linux.MS_BIND | linux.MS_RDONLY | linux.MS_NOSUID | linux.MS_NODEV
@@ -79,6 +82,7 @@ def enter_root(spec: SandboxSpec) -> None:
         os.makedirs(os.path.dirname(root + path), exist_ok=True)
         os.symlink(points_to, root + path)
     os.makedirs(os.path.join(root, "var/task"))
+    os.makedirs(root + SECRETS_DIR)
     os.makedirs(os.path.join(root, "etc"))
 
     for name in DEVICES:
@@ -117,3 +121,30 @@ def specialize(function: FunctionSpec, code_mount_fd: int) -> None:
     )
     _etc_files("/", function)
     linux.mount(None, "/", None, linux.MS_REMOUNT | linux.MS_RDONLY | linux.MS_NOSUID | linux.MS_NODEV)
+
+
+def install_secrets(secrets: tuple[tuple[str, bytes], ...], uid: int, gid: int) -> None:
+    """The function's secrets as files in SECRETS_DIR, on a tmpfs of their
+    own in this sandbox's mount namespace (no other sandbox, and no file on
+    the host, holds them): owned by the function's uid, mode 0400, then the
+    whole mount read-only. Runs after `specialize`, still as root."""
+    if not secrets:
+        return
+    pages = 1 + sum(-(-len(value) // PAGE) for _, value in secrets)
+    options = f"size={pages * PAGE},nr_inodes={len(secrets) + 2},mode=0500,uid={uid},gid={gid}"
+    linux.mount("tmpfs", SECRETS_DIR, "tmpfs", TMP_FLAGS, options)
+    for name, value in secrets:
+        if "/" in name or name in ("", ".", ".."):
+            raise ValueError("a secret's name must be a plain file name")
+        fd = os.open(
+            os.path.join(SECRETS_DIR, name), os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o400
+        )
+        try:
+            view = memoryview(value)
+            while view:
+                view = view[os.write(fd, view) :]
+            os.fchown(fd, uid, gid)
+            os.fchmod(fd, 0o400)
+        finally:
+            os.close(fd)
+    linux.mount(None, SECRETS_DIR, None, linux.MS_REMOUNT | linux.MS_RDONLY | TMP_FLAGS)

@@ -16,7 +16,7 @@ imports nothing of the host side.
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import msgpack
@@ -50,6 +50,8 @@ OUTPUT_LENGTH = struct.Struct("<I")
 OUTPUT_AREA_BYTES = OUTPUT_LENGTH.size + LOG_CAP_BYTES
 
 Stamps = tuple[tuple[str, float], ...]
+# A function's secrets as (name, value): they travel only in Specialize.
+Secrets = tuple[tuple[str, bytes], ...]
 
 
 class ProtocolError(Exception):
@@ -221,9 +223,15 @@ class Specialize:
     output area travel with it as file descriptors, in that order."""
 
     function: FunctionSpec
+    # Never shown: not in a repr, a log line or an error.
+    secrets: Secrets = field(default=(), repr=False)
 
     def to_wire(self) -> dict[str, Any]:
-        return {"t": "specialize", "function": self.function.to_wire()}
+        return {
+            "t": "specialize",
+            "function": self.function.to_wire(),
+            "secrets": [list(secret) for secret in self.secrets],
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -284,7 +292,8 @@ def parse_from_invoker(msg: dict[str, Any]) -> Specialize | Call:
             float(msg["deadline"]),
         )
     if msg["t"] == "specialize":
-        return Specialize(FunctionSpec.from_wire(msg["function"]))
+        secrets = tuple((name, value) for name, value in msg.get("secrets", ()))
+        return Specialize(FunctionSpec.from_wire(msg["function"]), secrets)
     raise ProtocolError(f"unexpected message {msg['t']!r}")
 
 

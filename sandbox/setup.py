@@ -113,6 +113,7 @@ def run_sandbox(
         function = message.function
         mounts.specialize(function, code_fd)
         os.close(code_fd)
+        mounts.install_secrets(message.secrets, function.uid, function.gid)
         output_area = mmap.mmap(output_fd, protocol.OUTPUT_AREA_BYTES)
         os.close(output_fd)
         _stamp(stamps, "code_mounted")

@@ -1,4 +1,5 @@
-"""ANY /function/{name}[/{path}]: a synchronous invocation."""
+"""ANY /function/{name}[/{path}]: a synchronous invocation. `name` may be
+NAME@VERSION or NAME@ALIAS (the invoker routes it)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from aiohttp import web
 from invoker.errors import FaasError
 from invoker.invoker import Invoker
 from invoker.metrics import Metrics
-from invoker.model import Invocation
+from invoker.model import VERSION_HEADER, Invocation
 
 from ..bodies import BufferedBodies
 from ..errors import http_status
@@ -70,9 +71,9 @@ def make_invoke_handler(
         received = time.monotonic()
         name = request.match_info["name"]
         call_id: str = request["call_id"]
-        # 503 while draining, 404 for no such function, 429 when full: all
-        # before a byte of the body is read.
-        invoker.admit(name)
+        # 503 while draining, 404 for no such function, version or alias, 429
+        # when full: all before a byte of the body is read.
+        function = invoker.admit(name).name
         code = 500
         try:
             async with bodies.read(request, max_body_bytes) as body:
@@ -95,7 +96,7 @@ def make_invoke_handler(
             code = http_status(exc)
             raise
         finally:
-            metrics.invocation_done(name, code, time.monotonic() - received)
+            metrics.invocation_done(function, code, time.monotonic() - received)
         response = web.Response(status=result.status, body=result.body)
         for key, value in result.headers:
             if key.lower() not in HOP_BY_HOP:
@@ -104,6 +105,7 @@ def make_invoke_handler(
         response.headers["X-Duration-Ms"] = f"{result.wall_ms:.3f}"
         response.headers["X-Billed-Duration-Ms"] = str(result.billed_ms)
         response.headers["X-Cold-Start"] = "true" if result.cold else "false"
+        response.headers[VERSION_HEADER] = str(result.version)
         return response
 
     return invoke

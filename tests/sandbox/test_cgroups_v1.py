@@ -325,6 +325,38 @@ def test_remove_stale_thaws_frozen_leftovers(own: dict[str, Path], monkeypatch: 
     assert not (own["freezer"] / parent_name_for(DEAD_PID)).exists()
 
 
+def test_remove_stale_thaws_before_it_empties_the_other_hierarchies(
+    own: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A dead server's frozen sandbox is in every hierarchy: its cgroups can
+    go only once it is dead, which it is only once thawed in the freezer's."""
+    backend = backend_for(own, parent=parent_name_for(os.getpid()))
+    sandboxes = {c: p / parent_name_for(DEAD_PID) / "sb-old" for c, p in own.items()}
+    for controller, sandbox in sandboxes.items():
+        sandbox.mkdir(parents=True)
+        populate_v1(sandbox, (controller,))
+        (sandbox / "cgroup.procs").write_text("101\n")
+    (sandboxes["freezer"] / "freezer.state").write_text("FROZEN\n")
+
+    def fake_kernel_kill(pids: list[int]) -> None:
+        if read(sandboxes["freezer"] / "freezer.state").strip() == "THAWED":
+            for sandbox in sandboxes.values():
+                (sandbox / "cgroup.procs").write_text("")
+
+    def fake_rmdir(path: str) -> None:
+        procs = Path(path) / "cgroup.procs"
+        if procs.exists() and read(procs) != "":
+            raise OSError(16, "Device or resource busy", path)
+        strip_files(Path(path))
+        os.rmdir(path)
+
+    monkeypatch.setattr(base, "kill_pids", fake_kernel_kill)
+    monkeypatch.setattr(base, "rmdir_when_empty", fake_rmdir)
+    assert backend.remove_stale() == 2 * len(own)
+    for path in own.values():
+        assert not (path / parent_name_for(DEAD_PID)).exists()
+
+
 def test_close_removes_parents_and_anchor(own: dict[str, Path]) -> None:
     backend = backend_for(own)
     backend.create("sb", LIMITS)
