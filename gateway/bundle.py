@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import base64
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -97,34 +97,16 @@ def _read(path: Path) -> bytes:
         raise BundleError(f"{path}: {exc.strerror or exc}") from None
 
 
-def build_deploy_body(
-    path: str | os.PathLike[str],
-    name: str | None = None,
-    entry: str | None = None,
-    memory_mb: int | None = None,
-    timeout_s: float | None = None,
-    cpu: float | None = None,
-    cpu_ms_per_call: int | None = None,
-    env: Mapping[str, str] | None = None,
-    max_instances: int | None = None,
-    max_queue: int | None = None,
-) -> dict[str, Any]:
-    """The JSON body of POST /system/functions; optional fields appear only when given,
-    so the server's defaults apply otherwise."""
+def build_deploy_body(path: str | os.PathLike[str], name: str | None = None, **fields: Any) -> dict[str, Any]:
+    """The JSON body of POST /system/functions; the other deploy fields
+    (`entry`, `memory_mb`, `env`, ... of invoker/fields.py) appear only when
+    given, so the server's defaults apply otherwise."""
     files = collect_files(path)
     body: dict[str, Any] = {
         "name": name if name is not None else default_name(path),
         "files": {rel: base64.b64encode(data).decode("ascii") for rel, data in files.items()},
     }
-    optional: dict[str, Any] = {
-        "entry": entry,
-        "memory_mb": memory_mb,
-        "timeout_s": timeout_s,
-        "cpu": cpu,
-        "cpu_ms_per_call": cpu_ms_per_call,
-        "env": dict(env) if env is not None else None,
-        "max_instances": max_instances,
-        "max_queue": max_queue,
-    }
-    body.update({key: value for key, value in optional.items() if value is not None})
+    if fields.get("env") is not None:
+        fields["env"] = dict(fields["env"])
+    body.update({key: value for key, value in fields.items() if value is not None})
     return body

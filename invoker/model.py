@@ -27,13 +27,19 @@ class FunctionConfig:
     files: tuple[str, ...] = ()
     created_at: float = 0.0
     updated_at: float = 0.0
+    # -- asynchronous calls and the Lambda convention (docs/HANDLER.md, HTTP-API.md)
+    # "faas": handle(event, context) with an HTTP event; "lambda": AWS Lambda's convention.
+    flavour: str = "faas"
+    async_retries: int = 2
+    # None: the server's max_event_age_s.
+    max_event_age_s: int | None = None
 
     def to_record(self) -> dict[str, Any]:
         """The function record of the HTTP API."""
         return {
             "name": self.name,
             "version": self.version,
-            "handler": self.handler_module.replace(".", "/") + ".py",
+            "handler": self.handler_text,
             "entry": self.entry,
             "memory_mb": self.memory_mb,
             "timeout_s": self.timeout_s,
@@ -47,7 +53,16 @@ class FunctionConfig:
             "files": list(self.files),
             "created_at": _iso(self.created_at),
             "updated_at": _iso(self.updated_at),
+            "flavour": self.flavour,
+            "async_retries": self.async_retries,
+            "max_event_age_s": self.max_event_age_s,
         }
+
+    @property
+    def handler_text(self) -> str:
+        """The file holding the entry; for the Lambda flavour, Lambda's handler string."""
+        path = self.handler_module.replace(".", "/")
+        return f"{path}.{self.entry}" if self.flavour == "lambda" else f"{path}.py"
 
 
 def _iso(ts: float) -> str:
@@ -65,6 +80,12 @@ class Invocation:
     body: bytes
     # time.monotonic() when the gateway received the request.
     received_at: float = field(default_factory=time.monotonic)
+    # The Lambda API's Invoke: the body is the event itself (JSON), not an HTTP request.
+    raw_event: bool = False
+    # The client's address (a Lambda event's requestContext.http.sourceIp).
+    source_ip: str = ""
+    # Which delivery of an asynchronous call this is (1 for synchronous calls).
+    attempt: int = 1
 
 
 @dataclass(frozen=True)
@@ -92,6 +113,11 @@ class InvocationResult:
     @property
     def wall_ms(self) -> float:
         return self.call.usage.wall_ms
+
+    @property
+    def error(self) -> str | None:
+        """Set when the handler raised or returned what cannot be answered."""
+        return self.call.result.error
 
 
 @dataclass(frozen=True)
