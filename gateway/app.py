@@ -18,7 +18,7 @@ from invoker.metrics import Metrics
 from invoker.validate import host_cores
 
 from .config import ServerConfig
-from .errors import Handler, error_middleware
+from .errors import Handler, error_middleware, http_status
 from .guard import make_guard_middleware
 from .limits import handler_args, make_limits_middleware
 from .routes.functions import FunctionRoutes
@@ -51,7 +51,7 @@ def make_auth_middleware(token: str | None) -> web.Middleware:  # type: ignore[n
 def create_app(config: ServerConfig) -> web.Application:
     config.check()
     metrics = Metrics()
-    invoker = Invoker(config.invoker_config(), metrics)
+    invoker = Invoker(config.invoker_config(), metrics, http_status=http_status)
     # Room for a deploy somewhat over code_limit_bytes in base64 (4/3), so that
     # one gets validation's precise 400; invocations enforce their own, smaller
     # limit while reading.

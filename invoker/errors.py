@@ -35,6 +35,7 @@ __all__ = [
     "Unavailable",
     "CallTimeout",
     "StartupError",
+    "Conflict",
 ]
 
 
@@ -60,6 +61,11 @@ class TooManyRequests(FaasError):
     def __init__(self, message: str, retry_after_s: int = 1) -> None:
         super().__init__(message)
         self.headers = {"Retry-After": str(retry_after_s)}
+
+
+class Conflict(FaasError):
+    """The request conflicts with the state of what it names (a Lambda function
+    that already exists, an asynchronous call that is no longer queued)."""
 
 
 class Unavailable(FaasError):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from sandbox.spec import FunctionSpec
 
+from .lambda_ids import function_arn
 from .lease import Lease
 from .model import FunctionConfig
 from .pool import Pool
@@ -38,7 +39,9 @@ class FunctionState:
     def is_current(self, lease: Lease) -> bool:
         return not self.deleted and lease.generation == self.generation
 
-    def function_spec(self, sandbox_id: str, uid: int, open_files_max: int) -> FunctionSpec:
+    def function_spec(
+        self, sandbox_id: str, uid: int, open_files_max: int, lambda_region: str
+    ) -> FunctionSpec:
         config = self.config
         return FunctionSpec(
             function_name=config.name,
@@ -56,4 +59,6 @@ class FunctionState:
             uid=uid,
             gid=uid,
             hostname=f"sandbox-{sandbox_id[:12]}",
+            flavour=config.flavour,
+            lambda_arn=function_arn(lambda_region, config.name) if config.flavour == "lambda" else "",
         )

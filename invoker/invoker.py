@@ -14,18 +14,19 @@ import itertools
 import logging
 import os
 import time
+from collections.abc import Callable
 from typing import Any
 
 from sandbox.api import NO_USAGE, SandboxFactory
 from sandbox.errors import CallTimedOut, SandboxError
 from sandbox.factory import FactoryConfig
 from sandbox.factory import SandboxFactory as RealSandboxFactory
-from sandbox.protocol import Call
 
 from . import eviction
+from .async_api import AsyncInvocations
 from .catalog import Catalog
-from .config import InvokerConfig
-from .errors import CallTimeout, NotFound, StartupError, Unavailable
+from .config import InvokerConfig, default_warm_memory_budget_mb
+from .errors import CallTimeout, FaasError, NotFound, StartupError, Unavailable
 from .functions import FunctionState
 from .lease import Lease
 from .ledger import SqliteLedger
@@ -36,15 +37,20 @@ from .model import FunctionConfig, Invocation, InvocationResult, UsageQuery
 from .pool import START
 from .recorder import Recorder
 from .registry import CodeStore, SqliteRegistry
+from .tasks import cancel_and_wait
 from .uids import UidRange
 from .validate import Limits, host_cores
 
 log = logging.getLogger("faas.invoker")
 
 
-class Invoker:
+class Invoker(AsyncInvocations):
     def __init__(
-        self, config: InvokerConfig, metrics: Metrics, factory: SandboxFactory | None = None
+        self,
+        config: InvokerConfig,
+        metrics: Metrics,
+        factory: SandboxFactory | None = None,
+        http_status: Callable[[FaasError], int] | None = None,
     ) -> None:
         self.config = config
         self.metrics = metrics
@@ -54,7 +60,7 @@ class Invoker:
         self._background: set[asyncio.Task[Any]] = set()
         # Every lease alive, busy or idle, for the memory budget.
         self._leases: set[Lease] = set()
-        self._memory_budget = (config.warm_memory_budget_mb or _default_budget_mb()) * 1024 * 1024
+        self._memory_budget = (config.warm_memory_budget_mb or default_warm_memory_budget_mb()) * 1024 * 1024
         self._stack = contextlib.AsyncExitStack()
         self.factory: SandboxFactory = factory or RealSandboxFactory(
             FactoryConfig(
@@ -77,6 +83,7 @@ class Invoker:
         )
         metrics.watch_pools(self._pool_snapshot)
         metrics.watch_billing(self.billing)
+        self._async = self._make_async_calls(config, metrics, self._logs, http_status)
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -105,7 +112,8 @@ class Invoker:
         self._stack.push_async_callback(self._destroy_all)
         await asyncio.to_thread(self.catalog.load, registry)
         reaper = asyncio.create_task(self._keepalive_loop(), name="keepalive")
-        self._stack.push_async_callback(_cancel_and_wait, reaper)
+        self._stack.push_async_callback(cancel_and_wait, reaper)
+        await self._stack.enter_async_context(self._async)
         self.ready = True
 
     async def __aexit__(self, *exc: object) -> None:
@@ -170,6 +178,10 @@ class Invoker:
     ) -> list[tuple[int, UsageRecord]]:
         return await self._recorder.records(query, cursor, limit)
 
+    def function_files(self, name: str) -> dict[str, bytes]:
+        self._state(name)  # 404 for no such function
+        return self.catalog.registry.files(name)
+
     def _state(self, name: str) -> FunctionState:
         return self.catalog.get(name)
 
@@ -189,14 +201,14 @@ class Invoker:
             raise Unavailable("the server is shutting down")
         return self._state(name)
 
-    async def invoke(self, inv: Invocation) -> InvocationResult:
-        """Acquire a sandbox, run the call, record it (also when it failed)."""
+    async def invoke(self, inv: Invocation, *, background: bool = False) -> InvocationResult:
+        """Acquire a sandbox, run the call, record it (also when it failed); `background`: an async attempt."""
         state = self._admit(inv.function)
         config = state.config
         self.metrics.invocation_started(config.name)
         deadline = inv.received_at + config.timeout_s
-        lease, cold = await self._acquire(state, inv, deadline)
-        call = Call(inv.call_id, inv.method, inv.path, inv.query, inv.headers, inv.body, deadline)
+        lease, cold = await self._acquire(state, inv, deadline, background)
+        call = inv.to_call(deadline)
         started_at = time.time()
         sandbox = lease.sandbox
         assert sandbox.function is not None
@@ -204,43 +216,45 @@ class Invoker:
         try:
             outcome = await sandbox.call(call, config.cpu_ms_per_call)
         except SandboxError as exc:
-            self._lost(state, lease, inv.call_id, exc)
+            self._lost(state, lease, inv.call_id, exc, background)
             usage = sandbox.last_usage or NO_USAGE
             await self._recorder.record(
-                sandbox.function, inv.call_id, started_at, usage, init_ms, exc.usage_status, cold
+                sandbox.function, inv.call_id, started_at, usage, init_ms, exc.usage_status, cold, inv.attempt
             )
             raise
         except BaseException:
-            self._lost(state, lease, inv.call_id, None)
+            self._lost(state, lease, inv.call_id, None, background)
             raise
         state.memory_estimate = outcome.usage.max_memory_bytes
         # What it holds now counts too: what a call left running kept growing
         # until the sandbox was frozen.
         lease.memory_bytes = max(state.memory_estimate, sandbox.memory_bytes())
-        self._release(state, lease)
+        self._release(state, lease, background)
         self._logs.append(config.name, inv.call_id, outcome.result.logs)
         status = "ok" if outcome.result.error is None else "error"
         await self._recorder.record(
-            sandbox.function, inv.call_id, started_at, outcome.usage, init_ms, status, cold
+            sandbox.function, inv.call_id, started_at, outcome.usage, init_ms, status, cold, inv.attempt
         )
         return InvocationResult(outcome, cold, billed_ms(outcome.usage.wall_ms, init_ms), init_ms)
 
-    async def _acquire(self, state: FunctionState, inv: Invocation, deadline: float) -> tuple[Lease, bool]:
+    async def _acquire(
+        self, state: FunctionState, inv: Invocation, deadline: float, background: bool
+    ) -> tuple[Lease, bool]:
         """A warm lease, or a new sandbox started in a reserved slot (cold);
         waits in the function's FIFO when neither is free."""
-        got = state.pool.acquire()
+        got = state.pool.acquire(background)
         if isinstance(got, asyncio.Future):
             waited_from = time.monotonic()
             try:
                 async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
                     got = await got
             except TimeoutError:
-                state.pool.abandon(got)  # type: ignore[arg-type]
+                state.pool.abandon(got, background)  # type: ignore[arg-type]
                 raise CallTimeout(
                     f"timed out after {state.config.timeout_s:g} s waiting for a free sandbox"
                 ) from None
             except BaseException:
-                state.pool.abandon(got)  # type: ignore[arg-type]
+                state.pool.abandon(got, background)  # type: ignore[arg-type]
                 raise
             finally:
                 self.metrics.queue_wait.labels(state.name).observe(time.monotonic() - waited_from)
@@ -253,12 +267,12 @@ class Invoker:
         if got is not START:
             return got, False  # type: ignore[return-value]
         try:
-            return await self._start(state, inv.call_id, deadline), True
+            return await self._start(state, inv.call_id, deadline, inv.attempt), True
         except BaseException:
-            state.pool.discard()
+            state.pool.discard(background)
             raise
 
-    async def _start(self, state: FunctionState, call_id: str, deadline: float) -> Lease:
+    async def _start(self, state: FunctionState, call_id: str, deadline: float, attempt: int) -> Lease:
         """A sandbox specialized for the function: a pre-warmed blank if one
         is ready, else a new one. Its init_ms is the whole cold start."""
         config = state.config
@@ -275,7 +289,7 @@ class Invoker:
             raise
         (self.metrics.prewarm_hits if prewarmed else self.metrics.prewarm_misses).inc()
         uid = self._uids.next()
-        function = state.function_spec(sandbox.id, uid, self.config.open_files_max)
+        function = state.function_spec(sandbox.id, uid, self.config.open_files_max, self.config.lambda_region)
         started_at = time.time()
         self.catalog.hold(function.code_dir)
         try:
@@ -289,7 +303,7 @@ class Invoker:
                 self._logs.append(config.name, call_id, logs)
             usage = sandbox.last_usage or NO_USAGE
             await self._recorder.record(
-                function, call_id, started_at, usage, sandbox.init_ms, exc.usage_status, True
+                function, call_id, started_at, usage, sandbox.init_ms, exc.usage_status, True, attempt
             )
             raise
         sandbox.init_ms = (time.monotonic() - t0) * 1000
@@ -309,20 +323,22 @@ class Invoker:
         self._leases.add(lease)
         return lease
 
-    def _release(self, state: FunctionState, lease: Lease) -> None:
+    def _release(self, state: FunctionState, lease: Lease, background: bool) -> None:
         """A call ended well: the lease serves again, unless its function
         was redeployed or deleted meanwhile."""
         lease.last_used = time.monotonic()
         if state.is_current(lease):
-            state.pool.release(lease)
+            state.pool.release(lease, background)
             return
-        state.pool.discard()
+        state.pool.discard(background)
         self._forget(lease)
 
-    def _lost(self, state: FunctionState, lease: Lease, call_id: str, exc: SandboxError | None) -> None:
+    def _lost(
+        self, state: FunctionState, lease: Lease, call_id: str, exc: SandboxError | None, background: bool
+    ) -> None:
         """A call failed: its sandbox is destroyed (by the sandbox itself for
         a SandboxError), its slot goes to the next waiter."""
-        state.pool.discard()
+        state.pool.discard(background)
         self._forget(lease)
         if exc is not None and exc.kill_reason:
             self.metrics.kills.labels(state.name, exc.kill_reason).inc()
@@ -380,18 +396,3 @@ class Invoker:
         busy = sum(s.pool.busy for s in self._functions.values())
         warm = {name: s.pool.instances for name, s in self._functions.items()}
         return {"prewarmed": self.factory.prewarmed, "idle": idle, "busy": busy}, warm
-
-
-async def _cancel_and_wait(task: asyncio.Task[Any]) -> None:
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
-
-
-def _default_budget_mb() -> int:
-    """75% of the machine's memory."""
-    with open("/proc/meminfo") as f:
-        for line in f:
-            if line.startswith("MemTotal:"):
-                return int(line.split()[1]) * 3 // 4 // 1024
-    return 4096

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from sandbox.api import CallResult
+from sandbox.protocol import Call
 
 
 @dataclass(frozen=True)
@@ -80,12 +81,21 @@ class Invocation:
     body: bytes
     # time.monotonic() when the gateway received the request.
     received_at: float = field(default_factory=time.monotonic)
+    # The query string as sent (a Lambda event's rawQueryString).
+    raw_query: str = ""
     # The Lambda API's Invoke: the body is the event itself (JSON), not an HTTP request.
     raw_event: bool = False
     # The client's address (a Lambda event's requestContext.http.sourceIp).
     source_ip: str = ""
     # Which delivery of an asynchronous call this is (1 for synchronous calls).
     attempt: int = 1
+
+    def to_call(self, deadline: float) -> Call:
+        """The message that runs it in a sandbox, by `deadline` (time.monotonic())."""
+        return Call(
+            self.call_id, self.method, self.path, self.query, self.headers, self.body, deadline,
+            self.raw_query, self.source_ip, self.raw_event,
+        )  # fmt: skip
 
 
 @dataclass(frozen=True)

@@ -128,6 +128,8 @@ def sample(value: Any) -> Any:
         return not value
     if isinstance(value, (int, float)):
         return value + 3
+    if isinstance(value, tuple):  # lists of CIDRs or names
+        return (*value, "127.0.0.0/8")
     return value + "-other"
 
 

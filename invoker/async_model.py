@@ -1,0 +1,116 @@
+"""Frozen records of asynchronous calls (docs/HTTP-API.md, "Asynchronous
+calls"): what was asked, what became of it, and the listing query. They
+cross from the queue to the gateway, like the records of invoker/model.py."""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass
+from typing import Any
+
+from .metering import iso
+
+QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED = "queued", "running", "succeeded", "failed", "cancelled"
+STATUSES = (QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED)
+FINAL_STATUSES = frozenset({SUCCEEDED, FAILED, CANCELLED})
+
+# What became of a call's callback.
+CALLBACK_PENDING, CALLBACK_DELIVERED, CALLBACK_FAILED = "pending", "delivered", "failed"
+
+
+@dataclass(frozen=True)
+class AsyncRequest:
+    """An asynchronous call as it was accepted: everything needed to run it
+    later, in another process if need be."""
+
+    call_id: str
+    function: str
+    method: str
+    path: str
+    raw_query: str
+    query: dict[str, str]
+    headers: tuple[tuple[str, str], ...]
+    body: bytes
+    # Unix seconds when it was accepted: max_event_age_s counts from here.
+    created_at: float
+    callback_url: str | None = None
+    # A Lambda Invoke with InvocationType=Event: the body is the event itself.
+    raw_event: bool = False
+    source_ip: str = ""
+
+    def to_wire(self) -> dict[str, Any]:
+        """The part stored as the call's request (msgpack-friendly)."""
+        return {
+            "method": self.method,
+            "path": self.path,
+            "raw_query": self.raw_query,
+            "query": self.query,
+            "headers": [list(h) for h in self.headers],
+            "body": self.body,
+            "raw_event": self.raw_event,
+            "source_ip": self.source_ip,
+        }
+
+
+@dataclass(frozen=True)
+class AsyncResult:
+    """A finished attempt's answer: the function's, or the error the call got."""
+
+    status: int
+    headers: tuple[tuple[str, str], ...]
+    body: bytes
+    # Wall time of the attempt that gave it.
+    duration_s: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        headers: dict[str, str] = {}
+        for name, value in self.headers:
+            headers[name] = f"{headers[name]}, {value}" if name in headers else value
+        return {
+            "status": self.status,
+            "headers": headers,
+            "body": base64.b64encode(self.body).decode("ascii"),
+            "duration_s": round(self.duration_s, 6),
+        }
+
+
+@dataclass(frozen=True)
+class AsyncCall:
+    """An asynchronous call's state, as GET /system/async/CALL_ID shows it."""
+
+    call_id: str
+    function: str
+    status: str
+    attempts: int
+    created_at: float
+    updated_at: float
+    callback_url: str | None = None
+    callback_status: str | None = None
+    # Why it failed (or was given up on), when it did not end with a result of its own.
+    error: str | None = None
+    result: AsyncResult | None = None
+    # Unix seconds of the next attempt, while it waits for one.
+    next_attempt_at: float | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "call_id": self.call_id,
+            "function": self.function,
+            "status": self.status,
+            "attempts": self.attempts,
+            "created_at": iso(self.created_at),
+            "updated_at": iso(self.updated_at),
+            "next_attempt_at": iso(self.next_attempt_at) if self.next_attempt_at is not None else None,
+            "callback_url": self.callback_url,
+            "callback_status": self.callback_status,
+            "error": self.error,
+            "result": self.result.to_json() if self.result is not None else None,
+        }
+
+
+@dataclass(frozen=True)
+class AsyncQuery:
+    """Which asynchronous calls to list: of one function, in one status, or all."""
+
+    function: str | None = None
+    status: str | None = None
