@@ -19,6 +19,7 @@ rebinding) is never a gap.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -81,12 +82,23 @@ def as_address(text: str) -> IPAddress | None:
 
 
 def read_host_addresses() -> frozenset[IPAddress]:
-    """Every address of the host's interfaces (netlink)."""
-    from pyroute2 import IPRoute
-
-    with IPRoute() as ipr:
-        found = (as_address(str(a.get_attr("IFA_ADDRESS"))) for a in ipr.get_addr())
-        return frozenset(a for a in found if a is not None)
+    """Every address of the host's interfaces: the local routes of IPv4
+    (/proc/net/fib_trie) and the IPv6 addresses (/proc/net/if_inet6)."""
+    found: set[IPAddress] = set()
+    with contextlib.suppress(OSError):
+        with open("/proc/net/fib_trie") as f:
+            previous = ""
+            for line in f:
+                if line.strip() == "/32 host LOCAL":
+                    address = as_address(previous.strip().removeprefix("|--").strip())
+                    if address is not None:
+                        found.add(address)
+                previous = line
+    with contextlib.suppress(OSError):
+        with open("/proc/net/if_inet6") as f:
+            for line in f:
+                found.add(ipaddress.IPv6Address(bytes.fromhex(line.split()[0])))
+    return frozenset(found)
 
 
 class CallbackPolicy:
@@ -113,10 +125,10 @@ class CallbackPolicy:
             return f"{address} is link-local, multicast or unspecified: never a callback target"
         if any(address in net for net in self.allow):
             return None
-        if address in self.host_addresses():
-            return f"{address} is an address of this host: list it in callback_allow to allow it"
         if any(address in net for net in PRIVATE):
             return f"{address} is a private or loopback address: list it in callback_allow to allow it"
+        if address in self.host_addresses():
+            return f"{address} is an address of this host: list it in callback_allow to allow it"
         return None
 
     def check_url(self, url: str) -> SplitResult:
