@@ -21,6 +21,7 @@ from .config import ServerConfig
 from .errors import Handler, error_middleware, http_status
 from .guard import make_guard_middleware
 from .limits import handler_args, make_limits_middleware
+from .routes.async_calls import AsyncRoutes
 from .routes.functions import FunctionRoutes
 from .routes.invoke import make_invoke_handler
 from .routes.logs import make_logs_handler
@@ -74,6 +75,7 @@ def create_app(config: ServerConfig) -> web.Application:
     app.router.add_route("*", "/function/{name}", invoke)
     # [\s\S], not '.': a path may hold an (escaped) newline too.
     app.router.add_route("*", "/function/{name}/{path:[\\s\\S]*}", invoke)
+    AsyncRoutes(invoker, config.max_body_bytes, config.token).add_to(app.router)
     FunctionRoutes(invoker).add_to(app.router)
     app.router.add_get("/system/logs", make_logs_handler(invoker))
     app.router.add_get("/system/usage", make_usage_handler(invoker, config.pricing))

@@ -91,9 +91,12 @@ class AsyncCall:
     result: AsyncResult | None = None
     # Unix seconds of the next attempt, while it waits for one.
     next_attempt_at: float | None = None
+    # The status of `result` (known without reading the result itself).
+    result_status: int | None = None
 
-    def to_json(self) -> dict[str, Any]:
-        return {
+    def to_json(self, with_result: bool = True) -> dict[str, Any]:
+        """The call as the API shows it; a listing leaves the result's body out."""
+        data = {
             "call_id": self.call_id,
             "function": self.function,
             "status": self.status,
@@ -104,8 +107,11 @@ class AsyncCall:
             "callback_url": self.callback_url,
             "callback_status": self.callback_status,
             "error": self.error,
-            "result": self.result.to_json() if self.result is not None else None,
+            "result_status": self.result_status,
         }
+        if with_result:
+            data["result"] = self.result.to_json() if self.result is not None else None
+        return data
 
 
 @dataclass(frozen=True)

@@ -92,7 +92,8 @@ def _request_from(
 
 
 def _call_from(row: tuple[Any, ...], result: AsyncResult | None = None) -> AsyncCall:
-    _, call_id, function, status, attempts, created, updated, not_before, url, callback, _rs, error = row
+    _, call_id, function, status, attempts, created, updated, not_before = row[:8]
+    url, callback, result_status, error = row[8:]
     return AsyncCall(
         call_id=call_id,
         function=function,
@@ -105,6 +106,7 @@ def _call_from(row: tuple[Any, ...], result: AsyncResult | None = None) -> Async
         error=error,
         result=result,
         next_attempt_at=not_before if status == QUEUED and attempts > 0 else None,
+        result_status=result_status,
     )
 
 
@@ -321,14 +323,12 @@ class SqliteAsyncQueue(AsyncQueue):
         with self._reader_lock:
             return self._reader.execute(sql, args).fetchall()
 
-    def _expired(self, status: str, updated_at: float) -> bool:
-        return status in FINAL_STATUSES and updated_at < time.time() - self.result_ttl_s
-
     async def get(self, call_id: str, with_request: bool = False) -> tuple[AsyncCall, AsyncRequest | None]:
         rows = await asyncio.to_thread(
             self._read, f"SELECT {RECORD_COLUMNS}, result, request FROM calls WHERE call_id = ?", (call_id,)
         )
-        if not rows or self._expired(rows[0][3], rows[0][6]):
+        expired = rows and rows[0][3] in FINAL_STATUSES and rows[0][6] < time.time() - self.result_ttl_s
+        if not rows or expired:
             raise NotFound(f"asynchronous call {call_id!r} not found (or its result has expired)")
         row = rows[0]
         call = _call_from(row[:-2], _result_from(row[-2]))
@@ -340,7 +340,9 @@ class SqliteAsyncQueue(AsyncQueue):
         return call, request
 
     async def list(self, query: AsyncQuery, after: int, limit: int) -> list[tuple[int, AsyncCall]]:
-        clauses, args = ["seq > ?"], [after]
+        final = tuple(FINAL_STATUSES)
+        kept = f"NOT (status IN ({','.join('?' * len(final))}) AND updated_at < ?)"
+        clauses, args = ["seq > ?", kept], [after, *final, time.time() - self.result_ttl_s]
         if query.function is not None:
             clauses.append("function = ?")
             args.append(query.function)
@@ -349,7 +351,7 @@ class SqliteAsyncQueue(AsyncQueue):
             args.append(query.status)
         sql = f"SELECT {RECORD_COLUMNS} FROM calls WHERE {' AND '.join(clauses)} ORDER BY seq LIMIT ?"
         rows = await asyncio.to_thread(self._read, sql, (*args, limit))
-        return [(row[0], _call_from(row)) for row in rows if not self._expired(row[3], row[6])]
+        return [(row[0], _call_from(row)) for row in rows]
 
     async def interrupted(self) -> list[Claimed]:
         rows = await asyncio.to_thread(
