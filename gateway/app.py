@@ -20,6 +20,8 @@ from invoker.validate import host_cores
 from .config import ServerConfig
 from .errors import Handler, error_middleware, http_status
 from .guard import make_guard_middleware
+from .lambda_api.app import PREFIX as LAMBDA_PREFIX
+from .lambda_api.app import make_lambda_app
 from .limits import handler_args, make_limits_middleware
 from .routes.async_calls import AsyncRoutes
 from .routes.functions import FunctionRoutes
@@ -80,6 +82,7 @@ def create_app(config: ServerConfig) -> web.Application:
     app.router.add_get("/system/logs", make_logs_handler(invoker))
     app.router.add_get("/system/usage", make_usage_handler(invoker, config.pricing))
     OpsRoutes(invoker, metrics).add_to(app.router)
+    app.add_subapp(LAMBDA_PREFIX, make_lambda_app(invoker, metrics, config))
     app.router.add_get("/openapi.json", make_openapi_handler(config, host_cores()))
 
     async def invoker_context(app: web.Application) -> AsyncIterator[None]:
