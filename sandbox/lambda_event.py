@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import os
 import sys
 import time
 import traceback
@@ -207,6 +208,9 @@ def url_response(result: Any) -> tuple[int, list[tuple[str, str]], bytes]:
     other JSON value is a 200 application/json answer of that value."""
     if not (isinstance(result, dict) and "statusCode" in result):
         return invoke_response(result)
+    status = result["statusCode"]
+    if isinstance(status, str) and status.isdigit():  # API Gateway's samples answer "200"
+        result = {**result, "statusCode": int(status)}
     cookies = result.get("cookies") or []
     if not isinstance(cookies, list) or not all(isinstance(c, str) for c in cookies):
         raise UnsupportedReturn("cookies must be a list of strings")
@@ -225,7 +229,11 @@ def error_payload(exc: BaseException, request_id: str) -> dict[str, Any]:
         error_type = "Runtime.MarshalError"
     else:
         error_type = type(exc).__name__
-    frames = traceback.format_list(traceback.extract_tb(exc.__traceback__)[1:])
+    # The handler's frames, not the runtime's that called it (as Lambda shows them).
+    own = os.path.dirname(os.path.abspath(__file__))
+    frames = traceback.format_list(
+        [f for f in traceback.extract_tb(exc.__traceback__) if not f.filename.startswith(own)]
+    )
     return {
         "errorMessage": str(exc),
         "errorType": error_type,
