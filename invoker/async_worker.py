@@ -92,13 +92,9 @@ class AsyncWorker:
 
     async def __aenter__(self) -> AsyncWorker:
         for claimed in await self.queue.interrupted():
-            message = f"the server stopped during attempt {claimed.attempt}"
-            await self._settle(
-                claimed,
-                error_result(
-                    self._status_of(SandboxDied("crash", message)), message, claimed.request.call_id
-                ),
-            )
+            why = f"the server stopped during attempt {claimed.attempt}"
+            status = self._status_of(SandboxDied("crash", why))
+            await self._settle(claimed, error_result(status, why, claimed.request.call_id), why)
         self._loop_task = asyncio.get_running_loop().create_task(self._run(), name="async-worker")
         return self
 
@@ -192,9 +188,9 @@ class AsyncWorker:
             result = error_result(500, f"internal error: {type(exc).__name__}", request.call_id)
         await self._settle(claimed, result)
 
-    async def _settle(self, claimed: Claimed, result: AsyncResult) -> None:
+    async def _settle(self, claimed: Claimed, result: AsyncResult, why: str | None = None) -> None:
         """After an attempt: retry (a 5xx or a timeout, with retries and time
-        left) or finish."""
+        left) or finish. `why`: what went wrong, if not the result's status."""
         request, attempt = claimed.request, claimed.attempt
         if result.status < 500:
             await self._end(request, SUCCEEDED, None, result)
@@ -204,7 +200,7 @@ class AsyncWorker:
         except NotFound:
             retries = 0
         when = time.time() + backoff_s(attempt)
-        error = f"attempt {attempt} answered {result.status}"
+        error = why or f"attempt {attempt} answered {result.status}"
         if attempt > retries:
             await self._end(request, FAILED, f"{error}; no retries left (async_retries={retries})", result)
         elif when - request.created_at > self._max_age_s(request.function):
