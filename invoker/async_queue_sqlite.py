@@ -13,12 +13,10 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
-import functools
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
@@ -69,11 +67,13 @@ RECORD_COLUMNS = (
 )
 
 
-def _result_blob(result: AsyncResult | None) -> bytes | None:
+def _result_columns(result: AsyncResult | None) -> tuple[int | None, bytes | None]:
+    """(result_status, result) of a row."""
     if result is None:
-        return None
+        return None, None
     headers = [list(h) for h in result.headers]
-    return msgpack.packb([result.status, headers, result.body, result.duration_s], use_bin_type=True)
+    blob = msgpack.packb([result.status, headers, result.body, result.duration_s], use_bin_type=True)
+    return result.status, blob
 
 
 def _result_from(blob: bytes | None) -> AsyncResult | None:
@@ -131,7 +131,7 @@ class SqliteAsyncQueue(AsyncQueue):
         (self._running,) = self._db.execute(
             "SELECT COUNT(*) FROM calls WHERE status = ?", (RUNNING,)
         ).fetchone()
-        self._batch: list[tuple[AsyncRequest, asyncio.Future[None]]] = []
+        self._batch: list[tuple[Callable[[sqlite3.Connection], Any], asyncio.Future[Any]]] = []
         self._flush_task: asyncio.Task[None] | None = None
         self._closed = False
 
@@ -142,90 +142,103 @@ class SqliteAsyncQueue(AsyncQueue):
     def queued_by_function(self) -> dict[str, int]:
         return {name: n for name, n in self._queued.items() if n > 0}
 
-    async def _write(self, work: Callable[[], T]) -> T:
+    # -- the writer: the writes of one event-loop turn in one transaction -------
+
+    async def _write(self, operation: Callable[[sqlite3.Connection], T]) -> T:
+        """Run `operation` in the writer thread, in the next transaction:
+        operations queued while one commits share the next commit (group
+        commit), each in a savepoint of its own, so that one that fails
+        fails alone."""
         if self._closed:
             raise Unavailable("the asynchronous queue is closed")
-        return await asyncio.get_running_loop().run_in_executor(self._writer, work)
+        loop = asyncio.get_running_loop()
+        done: asyncio.Future[Any] = loop.create_future()
+        self._batch.append((operation, done))
+        if self._flush_task is None:
+            self._flush_task = loop.create_task(self._flush())
+        return await done  # type: ignore[no-any-return]
 
-    @contextlib.contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        self._db.execute("BEGIN IMMEDIATE")
+    async def _flush(self) -> None:
+        loop = asyncio.get_running_loop()
         try:
-            yield self._db
-            self._db.execute("COMMIT")
+            while self._batch:
+                batch, self._batch = self._batch, []
+                try:
+                    outcomes = await loop.run_in_executor(
+                        self._writer, self._execute, [op for op, _ in batch]
+                    )
+                except Exception as exc:  # the commit failed: every caller must hear of it
+                    outcomes = [exc] * len(batch)
+                for (_, done), outcome in zip(batch, outcomes, strict=True):
+                    if done.done():
+                        continue
+                    if isinstance(outcome, BaseException):
+                        done.set_exception(outcome)
+                    else:
+                        done.set_result(outcome)
+        finally:
+            self._flush_task = None
+
+    def _execute(self, operations: list[Callable[[sqlite3.Connection], Any]]) -> list[Any]:
+        outcomes: list[Any] = []
+        db = self._db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            for operation in operations:
+                db.execute("SAVEPOINT operation")
+                try:
+                    outcomes.append(operation(db))
+                except Exception as exc:
+                    db.execute("ROLLBACK TO operation")
+                    outcomes.append(exc)
+                db.execute("RELEASE operation")
+            db.execute("COMMIT")
         except BaseException:
-            self._db.execute("ROLLBACK")
+            db.execute("ROLLBACK")
             raise
+        return outcomes
 
     # -- accepting -------------------------------------------------------------
 
     async def enqueue(self, request: AsyncRequest) -> None:
-        if self._closed:
-            raise Unavailable("the asynchronous queue is closed")
         if self.pending >= self.max_pending:
             raise QueueFull(f"{self.pending} asynchronous calls are queued or running (max_async_queue)")
-        loop = asyncio.get_running_loop()
-        done: asyncio.Future[None] = loop.create_future()
-        self._batch.append((request, done))
-        self._queued[request.function] += 1  # counted now, so the bound holds for the batch too
-        if self._flush_task is None:
-            self._flush_task = loop.create_task(self._flush())
-        await done
-
-    async def _flush(self) -> None:
-        """Group commit: while one batch is written, the next one gathers."""
+        row = (
+            request.call_id,
+            request.function,
+            QUEUED,
+            request.created_at,
+            request.created_at,
+            request.created_at,
+            msgpack.packb(request.to_wire(), use_bin_type=True),
+            request.callback_url,
+        )
+        self._queued[request.function] += 1  # counted now, so the bound holds for a whole batch
         try:
-            while self._batch:
-                batch, self._batch = self._batch, []
-                error: BaseException | None = None
-                try:
-                    requests = [request for request, _ in batch]
-                    await self._write(functools.partial(self._insert, requests))
-                except Exception as exc:  # every caller must hear of it, whatever it is
-                    error = Unavailable(f"the asynchronous queue could not store the call: {exc}")
-                for request, done in batch:
-                    if error is not None:
-                        self._queued[request.function] -= 1
-                    if not done.done():
-                        done.set_result(None) if error is None else done.set_exception(error)
-        finally:
-            self._flush_task = None
-
-    def _insert(self, requests: list[AsyncRequest]) -> None:
-        rows = [
-            (
-                r.call_id,
-                r.function,
-                QUEUED,
-                r.created_at,
-                r.created_at,
-                r.created_at,
-                msgpack.packb(r.to_wire(), use_bin_type=True),
-                r.callback_url,
+            await self._write(
+                lambda db: db.execute(
+                    "INSERT INTO calls (call_id, function, status, created_at, updated_at, not_before, "
+                    "request, callback_url) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    row,
+                )
             )
-            for r in requests
-        ]
-        with self._transaction() as db:
-            db.executemany(
-                "INSERT INTO calls (call_id, function, status, created_at, updated_at, not_before, request, "
-                "callback_url) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                rows,
-            )
+        except Exception as exc:
+            self._queued[request.function] -= 1
+            raise Unavailable(f"the asynchronous queue could not store the call: {exc}") from None
 
     # -- running ---------------------------------------------------------------
 
     async def claim(self, function: str, now: float, limit: int) -> list[Claimed]:
-        def work() -> list[Claimed]:
-            with self._transaction() as db:
-                rows = db.execute(
-                    "SELECT seq, call_id, attempts, created_at, callback_url, request FROM calls "
-                    "WHERE function = ? AND status = ? AND not_before <= ? ORDER BY not_before, seq LIMIT ?",
-                    (function, QUEUED, now, limit),
-                ).fetchall()
-                db.executemany(
-                    "UPDATE calls SET status = ?, attempts = attempts + 1, updated_at = ? WHERE seq = ?",
-                    [(RUNNING, now, row[0]) for row in rows],
-                )
+        def work(db: sqlite3.Connection) -> list[Claimed]:
+            rows = db.execute(
+                "SELECT seq, call_id, attempts, created_at, callback_url, request FROM calls "
+                "WHERE function = ? AND status = ? AND not_before <= ? ORDER BY not_before, seq LIMIT ?",
+                (function, QUEUED, now, limit),
+            ).fetchall()
+            db.executemany(
+                "UPDATE calls SET status = ?, attempts = attempts + 1, updated_at = ? WHERE seq = ?",
+                [(RUNNING, now, row[0]) for row in rows],
+            )
             return [
                 Claimed(_request_from(call_id, function, created, url, blob), attempts + 1)
                 for _, call_id, attempts, created, url, blob in rows
@@ -239,26 +252,14 @@ class SqliteAsyncQueue(AsyncQueue):
     async def retry_at(
         self, call_id: str, when: float, error: str | None, result: AsyncResult | None, counted: bool = True
     ) -> None:
-        def work() -> str:
-            with self._transaction() as db:
-                (function,) = db.execute(
-                    "SELECT function FROM calls WHERE call_id = ?", (call_id,)
-                ).fetchone()
-                db.execute(
-                    "UPDATE calls SET status = ?, not_before = ?, updated_at = ?, error = ?, result_status = ?, "
-                    "result = ?, attempts = attempts - ? WHERE call_id = ?",
-                    (
-                        QUEUED,
-                        when,
-                        time.time(),
-                        error,
-                        result.status if result else None,
-                        _result_blob(result),
-                        0 if counted else 1,
-                        call_id,
-                    ),
-                )
-            return function
+        def work(db: sqlite3.Connection) -> str:
+            (function,) = db.execute("SELECT function FROM calls WHERE call_id = ?", (call_id,)).fetchone()
+            db.execute(
+                "UPDATE calls SET status = ?, not_before = ?, updated_at = ?, error = ?, result_status = ?, "
+                "result = ?, attempts = attempts - ? WHERE call_id = ?",
+                (QUEUED, when, time.time(), error, *_result_columns(result), 0 if counted else 1, call_id),
+            )
+            return str(function)
 
         function = await self._write(work)
         self._running -= 1
@@ -267,46 +268,40 @@ class SqliteAsyncQueue(AsyncQueue):
     async def finish(
         self, call_id: str, status: str, error: str | None, result: AsyncResult | None, counted: bool = True
     ) -> None:
-        def work() -> None:
-            self._db.execute(
+        values = (
+            status,
+            time.time(),
+            error,
+            *_result_columns(result),
+            CALLBACK_PENDING,
+            0 if counted else 1,
+            call_id,
+        )
+        await self._write(
+            lambda db: db.execute(
                 "UPDATE calls SET status = ?, updated_at = ?, error = ?, result_status = ?, result = ?, "
                 "request = x'', callback_status = CASE WHEN callback_url IS NULL THEN NULL ELSE ? END, "
                 "attempts = attempts - ? WHERE call_id = ?",
-                (
-                    status,
-                    time.time(),
-                    error,
-                    result.status if result else None,
-                    _result_blob(result),
-                    CALLBACK_PENDING,
-                    0 if counted else 1,
-                    call_id,
-                ),
+                values,
             )
-
-        await self._write(work)
+        )
         self._running -= 1
 
     async def set_callback_status(self, call_id: str, status: str) -> None:
         await self._write(
-            lambda: self._db.execute(
-                "UPDATE calls SET callback_status = ? WHERE call_id = ?", (status, call_id)
-            )
+            lambda db: db.execute("UPDATE calls SET callback_status = ? WHERE call_id = ?", (status, call_id))
         )
 
     async def cancel(self, call_id: str) -> AsyncCall:
-        def work() -> tuple[str | None, str | None]:
-            with self._transaction() as db:
-                row = db.execute(
-                    "SELECT function, status FROM calls WHERE call_id = ?", (call_id,)
-                ).fetchone()
-                if row is None or row[1] != QUEUED:
-                    return None, row[1] if row else None
-                db.execute(
-                    "UPDATE calls SET status = ?, updated_at = ?, request = x'' WHERE call_id = ?",
-                    (CANCELLED, time.time(), call_id),
-                )
-                return row[0], None
+        def work(db: sqlite3.Connection) -> tuple[str | None, str | None]:
+            row = db.execute("SELECT function, status FROM calls WHERE call_id = ?", (call_id,)).fetchone()
+            if row is None or row[1] != QUEUED:
+                return None, row[1] if row else None
+            db.execute(
+                "UPDATE calls SET status = ?, updated_at = ?, request = x'' WHERE call_id = ?",
+                (CANCELLED, time.time(), call_id),
+            )
+            return row[0], None
 
         function, status = await self._write(work)
         if function is None:
@@ -375,8 +370,8 @@ class SqliteAsyncQueue(AsyncQueue):
     async def purge(self, finished_before: float) -> int:
         final = tuple(FINAL_STATUSES)
 
-        def work() -> int:
-            cursor = self._db.execute(
+        def work(db: sqlite3.Connection) -> int:
+            cursor = db.execute(
                 f"DELETE FROM calls WHERE status IN ({','.join('?' * len(final))}) AND updated_at < ?",
                 (*final, finished_before),
             )

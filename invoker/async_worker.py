@@ -89,6 +89,7 @@ class AsyncWorker:
         self._attempts: set[asyncio.Task[None]] = set()
         self._wake = asyncio.Event()
         self._loop_task: asyncio.Task[None] | None = None
+        self._stopping = False
 
     async def __aenter__(self) -> AsyncWorker:
         for claimed in await self.queue.interrupted():
@@ -101,11 +102,13 @@ class AsyncWorker:
     async def __aexit__(
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        """Stop claiming; attempts under way end as calls do (each by its timeout)."""
+        """Stop claiming (between two claims: a claim cut short would leave its
+        calls running in the queue); attempts under way end as calls do (each
+        by its timeout)."""
+        self._stopping = True
+        self.wake()
         if self._loop_task is not None:
-            self._loop_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._loop_task
+            await self._loop_task
         if self._attempts:
             await asyncio.gather(*self._attempts, return_exceptions=True)
 
@@ -113,7 +116,7 @@ class AsyncWorker:
         self._wake.set()
 
     async def _run(self) -> None:
-        while True:
+        while not self._stopping:
             self._wake.clear()
             if self._accepting():
                 try:

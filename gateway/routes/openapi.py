@@ -113,7 +113,13 @@ def _ops(op_id: str, summary: str, response: Obj) -> Obj:
 
 def _async_paths(max_body_bytes: int) -> Obj:
     """POST /async-function/..., /system/async (gateway/routes/async_calls.py)."""
-    call_id = {"name": "call_id", "in": "path", "required": True, "schema": {"type": "string"}}
+    call_id = {
+        "name": "call_id",
+        "in": "path",
+        "required": True,
+        "schema": {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,128}$"},
+        "description": "The call's id (X-Call-Id of its 202).",
+    }
     callback = {
         "name": "X-Callback-Url",
         "in": "header",
