@@ -4,14 +4,9 @@ client against a tiny canned-answer server in a thread."""
 from __future__ import annotations
 
 import base64
-import io
 import json
 import sys
-import threading
 import types
-from collections.abc import Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -21,88 +16,10 @@ from gateway import cli
 from gateway.bundle import BundleError, build_deploy_body, default_name, parse_env
 from gateway.client import GatewayClient, GatewayUnreachable, Headers, Response, error_message
 
+from .conftest import Canned, FakeStdin
+
 UNREACHABLE = "http://127.0.0.1:1"  # port 1: nothing listens, the connection is refused
 UNREACHABLE_LINE = f"error: cannot reach the gateway at {UNREACHABLE} (is `faas serve` running?)\n"
-
-
-# ---------------------------------------------------------------- a canned gateway
-
-
-@dataclass
-class Seen:
-    method: str
-    path: str
-    headers: dict[str, str]
-    body: bytes
-
-
-@dataclass
-class Canned:
-    """Answers by (method, path without query); records every request."""
-
-    routes: dict[tuple[str, str], tuple[int, dict[str, str], bytes]] = field(default_factory=dict)
-    seen: list[Seen] = field(default_factory=list)
-    url: str = ""
-
-    def answer(self, method: str, path: str, status: int, body: Any = b"", ctype: str = "") -> None:
-        if not isinstance(body, bytes):
-            body, ctype = json.dumps(body).encode(), ctype or "application/json"
-        self.routes[(method, path)] = (status, {"Content-Type": ctype} if ctype else {}, body)
-
-
-def _handler(canned: Canned) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        def _any(self) -> None:
-            length = int(self.headers.get("Content-Length") or 0)
-            body = self.rfile.read(length) if length else b""
-            canned.seen.append(
-                Seen(self.command, self.path, {k.lower(): v for k, v in self.headers.items()}, body)
-            )
-            route = canned.routes.get((self.command, self.path.split("?")[0]))
-            status, headers, payload = route or (404, {}, b'{"error": "no route", "call_id": "x"}')
-            self.send_response(status)
-            for key, value in headers.items():
-                self.send_header(key, value)
-            self.send_header("Content-Length", str(len(payload)))
-            self.end_headers()
-            self.wfile.write(payload)
-
-        do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _any
-
-        def log_message(self, format: str, *args: Any) -> None:  # keep test output clean
-            pass
-
-    return Handler
-
-
-@pytest.fixture
-def gw(monkeypatch: pytest.MonkeyPatch) -> Iterator[Canned]:
-    monkeypatch.delenv("FAAS_GATEWAY", raising=False)
-    monkeypatch.delenv("FAAS_TOKEN", raising=False)
-    canned = Canned()
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(canned))
-    canned.url = f"http://127.0.0.1:{server.server_address[1]}"
-    # A short poll interval: shutdown() waits for it, once per test.
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
-    thread.start()
-    yield canned
-    server.shutdown()
-    server.server_close()
-    thread.join()
-
-
-class FakeStdin(io.TextIOWrapper):
-    def __init__(self, data: bytes, tty: bool) -> None:
-        super().__init__(io.BytesIO(data))
-        self._tty = tty
-
-    def isatty(self) -> bool:
-        return self._tty
-
-
-@pytest.fixture
-def tty_stdin(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(sys, "stdin", FakeStdin(b"", tty=True))
 
 
 # ---------------------------------------------------------------- bundle
@@ -561,48 +478,3 @@ def test_serve_failure_is_one_line(
     monkeypatch.setitem(sys.modules, "gateway.serve", types.SimpleNamespace(run_server=run_server))
     assert cli.main(["serve"]) == 1
     assert capsys.readouterr().err == "error: RuntimeError: no usable cgroups: need root\n"
-
-
-# ---------------------------------------------------------------- asynchronous calls
-
-
-def test_invoke_async_prints_the_call_id_and_sends_the_callback(
-    gw: Canned, capsys: pytest.CaptureFixture[str]
-) -> None:
-    gw.answer("POST", "/async-function/echo/sub", 202, {"call_id": "c-42"})
-    argv = ["--gateway", gw.url, "invoke", "echo", "--async", "--data", "x", "--path", "sub"]
-    assert cli.main([*argv, "--callback", "http://127.0.0.1:9000/cb"]) == 0
-    assert capsys.readouterr().out == "c-42\n"
-    seen = gw.seen[-1]
-    assert (seen.method, seen.path, seen.body) == ("POST", "/async-function/echo/sub", b"x")
-    assert seen.headers["x-callback-url"] == "http://127.0.0.1:9000/cb"
-
-
-@pytest.mark.parametrize("extra", [["--callback", "http://x/"], ["--async", "--method", "GET"]])
-def test_invoke_async_usage_errors(
-    gw: Canned, capsys: pytest.CaptureFixture[str], tty_stdin: None, extra: list[str]
-) -> None:
-    assert cli.main(["--gateway", gw.url, "invoke", "f", *extra]) == 2
-    assert "--async" in capsys.readouterr().err and gw.seen == []
-
-
-def test_calls_table_and_call(gw: Canned, capsys: pytest.CaptureFixture[str]) -> None:
-    call = {"call_id": "c-1", "function": "f", "status": "failed", "attempts": 3, "result_status": 500}
-    gw.answer(
-        "GET",
-        "/system/async",
-        200,
-        {"calls": [{**call, "created_at": "2026-01-01T00:00:00Z"}], "next_cursor": 7},
-    )
-    assert cli.main(["--gateway", gw.url, "calls", "f", "--status", "failed"]) == 0
-    out, err = capsys.readouterr()
-    assert out.splitlines()[0].split() == ["CALL_ID", "FUNCTION", "STATUS", "ATTEMPTS", "RESULT", "CREATED"]
-    assert out.splitlines()[1].split() == ["c-1", "f", "failed", "3", "500", "2026-01-01T00:00:00Z"]
-    assert "--cursor 7" in err
-    assert gw.seen[-1].path == "/system/async?function=f&status=failed&limit=100"
-    result = {"status": 500, "headers": {}, "body": base64.b64encode(b"boom").decode()}
-    gw.answer("GET", "/system/async/c-1", 200, {**call, "result": result})
-    assert cli.main(["--gateway", gw.url, "call", "c-1"]) == 0
-    assert json.loads(capsys.readouterr().out)["attempts"] == 3
-    assert cli.main(["--gateway", gw.url, "call", "c-1", "--body"]) == 1  # the result is an error status
-    assert capsys.readouterr().out == "boom"
