@@ -166,20 +166,7 @@ class AsyncCalls:
         self._function(inv.function)
         if callback_url is not None:
             self.policy.check_url(callback_url)
-        request = AsyncRequest(
-            call_id=inv.call_id,
-            function=inv.function,
-            method=inv.method,
-            path=inv.path,
-            raw_query=inv.raw_query,
-            query=inv.query,
-            headers=inv.headers,
-            body=inv.body,
-            created_at=time.time(),
-            callback_url=callback_url,
-            raw_event=inv.raw_event,
-            source_ip=inv.source_ip,
-        )
+        request = AsyncRequest(inv, created_at=time.time(), callback_url=callback_url)
         await queue.enqueue(request)
         self.metrics.accepted.labels(inv.function).inc()
         if self.worker is not None:

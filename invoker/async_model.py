@@ -5,10 +5,11 @@ cross from the queue to the gateway, like the records of invoker/model.py."""
 from __future__ import annotations
 
 import base64
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 from .metering import iso
+from .model import Invocation
 
 QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED = "queued", "running", "succeeded", "failed", "cancelled"
 STATUSES = (QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED)
@@ -20,36 +21,42 @@ CALLBACK_PENDING, CALLBACK_DELIVERED, CALLBACK_FAILED = "pending", "delivered", 
 
 @dataclass(frozen=True)
 class AsyncRequest:
-    """An asynchronous call as it was accepted: everything needed to run it
-    later, in another process if need be."""
+    """An asynchronous call as it was accepted: its invocation (received_at
+    and attempt are set again for each attempt), when, and where its result goes."""
 
-    call_id: str
-    function: str
-    method: str
-    path: str
-    raw_query: str
-    query: dict[str, str]
-    headers: tuple[tuple[str, str], ...]
-    body: bytes
+    invocation: Invocation
     # Unix seconds when it was accepted: max_event_age_s counts from here.
     created_at: float
     callback_url: str | None = None
-    # A Lambda Invoke with InvocationType=Event: the body is the event itself.
-    raw_event: bool = False
-    source_ip: str = ""
+
+    @property
+    def call_id(self) -> str:
+        return self.invocation.call_id
+
+    @property
+    def function(self) -> str:
+        return self.invocation.function
 
     def to_wire(self) -> dict[str, Any]:
-        """The part stored as the call's request (msgpack-friendly)."""
+        """The invocation as stored (msgpack-friendly), less what the queue
+        keeps in columns of its own and what each attempt sets again."""
         return {
-            "method": self.method,
-            "path": self.path,
-            "raw_query": self.raw_query,
-            "query": self.query,
-            "headers": [list(h) for h in self.headers],
-            "body": self.body,
-            "raw_event": self.raw_event,
-            "source_ip": self.source_ip,
+            f.name: getattr(self.invocation, f.name) for f in fields(Invocation) if f.name not in NOT_STORED
         }
+
+    @classmethod
+    def from_wire(
+        cls, call_id: str, function: str, created_at: float, callback_url: str | None, data: dict[str, Any]
+    ) -> AsyncRequest:
+        known = {f.name for f in fields(Invocation)} - NOT_STORED
+        stored = {k: v for k, v in data.items() if k in known}
+        stored["headers"] = tuple((k, v) for k, v in stored.get("headers", ()))
+        return cls(Invocation(function=function, call_id=call_id, **stored), created_at, callback_url)
+
+
+# Fields of an Invocation a stored call does not carry: the queue's own
+# columns, and what each attempt sets again.
+NOT_STORED = frozenset({"function", "call_id", "received_at", "attempt"})
 
 
 @dataclass(frozen=True)

@@ -86,9 +86,7 @@ def _result_from(blob: bytes | None) -> AsyncResult | None:
 def _request_from(
     call_id: str, function: str, created_at: float, url: str | None, blob: bytes
 ) -> AsyncRequest:
-    data = msgpack.unpackb(blob)
-    data["headers"] = tuple((k, v) for k, v in data["headers"])
-    return AsyncRequest(call_id=call_id, function=function, created_at=created_at, callback_url=url, **data)
+    return AsyncRequest.from_wire(call_id, function, created_at, url, msgpack.unpackb(blob))
 
 
 def _call_from(row: tuple[Any, ...], result: AsyncResult | None = None) -> AsyncCall:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import dataclasses
 import json
 import logging
 import time
@@ -227,16 +228,4 @@ class AsyncWorker:
 
 def invocation(request: AsyncRequest, attempt: int) -> Invocation:
     """The invocation of one attempt: its deadline counts from now."""
-    return Invocation(
-        function=request.function,
-        call_id=request.call_id,
-        method=request.method,
-        path=request.path,
-        query=request.query,
-        headers=request.headers,
-        body=request.body,
-        raw_query=request.raw_query,
-        raw_event=request.raw_event,
-        source_ip=request.source_ip,
-        attempt=attempt,
-    )
+    return dataclasses.replace(request.invocation, received_at=time.monotonic(), attempt=attempt)

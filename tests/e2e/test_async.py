@@ -10,15 +10,14 @@ import json
 import signal
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.canned_http import Canned, Seen, serving
 from tests.helpers import REPO, Server, server_with_config, wait_until
 
 CONFIG = 'callback_allow = ["127.0.0.0/8"]\nmax_async_queue = 50\n'
@@ -43,39 +42,25 @@ def handle(event, context):
 
 @dataclass
 class Receiver:
-    """Callbacks received on 127.0.0.1: (headers, body) each."""
+    """A callback receiver on 127.0.0.1 (a canned server answering 204)."""
 
-    received: list[tuple[dict[str, str], bytes]] = field(default_factory=list)
-    url: str = ""
+    canned: Canned
 
-    def headers_of(self, call_id: str) -> dict[str, str] | None:
-        for headers, _ in list(self.received):
-            if headers.get("x-call-id") == call_id:
-                return headers
-        return None
+    @property
+    def url(self) -> str:
+        return f"{self.canned.url}/callback"
+
+    def received(self, call_id: str) -> Seen | None:
+        return next(
+            (seen for seen in list(self.canned.seen) if seen.headers.get("x-call-id") == call_id), None
+        )
 
 
 @pytest.fixture(scope="module")
 def receiver() -> Iterator[Receiver]:
-    target = Receiver()
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            target.received.append(({k.lower(): v for k, v in self.headers.items()}, body))
-            self.send_response(204)
-            self.end_headers()
-
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    target.url = f"http://127.0.0.1:{httpd.server_address[1]}/callback"
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    yield target
-    httpd.shutdown()
-    httpd.server_close()
+    with serving() as canned:
+        canned.answer("POST", "/callback", 204)
+        yield Receiver(canned)
 
 
 @pytest.fixture(scope="module")
@@ -112,13 +97,13 @@ def test_a_call_runs_and_its_result_is_posted_to_the_callback(srv: Server, recei
     call = wait_for_status(srv, call_id, "succeeded")
     assert call["attempts"] == 1 and call["result"]["status"] == 200
     assert json.loads(base64.b64decode(call["result"]["body"])) == {"body": "payload", "path": "/sub"}
-    wait_until(lambda: receiver.headers_of(call_id) is not None, 20, "the callback")
-    headers = receiver.headers_of(call_id)
-    assert headers is not None
+    wait_until(lambda: receiver.received(call_id) is not None, 20, "the callback")
+    callback = receiver.received(call_id)
+    assert callback is not None and callback.method == "POST"
+    headers = callback.headers
     assert (headers["x-function-name"], headers["x-function-status"]) == ("sleeper", "200")
     assert float(headers["x-duration-seconds"]) >= 0 and headers["content-type"] == "application/json"
-    body = next(b for h, b in receiver.received if h.get("x-call-id") == call_id)
-    assert json.loads(body) == {"body": "payload", "path": "/sub"}
+    assert json.loads(callback.body) == {"body": "payload", "path": "/sub"}
     wait_until(
         lambda: call_of(srv, call_id)["callback_status"] == "delivered", 10, "the callback to be recorded"
     )
@@ -135,8 +120,8 @@ def test_a_5xx_is_retried_after_a_second_and_each_attempt_metered(srv: Server, r
         (1, "error"),
         (2, "ok"),
     ]
-    wait_until(lambda: receiver.headers_of(call_id) is not None, 20, "the callback")
-    assert receiver.headers_of(call_id)["x-function-status"] == "201"  # type: ignore[index]
+    wait_until(lambda: receiver.received(call_id) is not None, 20, "the callback")
+    assert receiver.received(call_id).headers["x-function-status"] == "201"  # type: ignore[union-attr]
     assert 'faas_async_retries_total{function_name="flaky"} 1.0' in srv.request("GET", "/metrics").text
 
 

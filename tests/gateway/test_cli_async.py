@@ -9,8 +9,7 @@ import json
 import pytest
 
 from gateway import cli
-
-from .conftest import Canned
+from tests.canned_http import Canned
 
 
 def test_invoke_async_prints_the_call_id_and_sends_the_callback(

@@ -15,8 +15,9 @@ import pytest
 from gateway import cli
 from gateway.bundle import BundleError, build_deploy_body, default_name, parse_env
 from gateway.client import GatewayClient, GatewayUnreachable, Headers, Response, error_message
+from tests.canned_http import Canned
 
-from .conftest import Canned, FakeStdin
+from .conftest import FakeStdin
 
 UNREACHABLE = "http://127.0.0.1:1"  # port 1: nothing listens, the connection is refused
 UNREACHABLE_LINE = f"error: cannot reach the gateway at {UNREACHABLE} (is `faas serve` running?)\n"

@@ -4,6 +4,7 @@ finishing, cancelling, listing, expiry, and what survives a reopen."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import sqlite3
 import time
 from pathlib import Path
@@ -23,14 +24,15 @@ from invoker.async_model import (
 from invoker.async_queue import QueueFull
 from invoker.async_queue_sqlite import SqliteAsyncQueue
 from invoker.errors import Conflict, NotFound
+from invoker.model import Invocation
 
 
 def request(i: int, function: str = "f", callback: str | None = None, body: bytes = b"x") -> AsyncRequest:
-    return AsyncRequest(
-        call_id=f"call-{i}", function=function, method="POST", path="/p", raw_query="a=1&a=2",
-        query={"a": "2"}, headers=(("X-H", "1"), ("X-H", "2")), body=body, created_at=1000.0 + i,
-        callback_url=callback,
+    inv = Invocation(
+        function=function, call_id=f"call-{i}", method="POST", path="/p", query={"a": "2"},
+        headers=(("X-H", "1"), ("X-H", "2")), body=body, raw_query="a=1&a=2", received_at=0.0,
     )  # fmt: skip
+    return AsyncRequest(inv, created_at=1000.0 + i, callback_url=callback)
 
 
 def open_queue(tmp_path: Path, max_pending: int = 100, ttl: float = 3600) -> SqliteAsyncQueue:
@@ -47,7 +49,13 @@ async def test_accepted_calls_are_committed_together_and_survive_a_reopen(tmp_pa
     reopened = open_queue(tmp_path)
     assert reopened.queued_by_function() == {"f": 50} and reopened.pending == 50
     (claimed,) = await reopened.claim("f", now=2000, limit=1)
-    assert claimed.attempt == 1 and claimed.request == request(0, body=bytes([0]) * 1000)
+    stored = claimed.request
+    # All of the invocation comes back but when it arrived, which each attempt sets anew.
+    assert claimed.attempt == 1 and (stored.created_at, stored.callback_url) == (1000.0, None)
+    assert (
+        dataclasses.replace(stored.invocation, received_at=0.0)
+        == request(0, body=bytes([0]) * 1000).invocation
+    )
     await reopened.aclose()
 
 

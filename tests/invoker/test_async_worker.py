@@ -162,7 +162,7 @@ async def test_a_call_older_than_max_event_age_is_dropped_without_running(
 ) -> None:
     queue = SqliteAsyncQueue(str(tmp_path / "async.db"), 10, 3600)
     old = time.time() - 120
-    await queue.enqueue(AsyncRequest("old-1", "f", "GET", "/", "", {}, (), b"", created_at=old))
+    await queue.enqueue(AsyncRequest(invocation("old-1"), created_at=old))
     await queue.aclose()
     async with make_invoker(tmp_path, factory, max_event_age_s=60) as invoker:
         await invoker.deploy(deploy_body())
@@ -216,7 +216,7 @@ async def test_an_interrupted_attempt_counts_and_is_retried_only_as_a_retry(
         await invoker.deploy(deploy_body("g", async_retries=0))
     queue = SqliteAsyncQueue(str(tmp_path / "async.db"), 10, 3600)
     for call_id, name in (("a-f", "f"), ("a-g", "g")):
-        await queue.enqueue(AsyncRequest(call_id, name, "GET", "/", "", {}, (), b"", created_at=time.time()))
+        await queue.enqueue(AsyncRequest(invocation(call_id, name), created_at=time.time()))
         await queue.claim(name, time.time(), 1)
     await queue.aclose()  # both running: the server "dies" here
     async with make_invoker(tmp_path, factory) as invoker:
