@@ -37,6 +37,7 @@ not happen): `freeze()` after a call, `thaw()` before the next call's frame.
 from __future__ import annotations
 
 import errno
+import logging
 import os
 import signal
 import threading
@@ -44,6 +45,8 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
+
+log = logging.getLogger("faas.cgroups")
 
 
 class CgroupUnavailable(RuntimeError):
@@ -267,7 +270,9 @@ def _pid_alive(pid: int) -> bool:
 
 
 def remove_stale_parents(own_dirs: tuple[str, ...]) -> int:
-    """Remove `faas-<pid>` cgroups whose server process is gone."""
+    """Remove `faas-<pid>` cgroups whose server process is gone. One that
+    cannot be removed (its tasks not dead yet) is logged and left: another
+    server's leftovers never keep this one from starting."""
     removed = 0
     for own in own_dirs:
         try:
@@ -277,7 +282,10 @@ def remove_stale_parents(own_dirs: tuple[str, ...]) -> int:
         for entry in entries:
             suffix = entry.name[len(PARENT_PREFIX) :]
             if entry.name.startswith(PARENT_PREFIX) and suffix.isdigit() and not _pid_alive(int(suffix)):
-                removed += remove_tree(entry.path)
+                try:
+                    removed += remove_tree(entry.path)
+                except OSError as exc:
+                    log.warning("cannot remove a dead server's cgroup %s yet: %s", entry.path, exc)
     return removed
 
 

@@ -142,6 +142,7 @@ class CgroupV1Backend(CgroupBackend):
         self._parents = {c: os.path.join(controller_dirs[c], parent_name) for c in used}
         self.parent_paths = tuple(dict.fromkeys(self._parents.values()))
         self._own_dirs = tuple(dict.fromkeys(controller_dirs[c] for c in used))
+        self._own_freezer_dir = controller_dirs.get(FREEZER)
         for d in self.parent_paths:
             self._mkdir(d, exist_ok=True)
         if self.can_freeze:
@@ -174,7 +175,11 @@ class CgroupV1Backend(CgroupBackend):
             raise
 
     def remove_stale(self) -> int:
-        return remove_stale_parents(self._own_dirs)
+        # The freezer's hierarchy first: a dead server's frozen sandboxes die
+        # only once thawed there, and until they are dead their directories
+        # in the other hierarchies cannot be removed.
+        freezer_first = sorted(self._own_dirs, key=lambda d: d != self._own_freezer_dir)
+        return remove_stale_parents(tuple(freezer_first))
 
     def close(self) -> None:
         for d in self.parent_paths:

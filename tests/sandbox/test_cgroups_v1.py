@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 from pathlib import Path
@@ -325,6 +326,39 @@ def test_remove_stale_thaws_frozen_leftovers(own: dict[str, Path], monkeypatch: 
     assert not (own["freezer"] / parent_name_for(DEAD_PID)).exists()
 
 
+def test_remove_stale_thaws_before_emptying_the_other_hierarchies(
+    own: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A dead server's frozen task is listed in every hierarchy, and dies
+    only once thawed in the freezer's: that one goes first, or the others
+    never empty (EBUSY: the next server could not start)."""
+    backend = backend_for(own, parent=parent_name_for(os.getpid()))
+    sandboxes = [path / parent_name_for(DEAD_PID) / "sb-old" for path in own.values()]
+    for sandbox in sandboxes:
+        sandbox.mkdir(parents=True)
+        (sandbox / "cgroup.procs").write_text("101\n")
+    freezer_state = own["freezer"] / parent_name_for(DEAD_PID) / "sb-old" / "freezer.state"
+    freezer_state.write_text("FROZEN\n")
+    killed = []
+
+    def fake_kernel_kill(pids: list[int]) -> None:
+        killed.append(pids)
+        if read(freezer_state).strip() == "THAWED":  # it dies, and leaves every hierarchy
+            for sandbox in sandboxes:
+                (sandbox / "cgroup.procs").write_text("")
+
+    def fake_rmdir(path: str) -> None:
+        if os.path.exists(os.path.join(path, "cgroup.procs")) and read(Path(path) / "cgroup.procs"):
+            raise OSError(errno.EBUSY, "Device or resource busy", path)
+        strip_files(Path(path))
+        os.rmdir(path)
+
+    monkeypatch.setattr(base, "kill_pids", fake_kernel_kill)
+    monkeypatch.setattr(base, "rmdir_when_empty", fake_rmdir)
+    assert backend.remove_stale() == 2 * len(own)
+    assert all(not sandbox.exists() for sandbox in sandboxes)
+
+
 def test_close_removes_parents_and_anchor(own: dict[str, Path]) -> None:
     backend = backend_for(own)
     backend.create("sb", LIMITS)
@@ -339,3 +373,21 @@ def test_missing_controller_refused_by_backend(own: dict[str, Path]) -> None:
     del own["cpuacct"], own["pids"]
     with pytest.raises(ValueError, match=r"cgroup v1 controllers missing: cpuacct, pids"):
         backend_for(own)
+
+
+def test_remove_stale_leaves_what_cannot_go_yet_and_goes_on(
+    own: dict[str, Path], monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A dead server's cgroup whose task will not die yet is logged and left:
+    it never keeps this server from starting."""
+    backend = backend_for(own, parent=parent_name_for(os.getpid()))
+    for path in own.values():
+        (path / parent_name_for(DEAD_PID)).mkdir()
+
+    def busy(path: str) -> None:
+        raise OSError(errno.EBUSY, "Device or resource busy", path)
+
+    monkeypatch.setattr(base, "rmdir_when_empty", busy)
+    with caplog.at_level(logging.WARNING, logger="faas.cgroups"):
+        assert backend.remove_stale() == 0
+    assert "cannot remove a dead server's cgroup" in caplog.text
