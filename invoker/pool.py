@@ -13,9 +13,9 @@ Background calls (asynchronous invocations) share the capacity with
 foreground (synchronous) ones without starving them or being starved:
 they hold at most `background_cap` (max_instances - 1, at least 1) slots,
 so a synchronous call finds a free slot or waits for at most one call to
-end; a freed slot goes to a waiting foreground call first, except while
-background calls hold none, so a flood of synchronous calls cannot starve
-them either. Background waiters are bounded by that cap, not by max_queue
+end; a freed slot goes to a waiting foreground call first, except when
+background calls hold none and the slot was not theirs, so a flood of
+synchronous calls cannot starve them either. Background waiters are bounded by that cap, not by max_queue
 (the asynchronous queue is their queue).
 """
 
