@@ -19,9 +19,12 @@ from invoker.validate import host_cores
 
 from .bodies import BufferedBodies
 from .config import ServerConfig
-from .errors import Handler, error_middleware
+from .errors import Handler, error_middleware, http_status
 from .guard import make_guard_middleware
+from .lambda_api.app import PREFIX as LAMBDA_PREFIX
+from .lambda_api.app import make_lambda_app
 from .limits import handler_args, make_limits_middleware
+from .routes.async_calls import AsyncRoutes
 from .routes.functions import FunctionRoutes
 from .routes.invoke import make_invoke_handler
 from .routes.logs import make_logs_handler
@@ -54,7 +57,7 @@ def make_auth_middleware(token: str | None) -> web.Middleware:  # type: ignore[n
 def create_app(config: ServerConfig) -> web.Application:
     config.check()
     metrics = Metrics()
-    invoker = Invoker(config.invoker_config(), metrics)
+    invoker = Invoker(config.invoker_config(), metrics, http_status=http_status)
     # Room for a deploy somewhat over code_limit_bytes in base64 (4/3), so that
     # one gets validation's precise 400; invocations enforce their own, smaller
     # limit while reading.
@@ -78,12 +81,14 @@ def create_app(config: ServerConfig) -> web.Application:
     app.router.add_route("*", "/function/{name}", invoke)
     # [\s\S], not '.': a path may hold an (escaped) newline too.
     app.router.add_route("*", "/function/{name}/{path:[\\s\\S]*}", invoke)
+    AsyncRoutes(invoker, bodies, config.max_body_bytes, config.token).add_to(app.router)
     FunctionRoutes(invoker).add_to(app.router)
     VersionRoutes(invoker).add_to(app.router)
     SecretRoutes(invoker).add_to(app.router)
     app.router.add_get("/system/logs", make_logs_handler(invoker))
     app.router.add_get("/system/usage", make_usage_handler(invoker, config.pricing))
     OpsRoutes(invoker, metrics).add_to(app.router)
+    app.add_subapp(LAMBDA_PREFIX, make_lambda_app(invoker, metrics, config))
     app.router.add_get("/openapi.json", make_openapi_handler(config, host_cores()))
 
     async def invoker_context(app: web.Application) -> AsyncIterator[None]:

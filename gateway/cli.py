@@ -18,7 +18,9 @@ from urllib.parse import quote
 from gateway.bundle import BundleError, build_deploy_body
 from gateway.client import ApiError, GatewayClient, GatewayError, GatewayUnreachable, error_message
 
+from . import cli_async
 from .cli_args import build_parser, deploy_options
+from .cli_async import async_path, print_accepted
 from .cli_common import UsageError
 from .cli_common import client as _client
 from .cli_common import function_path as _fn_path
@@ -99,6 +101,14 @@ def cmd_invoke(args: argparse.Namespace) -> int:
     else:
         body = _read_stdin()
         has_body = bool(body)
+    if args.run_async or args.callback:
+        if not args.run_async or (args.method or "POST").upper() != "POST":
+            raise UsageError("--callback goes with --async, and an asynchronous call is a POST")
+        if args.callback:
+            headers.append(("X-Callback-Url", args.callback))
+        resp = _client(args).call("POST", async_path(args.name, args.path), data=body, headers=headers)
+        print_accepted(resp)
+        return 0
     method = (args.method or ("POST" if has_body else "GET")).upper()
     path = "/function/" + quote(args.name, safe="")
     if args.path and args.path != "/":
@@ -260,6 +270,8 @@ COMMANDS = {
     "logs": cmd_logs,
     "usage": cmd_usage,
     **RELEASE_COMMANDS,
+    "calls": lambda args: cli_async.cmd_calls(args, _client(args)),
+    "call": lambda args: cli_async.cmd_call(args, _client(args)),
 }
 
 

@@ -9,6 +9,8 @@ from typing import Any
 from gateway.bundle import parse_env
 from invoker.fields import DEPLOY_FIELDS
 
+from . import cli_async
+
 DEFAULT_GATEWAY = "http://127.0.0.1:8080"
 
 
@@ -120,6 +122,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--method", metavar="M", help="HTTP method (default POST with a body, else GET)")
     p.add_argument("--path", metavar="P", help="path after /function/NAME, may hold a ?query")
     p.add_argument("--header", metavar="K:V", action="append", default=[], help="request header (repeatable)")
+    p.add_argument(
+        "--async",
+        dest="run_async",
+        action="store_true",
+        help="queue the call; print its call id (see faas call)",
+    )
+    p.add_argument(
+        "--callback", metavar="URL", help="with --async: where the result is POSTed when the call ends"
+    )
     p.set_defaults(command="invoke")
 
     p = sub.add_parser("list", parents=[common], help="list functions")
@@ -147,6 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the JSON answer")
     p.set_defaults(command="usage")
     _release_commands(sub, common)
+    cli_async.add_parsers(sub, common)
     return parser
 
 

@@ -12,6 +12,7 @@ import tomllib
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
+from invoker.callback_policy import parse_networks
 from invoker.config import InvokerConfig
 from invoker.metering import PricePlan
 
@@ -59,6 +60,10 @@ class ServerConfig(InvokerConfig):
     # Origins (`https://console.example.com`) whose web pages may call /system
     # besides the server's own; others get 403.
     allowed_origins: tuple[str, ...] = ()
+    # The key pair Lambda API requests (/2015-03-31/) must be signed with
+    # (AWS SigV4) when the server has a token; without a token they may come unsigned.
+    lambda_access_key_id: str | None = None
+    lambda_secret_access_key: str | None = None
 
     def invoker_config(self) -> InvokerConfig:
         """The invoker's part of these settings."""
@@ -77,6 +82,14 @@ class ServerConfig(InvokerConfig):
             or self.versions_kept < 1
         ):
             raise ConfigError(f"versions_kept must be an integer of at least 1, got {self.versions_kept!r}")
+        try:
+            parse_networks(self.callback_allow)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+        if self.max_async_queue < 1:
+            raise ConfigError(f"max_async_queue must be at least 1, got {self.max_async_queue}")
+        if bool(self.lambda_access_key_id) != bool(self.lambda_secret_access_key):
+            raise ConfigError("set lambda_access_key_id and lambda_secret_access_key together")
         if not (0 <= self.port <= 65535):
             raise ConfigError(f"port must be 0-65535, got {self.port}")
         if not self.token and not is_loopback(self.host):

@@ -138,26 +138,29 @@ def _check_content_type(request: web.Request) -> None:
     if not _declares_json(request):
         given = request.headers.get("Content-Type")
         raise UnsupportedMediaType(
-            f"{request.method} {GUARDED_PREFIX} requests take Content-Type: {JSON_MEDIA_TYPE}, "
+            f"{request.method} {request.path} takes Content-Type: {JSON_MEDIA_TYPE}, "
             + (f"got {given!r}" if given is not None else "got none")
         )
 
 
-def make_guard_middleware(config: ServerConfig) -> web.Middleware:  # type: ignore[name-defined]
-    hosts = HostPolicy(config.host, config.allowed_hosts)
-    allowed_origins = frozenset(o.strip().lower().rstrip("/") for o in config.allowed_origins)
+class BrowserGuard:
+    """The checks above, for /system and for the Lambda API's management
+    operations (gateway/lambda_api), which change state just as well."""
 
-    def own_origin(origin: str, local: tuple[str, int] | None) -> bool:
+    def __init__(self, config: ServerConfig) -> None:
+        self.hosts = HostPolicy(config.host, config.allowed_hosts)
+        self.allowed_origins = frozenset(o.strip().lower().rstrip("/") for o in config.allowed_origins)
+
+    def _own_origin(self, origin: str, local: tuple[str, int] | None) -> bool:
         scheme, sep, authority = origin.partition("://")
-        return sep == "://" and scheme == "http" and hosts.names_this_server(authority, local)
+        return sep == "://" and scheme == "http" and self.hosts.names_this_server(authority, local)
 
-    @web.middleware
-    async def guard(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if not request.path.startswith(GUARDED_PREFIX):
-            return await handler(request)
+    def check(self, request: web.Request, content_type: bool = True) -> None:
+        """421, 403 or 415 for a request a web page could have made; `content_type`:
+        whether a state-changing request must declare JSON."""
         local = _local_address(request)
         host = request.headers.get("Host")
-        if host is None or not hosts.names_this_server(host, local):
+        if host is None or not self.hosts.names_this_server(host, local):
             raise MisdirectedRequest(
                 f"Host {host!r} does not name this server: use its listen address or add the name "
                 "to allowed_hosts"
@@ -165,11 +168,20 @@ def make_guard_middleware(config: ServerConfig) -> web.Middleware:  # type: igno
         origin = request.headers.get("Origin")
         if origin is not None:
             normalized = origin.strip().lower()
-            if normalized not in allowed_origins and not own_origin(normalized, local):
+            if normalized not in self.allowed_origins and not self._own_origin(normalized, local):
                 raise ForeignOrigin(f"requests from Origin {origin!r} are refused: add it to allowed_origins")
         # A route that does not exist or takes another method changes nothing: its 404/405 first.
-        if request.match_info.http_exception is None:
+        if content_type and request.match_info.http_exception is None:
             _check_content_type(request)
+
+
+def make_guard_middleware(config: ServerConfig) -> web.Middleware:  # type: ignore[name-defined]
+    guard = BrowserGuard(config)
+
+    @web.middleware
+    async def guard_system(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.path.startswith(GUARDED_PREFIX):
+            guard.check(request)
         return await handler(request)
 
-    return guard
+    return guard_system

@@ -52,8 +52,37 @@ class InvokerConfig:
     # secrets are then encrypted at rest. None: stored as given (mode 0600).
     secrets_key_file: str | None = None
 
+    # -- asynchronous calls (docs/HTTP-API.md, "Asynchronous calls") ----------
+    # Calls queued or running at once, all functions together; past it
+    # POST /async-function answers 429.
+    max_async_queue: int = 100_000
+    # How long a finished call and its result are kept (GET /system/async/ID).
+    async_result_ttl_s: float = 86400.0
+    # A call not done this long after it was queued is dropped as failed,
+    # unless its function sets max_event_age_s.
+    max_event_age_s: float = 21600.0
+    # CIDRs callbacks may reach besides public addresses: the host's own
+    # addresses, loopback and private ranges are refused unless listed here;
+    # link-local addresses always are.
+    callback_allow: tuple[str, ...] = ()
+    # One callback delivery's time limit, and how many times a failed one is
+    # tried again (after 1, 2, 4 ... s) before it is recorded as failed.
+    callback_timeout_s: float = 10.0
+    callback_retries: int = 3
+    # The region in the ARNs of functions (Lambda's invoked_function_arn, FunctionArn).
+    lambda_region: str = "us-east-1"
+
     def factory_config(self) -> FactoryConfig:
         """The sandbox factory's part of these settings (the same names)."""
         return FactoryConfig(
             **{f.name: getattr(self, f.name) for f in fields(FactoryConfig) if hasattr(self, f.name)}
         )
+
+
+def default_warm_memory_budget_mb() -> int:
+    """warm_memory_budget_mb = 0: 75% of the machine's memory."""
+    with open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith("MemTotal:"):
+                return int(line.split()[1]) * 3 // 4 // 1024
+    return 4096

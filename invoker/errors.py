@@ -64,16 +64,18 @@ class TooManyRequests(FaasError):
         self.headers = {"Retry-After": str(retry_after_s)}
 
 
+class Conflict(FaasError):
+    """The request conflicts with the state of what it names (a Lambda function
+    that already exists, an asynchronous call that is no longer queued, a
+    secret that a version an alias points at uses)."""
+
+
 class Unavailable(FaasError):
     """Shutting down, or no capacity."""
 
 
 class CallTimeout(FaasError):
     """A call ran out of time before it reached a sandbox (waiting in the queue)."""
-
-
-class Conflict(FaasError):
-    """The change would break what depends on the current state (a secret an alias's version uses)."""
 
 
 class SecretMissing(FaasError):

@@ -165,6 +165,38 @@ DEPLOY_FIELDS: tuple[DeployField, ...] = (
         "/var/openfaas/secrets/NAME, readable only by its sandboxes. Deploying with one that does "
         "not exist is a 400.",
     ),
+    # -- the Lambda convention and asynchronous calls
+    DeployField(
+        "handler",
+        "string",
+        cli_flag="--handler",
+        cli_metavar="MODULE.FUNCTION",
+        description="AWS Lambda's handler string (`lambda_function.lambda_handler`, `src/app.handler`): "
+        "the function gets Lambda's calling convention. Without it, a top-level lambda_function.py "
+        "defining lambda_handler gets it too. Not together with entry.",
+    ),
+    DeployField(
+        "async_retries",
+        "integer",
+        default=2,
+        minimum=0,
+        maximum=10,
+        cli_flag="--async-retries",
+        cli_metavar="N",
+        description="Retries of an asynchronous call that ended in a 5xx or a timeout, "
+        "with exponential backoff from 1 s.",
+    ),
+    DeployField(
+        "max_event_age_s",
+        "integer",
+        minimum=1,
+        maximum=21600,
+        unit="s",
+        cli_flag="--max-event-age",
+        cli_metavar="S",
+        description="An asynchronous call not done this long after it was queued is dropped as failed; "
+        "none: the server's max_event_age_s.",
+    ),
 )
 
 FIELD_NAMES = frozenset(f.name for f in DEPLOY_FIELDS)

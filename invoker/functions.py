@@ -9,6 +9,7 @@ from typing import Any
 
 from sandbox.api import FunctionSpec
 
+from .lambda_ids import function_arn
 from .lease import Lease
 from .model import FunctionConfig
 from .pool import Pool
@@ -37,7 +38,9 @@ class FunctionState:
     def name(self) -> str:
         return self.config.name
 
-    def function_spec(self, sandbox_id: str, uid: int, open_files_max: int) -> FunctionSpec:
+    def function_spec(
+        self, sandbox_id: str, uid: int, open_files_max: int, lambda_region: str
+    ) -> FunctionSpec:
         config = self.config
         return FunctionSpec(
             function_name=config.name,
@@ -55,4 +58,6 @@ class FunctionState:
             uid=uid,
             gid=uid,
             hostname=f"sandbox-{sandbox_id[:12]}",
+            flavour=config.flavour,
+            lambda_arn=function_arn(lambda_region, config.name) if config.flavour == "lambda" else "",
         )

@@ -15,15 +15,17 @@ import itertools
 import logging
 import os
 import time
+from collections.abc import Callable
 from typing import Any
 
-from sandbox.api import NO_USAGE, Call, CallTimedOut, SandboxError, SandboxFactory
+from sandbox.api import NO_USAGE, CallTimedOut, SandboxError, SandboxFactory
 from sandbox.factory import SandboxFactory as RealSandboxFactory
 
 from . import eviction
+from .async_api import AsyncInvocations
 from .catalog import Catalog
-from .config import InvokerConfig
-from .errors import CallTimeout, StartupError, Unavailable
+from .config import InvokerConfig, default_warm_memory_budget_mb
+from .errors import CallTimeout, FaasError, StartupError, Unavailable
 from .functions import FunctionState
 from .lease import Lease
 from .ledger import SqliteLedger
@@ -36,6 +38,7 @@ from .recorder import Recorder
 from .registry import CodeStore, SqliteRegistry
 from .releases import Releases
 from .secrets import SecretStore
+from .tasks import cancel_and_wait
 from .uids import UidRange
 from .validate import Limits, host_cores
 from .versions import FunctionVersions, Rerouted
@@ -43,9 +46,13 @@ from .versions import FunctionVersions, Rerouted
 log = logging.getLogger("faas.invoker")
 
 
-class Invoker(Releases):
+class Invoker(Releases, AsyncInvocations):
     def __init__(
-        self, config: InvokerConfig, metrics: Metrics, factory: SandboxFactory | None = None
+        self,
+        config: InvokerConfig,
+        metrics: Metrics,
+        factory: SandboxFactory | None = None,
+        http_status: Callable[[FaasError], int] | None = None,
     ) -> None:
         self.config = config
         self.metrics = metrics
@@ -55,7 +62,7 @@ class Invoker(Releases):
         self._background: set[asyncio.Task[Any]] = set()
         # Every lease alive, busy or idle, for the memory budget.
         self._leases: set[Lease] = set()
-        self._memory_budget = (config.warm_memory_budget_mb or eviction.default_budget_mb()) * 1024 * 1024
+        self._memory_budget = (config.warm_memory_budget_mb or default_warm_memory_budget_mb()) * 1024 * 1024
         self._stack = contextlib.AsyncExitStack()
         self.factory: SandboxFactory = factory or RealSandboxFactory(config.factory_config())
         self.billing = BillingTotals()
@@ -73,6 +80,7 @@ class Invoker(Releases):
         )
         metrics.watch_pools(self._pool_snapshot)
         metrics.watch_billing(self.billing)
+        self._async = self._make_async_calls(config, metrics, self._logs, http_status)
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -102,7 +110,8 @@ class Invoker(Releases):
         await asyncio.to_thread(self._secrets.load)
         await asyncio.to_thread(self.catalog.load, registry)
         reaper = asyncio.create_task(self._keepalive_loop(), name="keepalive")
-        self._stack.push_async_callback(_cancel_and_wait, reaper)
+        self._stack.push_async_callback(cancel_and_wait, reaper)
+        await self._stack.enter_async_context(self._async)
         self.ready = True
 
     async def __aexit__(self, *exc: object) -> None:
@@ -140,17 +149,23 @@ class Invoker(Releases):
     ) -> list[tuple[int, UsageRecord]]:
         return await self._recorder.records(query, cursor, limit)
 
+    def function_files(self, name: str) -> dict[str, bytes]:
+        """The newest version's files (the Lambda API's UpdateFunctionConfiguration redeploys them)."""
+        newest = self.get(name)
+        return self.catalog.registry.files(newest.name, newest.version)
+
     # -- invocation ---------------------------------------------------------
 
-    def admit(self, name: str) -> FunctionConfig:
+    def admit(self, name: str, *, room: bool = True) -> FunctionConfig:
         """Whether a call of `name` (`NAME`, `NAME@VERSION` or `NAME@ALIAS`)
         can be taken now (503 while draining, 404 for no such function,
-        version or alias, 429 when its sandboxes and queue are full): the
-        gateway asks before reading a body. The config of the version it
-        names (for a split alias, its main one)."""
+        version or alias; with `room`, 429 when its sandboxes and queue are
+        full): the gateway asks before reading a body. The config of the
+        version it names (for a split alias, its main one)."""
         fn, qualifier = self._admit(name)
         state = fn.resolve(qualifier)[0]
-        state.pool.check_room()
+        if room:
+            state.pool.check_room()
         return state.config
 
     def _admit(self, name: str) -> tuple[FunctionVersions, str | None]:
@@ -159,9 +174,10 @@ class Invoker(Releases):
         function, at, qualifier = name.partition("@")
         return self.catalog.get(function), qualifier if at else None
 
-    async def invoke(self, inv: Invocation) -> InvocationResult:
+    async def invoke(self, inv: Invocation, *, background: bool = False) -> InvocationResult:
         """Route the call to a version, acquire a sandbox of it, run the
-        call, record it (also when it failed)."""
+        call, record it (also when it failed). `background`: an attempt of an
+        asynchronous call, which shares the version's capacity with sync ones."""
         fn, qualifier = self._admit(inv.function)
         self.metrics.invocation_started(fn.name)
         try:
@@ -169,19 +185,25 @@ class Invoker(Releases):
                 state, alias = fn.route(qualifier)
                 deadline = inv.received_at + state.config.timeout_s
                 with contextlib.suppress(Rerouted):
-                    lease, cold = await self._acquire(state, inv, deadline, alias)
+                    lease, cold = await self._acquire(state, inv, deadline, alias, background)
                     break
-            return await self._run(state, lease, cold, inv, deadline)
+            return await self._run(state, lease, cold, inv, deadline, background)
         except SandboxError as exc:
             # Answered with the version whose sandbox it came from.
             exc.headers = {**exc.headers, VERSION_HEADER: str(state.config.version)}
             raise
 
     async def _run(
-        self, state: FunctionState, lease: Lease, cold: bool, inv: Invocation, deadline: float
+        self,
+        state: FunctionState,
+        lease: Lease,
+        cold: bool,
+        inv: Invocation,
+        deadline: float,
+        background: bool,
     ) -> InvocationResult:
         config = state.config
-        call = Call(inv.call_id, inv.method, inv.path, inv.query, inv.headers, inv.body, deadline)
+        call = inv.to_call(deadline)
         started_at = time.time()
         sandbox = lease.sandbox
         assert sandbox.function is not None
@@ -189,36 +211,37 @@ class Invoker(Releases):
         try:
             outcome = await sandbox.call(call, config.cpu_ms_per_call)
         except SandboxError as exc:
-            self._lost(state, lease, inv.call_id, exc)
+            self._lost(state, lease, inv.call_id, exc, background)
             usage = sandbox.last_usage or NO_USAGE
             await self._recorder.record(
-                sandbox.function, inv.call_id, started_at, usage, init_ms, exc.usage_status, cold
+                sandbox.function, inv.call_id, started_at, usage, init_ms, exc.usage_status, cold, inv.attempt
             )
             raise
         except BaseException:
-            self._lost(state, lease, inv.call_id, None)
+            self._lost(state, lease, inv.call_id, None, background)
             raise
         state.memory_estimate = outcome.usage.max_memory_bytes
         # What it holds now counts too: what a call left running kept growing
         # until the sandbox was frozen.
         lease.memory_bytes = max(state.memory_estimate, sandbox.memory_bytes())
-        self._release(state, lease)
+        self._release(state, lease, background)
         self._logs.append(config.name, inv.call_id, outcome.result.logs)
         status = "ok" if outcome.result.error is None else "error"
         await self._recorder.record(
-            sandbox.function, inv.call_id, started_at, outcome.usage, init_ms, status, cold
+            sandbox.function, inv.call_id, started_at, outcome.usage, init_ms, status, cold, inv.attempt
         )
         return InvocationResult(
             outcome, cold, billed_ms(outcome.usage.wall_ms, init_ms), init_ms, config.version
         )
 
     async def _acquire(
-        self, state: FunctionState, inv: Invocation, deadline: float, alias: str | None
+        self, state: FunctionState, inv: Invocation, deadline: float, alias: str | None, background: bool
     ) -> tuple[Lease, bool]:
         """A warm lease, or a new sandbox started in a reserved slot (cold);
         waits in the version's FIFO when neither is free (Rerouted if its
-        alias moves to another version meanwhile)."""
-        got = state.pool.acquire()
+        alias moves to another version meanwhile). `background`: an async
+        attempt, which may not take the last slot from sync calls."""
+        got = state.pool.acquire(background)
         if isinstance(got, asyncio.Future):
             waited_from = time.monotonic()
             waiter = got
@@ -228,14 +251,14 @@ class Invoker(Releases):
                 async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
                     got = await waiter
             except TimeoutError:
-                state.pool.abandon(waiter)
+                state.pool.abandon(waiter, background)
                 raise CallTimeout(
                     f"timed out after {state.config.timeout_s:g} s waiting for a free sandbox"
                 ) from None
             except Rerouted:
                 raise  # out of this queue already, holding nothing
             except BaseException:
-                state.pool.abandon(waiter)
+                state.pool.abandon(waiter, background)
                 raise
             finally:
                 state.alias_waiters.pop(waiter, None)
@@ -249,12 +272,12 @@ class Invoker(Releases):
         if got is not START:
             return got, False  # type: ignore[return-value]
         try:
-            return await self._start(state, inv.call_id, deadline), True
+            return await self._start(state, inv.call_id, deadline, inv.attempt), True
         except BaseException:
-            state.pool.discard()
+            state.pool.discard(background)
             raise
 
-    async def _start(self, state: FunctionState, call_id: str, deadline: float) -> Lease:
+    async def _start(self, state: FunctionState, call_id: str, deadline: float, attempt: int) -> Lease:
         """A sandbox specialized for the function: a pre-warmed blank if one
         is ready, else a new one. Its init_ms is the whole cold start."""
         config = state.config
@@ -272,7 +295,7 @@ class Invoker(Releases):
             raise
         (self.metrics.prewarm_hits if prewarmed else self.metrics.prewarm_misses).inc()
         uid = self._uids.next()
-        function = state.function_spec(sandbox.id, uid, self.config.open_files_max)
+        function = state.function_spec(sandbox.id, uid, self.config.open_files_max, self.config.lambda_region)
         started_at = time.time()
         self.catalog.hold(function.code_dir)
         try:
@@ -286,7 +309,7 @@ class Invoker(Releases):
                 self._logs.append(config.name, call_id, logs)
             usage = sandbox.last_usage or NO_USAGE
             await self._recorder.record(
-                function, call_id, started_at, usage, sandbox.init_ms, exc.usage_status, True
+                function, call_id, started_at, usage, sandbox.init_ms, exc.usage_status, True, attempt
             )
             raise
         sandbox.init_ms = (time.monotonic() - t0) * 1000
@@ -303,20 +326,22 @@ class Invoker(Releases):
         self._leases.add(lease)
         return lease
 
-    def _release(self, state: FunctionState, lease: Lease) -> None:
+    def _release(self, state: FunctionState, lease: Lease, background: bool) -> None:
         """A call ended well: the lease serves again, unless its version was
         removed (retention, or the function deleted) meanwhile."""
         lease.last_used = time.monotonic()
         if not state.deleted:
-            state.pool.release(lease)
+            state.pool.release(lease, background)
             return
-        state.pool.discard()
+        state.pool.discard(background)
         self._forget(lease)
 
-    def _lost(self, state: FunctionState, lease: Lease, call_id: str, exc: SandboxError | None) -> None:
+    def _lost(
+        self, state: FunctionState, lease: Lease, call_id: str, exc: SandboxError | None, background: bool
+    ) -> None:
         """A call failed: its sandbox is destroyed (by the sandbox itself for
         a SandboxError), its slot goes to the next waiter."""
-        state.pool.discard()
+        state.pool.discard(background)
         self._forget(lease)
         if exc is not None and exc.output:
             self._logs.append(state.name, call_id, exc.output)
@@ -375,9 +400,3 @@ class Invoker(Releases):
         busy = sum(s.pool.busy for s in states)
         warm = {name: self.warm_count(name) for name in self.catalog.functions}
         return {"prewarmed": self.factory.prewarmed, "idle": idle, "busy": busy}, warm
-
-
-async def _cancel_and_wait(task: asyncio.Task[Any]) -> None:
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task

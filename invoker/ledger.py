@@ -34,19 +34,24 @@ CREATE TABLE IF NOT EXISTS usage (
     memory_mb INTEGER NOT NULL,
     max_memory_bytes INTEGER NOT NULL,
     status TEXT NOT NULL,
-    cold INTEGER NOT NULL
+    cold INTEGER NOT NULL,
+    attempt INTEGER NOT NULL DEFAULT 1
 );
 CREATE INDEX IF NOT EXISTS usage_started ON usage (started_at);
 """
 
+# Columns added since the first schema: a ledger made before them gains them
+# on open, its old records taking the default.
+MIGRATIONS = (("attempt", "ALTER TABLE usage ADD COLUMN attempt INTEGER NOT NULL DEFAULT 1"),)
+
 COLUMNS = (
     "call_id, function, version, started_at, wall_ms, init_ms, billed_ms, cpu_us, memory_mb, "
-    "max_memory_bytes, status, cold"
+    "max_memory_bytes, status, cold, attempt"
 )
 
 
-ROW_PLACEHOLDERS = "(" + ",".join("?" * 12) + ")"
-# SQLite allows 32766 parameters per statement; 12 per row.
+ROW_PLACEHOLDERS = "(" + ",".join("?" * 13) + ")"
+# SQLite allows 32766 parameters per statement; 13 per row.
 MAX_ROWS_PER_STATEMENT = 2000
 CHECKPOINT_EVERY_S = 2.0
 
@@ -86,6 +91,7 @@ def _row(record: UsageRecord) -> tuple[Any, ...]:
         record.max_memory_bytes,
         record.status,
         int(record.cold),
+        record.attempt,
     )
 
 
@@ -114,6 +120,7 @@ class SqliteLedger(Ledger):
         setup = sqlite3.connect(path)
         setup.execute("PRAGMA journal_mode=WAL")
         setup.executescript(SCHEMA)
+        _migrate(setup)
         setup.close()
         # FULL: a commit is fsynced, so it may take a millisecond: one writer
         # thread does it, handed whole batches (one hand-off per commit).
@@ -229,12 +236,27 @@ class SqliteLedger(Ledger):
         with self._reader_lock:
             rows = self._reader.execute(sql, [*args, after, limit]).fetchall()
         out = []
-        for seq, call_id, fn, version, started, wall, init, _billed, cpu_us, mem, peak, status, cold in rows:
+        for (
+            seq,
+            call_id,
+            fn,
+            version,
+            started,
+            wall,
+            init,
+            _billed,
+            cpu_us,
+            mem,
+            peak,
+            status,
+            cold,
+            att,
+        ) in rows:
             out.append(
                 (
                     seq,
                     UsageRecord(
-                        call_id, fn, version, started, wall, init, cpu_us, mem, peak, status, bool(cold)
+                        call_id, fn, version, started, wall, init, cpu_us, mem, peak, status, bool(cold), att
                     ),
                 )
             )
@@ -258,6 +280,15 @@ class SqliteLedger(Ledger):
         self._db.close()
         with self._reader_lock:
             self._reader.close()
+
+
+def _migrate(db: sqlite3.Connection) -> None:
+    """Add the columns a ledger made by an older version lacks."""
+    present = {row[1] for row in db.execute("PRAGMA table_info(usage)")}
+    for column, statement in MIGRATIONS:
+        if column not in present:
+            db.execute(statement)
+    db.commit()
 
 
 def _settle(futures: list[asyncio.Future[None]], error: BaseException | None) -> None:

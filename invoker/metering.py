@@ -33,6 +33,8 @@ class UsageRecord:
     max_memory_bytes: int
     status: str
     cold: bool
+    # Which delivery of an asynchronous call this was (1 for synchronous calls).
+    attempt: int = 1
 
     @property
     def billed_ms(self) -> int:
@@ -60,6 +62,7 @@ class UsageRecord:
             "max_memory_mb": self.max_memory_mb,
             "status": self.status,
             "cold": self.cold,
+            "attempt": self.attempt,
         }
 
 

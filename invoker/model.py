@@ -7,7 +7,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from sandbox.api import CallResult
+from sandbox.api import Call, CallResult
 
 
 @dataclass(frozen=True)
@@ -30,13 +30,19 @@ class FunctionConfig:
     updated_at: float = 0.0
     # Names of the secrets mounted at /var/openfaas/secrets/NAME (never their values).
     secrets: tuple[str, ...] = ()
+    # -- asynchronous calls and the Lambda convention (docs/HANDLER.md, HTTP-API.md)
+    # "faas": handle(event, context) with an HTTP event; "lambda": AWS Lambda's convention.
+    flavour: str = "faas"
+    async_retries: int = 2
+    # None: the server's max_event_age_s.
+    max_event_age_s: int | None = None
 
     def to_record(self) -> dict[str, Any]:
         """The function record of the HTTP API."""
         return {
             "name": self.name,
             "version": self.version,
-            "handler": self.handler_module.replace(".", "/") + ".py",
+            "handler": self.handler_text,
             "entry": self.entry,
             "memory_mb": self.memory_mb,
             "timeout_s": self.timeout_s,
@@ -50,8 +56,17 @@ class FunctionConfig:
             "files": list(self.files),
             "created_at": _iso(self.created_at),
             "updated_at": _iso(self.updated_at),
+            "flavour": self.flavour,
+            "async_retries": self.async_retries,
+            "max_event_age_s": self.max_event_age_s,
             "secrets": list(self.secrets),
         }
+
+    @property
+    def handler_text(self) -> str:
+        """The file holding the entry; for the Lambda flavour, Lambda's handler string."""
+        path = self.handler_module.replace(".", "/")
+        return f"{path}.{self.entry}" if self.flavour == "lambda" else f"{path}.py"
 
     def same_deploy(self, other: FunctionConfig) -> bool:
         """Whether two configs are the same code and configuration: a deploy
@@ -81,6 +96,21 @@ class Invocation:
     body: bytes
     # time.monotonic() when the gateway received the request.
     received_at: float = field(default_factory=time.monotonic)
+    # The query string as sent (a Lambda event's rawQueryString).
+    raw_query: str = ""
+    # The Lambda API's Invoke: the body is the event itself (JSON), not an HTTP request.
+    raw_event: bool = False
+    # The client's address (a Lambda event's requestContext.http.sourceIp).
+    source_ip: str = ""
+    # Which delivery of an asynchronous call this is (1 for synchronous calls).
+    attempt: int = 1
+
+    def to_call(self, deadline: float) -> Call:
+        """The message that runs it in a sandbox, by `deadline` (time.monotonic())."""
+        return Call(
+            self.call_id, self.method, self.path, self.query, self.headers, self.body, deadline,
+            self.raw_query, self.source_ip, self.raw_event,
+        )  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -110,6 +140,11 @@ class InvocationResult:
     @property
     def wall_ms(self) -> float:
         return self.call.usage.wall_ms
+
+    @property
+    def error(self) -> str | None:
+        """Set when the handler raised or returned what cannot be answered."""
+        return self.call.result.error
 
 
 @dataclass(frozen=True)

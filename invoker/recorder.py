@@ -31,6 +31,7 @@ class Recorder:
         init_ms: float | None,
         status: str,
         cold: bool,
+        attempt: int = 1,
     ) -> UsageRecord:
         """Meter one call that reached a sandbox: durable before we return."""
         record = UsageRecord(
@@ -45,6 +46,7 @@ class Recorder:
             max_memory_bytes=usage.max_memory_bytes,
             status=status,
             cold=cold,
+            attempt=attempt,
         )
         if self.ledger is not None:
             await self.ledger.append(record)

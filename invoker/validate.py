@@ -157,6 +157,38 @@ def _pick_module(files: dict[str, bytes], entry: str) -> tuple[str, str]:
     return module, func
 
 
+# A deploy without entry or handler whose lambda_function.py defines
+# lambda_handler is a Lambda function, as the Lambda console makes them.
+LAMBDA_MODULE, LAMBDA_ENTRY = "lambda_function", "lambda_handler"
+
+
+def _lambda_handler(handler: Any, files: dict[str, bytes]) -> tuple[str, str]:
+    """(module, function) of Lambda's handler string: `file.function`, the
+    file's path with '/' or '.' between directories (`src/app.handler`)."""
+    if not isinstance(handler, str) or "." not in handler:
+        raise BadRequest(
+            f"handler must be Lambda's MODULE.FUNCTION (e.g. lambda_function.lambda_handler), got {handler!r}"
+        )
+    path, _, func = handler.rpartition(".")
+    module = path.replace("/", ".")
+    if not all(IDENT_RE.match(p) for p in [*module.split("."), func]):
+        raise BadRequest(f"handler {handler!r} is not MODULE.FUNCTION of Python identifiers")
+    if f"{module.replace('.', '/')}.py" not in files:
+        raise BadRequest(f"handler {handler!r} names {module.replace('.', '/')}.py, which is not in files")
+    return module, func
+
+
+def _defines(files: dict[str, bytes], module: str, func: str) -> bool:
+    """Whether `module`.py is among the files and defines `func` at its top level."""
+    source = files.get(f"{module}.py")
+    if source is None:
+        return False
+    try:
+        return func in _top_level_names(ast.parse(source).body)
+    except (SyntaxError, ValueError):
+        return False  # check_code reports it
+
+
 def _top_level_names(stmts: list[ast.stmt]) -> set[str]:
     """Names a module defines at its top level, under if/try/with too."""
     names: set[str] = set()
@@ -208,9 +240,8 @@ def validate_deploy(
     if unknown:
         raise BadRequest(f"unknown field(s): {', '.join(unknown)}; known: {', '.join(sorted(FIELDS))}")
     name = validate_name(body.get("name"))
-    entry = body.get("entry")
-    if entry is None:
-        entry = BY_NAME["entry"].default
+    given_entry, lambda_handler = body.get("entry"), body.get("handler")
+    entry = BY_NAME["entry"].default if given_entry is None else given_entry
     if not isinstance(entry, str) or not entry:
         raise BadRequest(f"entry must be a non-empty string, got {entry!r}")
     # The numeric fields are FunctionConfig's fields of the same names.
@@ -225,7 +256,16 @@ def validate_deploy(
             raise BadRequest(f"env {key!r}: names must match [A-Za-z_][A-Za-z0-9_]* and values be strings")
     secrets = validate_secret_names(body.get("secrets"))
     files = decode_files(body.get("files"), limits.code_limit_bytes)
-    module, func = _pick_module(files, entry)
+    flavour = "faas"
+    if lambda_handler is not None:
+        if given_entry is not None:
+            raise BadRequest("give entry (this runtime's convention) or handler (Lambda's), not both")
+        module, func = _lambda_handler(lambda_handler, files)
+        flavour = "lambda"
+    elif given_entry is None and _defines(files, LAMBDA_MODULE, LAMBDA_ENTRY):
+        module, func, flavour = LAMBDA_MODULE, LAMBDA_ENTRY, "lambda"
+    else:
+        module, func = _pick_module(files, entry)
     check_code(files, module, func)
     digest = hashlib.sha256()
     for path in sorted(files):
@@ -243,6 +283,7 @@ def validate_deploy(
         created_at=now,
         updated_at=now,
         secrets=secrets,
+        flavour=flavour,
     )
     return config, files
 

@@ -45,7 +45,7 @@ RUNTIME_TARGET = f"{SANDBOX_PREFIX}/runtime"
 # zygote before the fork). The zygote refuses to start if it imported a
 # module that has no path inside, so a module missing here is caught.
 SANDBOX_MODULES = (
-    "__init__", "creds", "event", "frames", "linux", "mounts", "namespaces", "procfs",
+    "__init__", "creds", "event", "frames", "lambda_event", "linux", "mounts", "namespaces", "procfs",
     "protocol", "relocate", "response", "runtime", "seccomp", "setup", "spec", "zygote",
 )  # fmt: skip
 # Standard extension modules no sandbox can use (no display): their X11

@@ -245,6 +245,12 @@ class Call:
     # time.monotonic() by which the call must end (the clock is the host's:
     # a sandbox has no time namespace).
     deadline: float
+    # The query string as sent (a Lambda event's rawQueryString).
+    raw_query: str = ""
+    # The client's address (a Lambda event's requestContext.http.sourceIp).
+    source_ip: str = ""
+    # A Lambda Invoke API call: the body is the event itself.
+    raw: bool = False
 
     def to_wire(self) -> dict[str, Any]:
         return {
@@ -256,6 +262,9 @@ class Call:
             "headers": self.headers,
             "body": self.body,
             "deadline": self.deadline,
+            "raw_query": self.raw_query,
+            "source_ip": self.source_ip,
+            "raw": self.raw,
         }
 
 
@@ -290,6 +299,9 @@ def parse_from_invoker(msg: dict[str, Any]) -> Specialize | Call:
             tuple((k, v) for k, v in msg["headers"]),
             msg["body"],
             float(msg["deadline"]),
+            msg["raw_query"],
+            msg["source_ip"],
+            msg["raw"],
         )
     if msg["t"] == "specialize":
         secrets = tuple((name, value) for name, value in msg.get("secrets", ()))

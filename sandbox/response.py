@@ -99,7 +99,12 @@ def _encode_body(body: Any) -> tuple[bytes, str | None]:
     raise UnsupportedReturn(f"handler returned unsupported type {type(body).__name__}")
 
 
-def _proxy_response(result: dict[str, Any]) -> tuple[int, list[tuple[str, str]], bytes]:
+def proxy_response(
+    result: dict[str, Any], content_type: str | None = None
+) -> tuple[int, list[tuple[str, str]], bytes]:
+    """A `{"statusCode", "headers", "body", "isBase64Encoded"}` answer. A
+    body's content type, unless `headers` gives one, is `content_type`, else
+    the one of its kind."""
     status = result["statusCode"]
     if isinstance(status, bool) or not isinstance(status, int):
         raise UnsupportedReturn(f"statusCode must be an integer from 200 to 599, got {status!r}")
@@ -122,6 +127,8 @@ def _proxy_response(result: dict[str, Any]) -> tuple[int, list[tuple[str, str]],
             raise UnsupportedReturn(f"isBase64Encoded body is not base64: {exc}") from None
     else:
         body, default_type = _encode_body(body_value)
+    if default_type and content_type:
+        default_type = content_type
     if default_type and not any(k.lower() == "content-type" for k, _ in headers):
         headers.append(("Content-Type", default_type))
     problem = response_header_problem(headers)
@@ -136,6 +143,6 @@ def to_http(result: Any) -> tuple[int, list[tuple[str, str]], bytes]:
     Raises UnsupportedReturn, which the runtime turns into a 500.
     """
     if isinstance(result, dict) and "statusCode" in result:
-        return _proxy_response(result)
+        return proxy_response(result)
     body, content_type = _encode_body(result)
     return 200, ([("Content-Type", content_type)] if content_type else []), body

@@ -16,7 +16,7 @@ import traceback
 from collections.abc import Awaitable
 from typing import Any
 
-from . import frames, procfs, protocol
+from . import frames, lambda_event, procfs, protocol
 from .event import Context, Event, Headers
 from .protocol import LOG_CAP_BYTES, OUTPUT_LENGTH, TRUNCATION_MARKER
 from .response import UnsupportedReturn, to_http
@@ -109,6 +109,10 @@ def warm_up() -> None:
     buffer.write(event.text)
     for value in (None, "s", b"b", {"k": [1]}, {"statusCode": 200, "body": "x"}):
         to_http(value)
+    lambda_spec = FunctionSpec("warm-up", 0, "", "m", "f", lambda_arn="arn:aws:lambda:r:0:function:w")
+    lambda_event.http_event(msg, lambda_spec.lambda_arn, 0)
+    lambda_event.LambdaContext(msg, lambda_spec, "").get_remaining_time_in_millis()
+    lambda_event.url_response({"statusCode": 200, "body": "x", "cookies": ["a=b"]})
     protocol.pack(protocol.Result("warm-up", 200, (), b"", None, buffer.text()))
 
 
@@ -144,6 +148,7 @@ class Runtime:
         self.handler: Any = None
         self._loop: Any = None
         self._cold = True
+        self._log_stream = ""
 
     @property
     def logs(self) -> LogBuffer:
@@ -175,6 +180,9 @@ class Runtime:
     def init(self) -> protocol.Ready | protocol.InitFailed:
         self.logs = LogBuffer()
         self.stamps.append(("streams", time.monotonic()))
+        if self.spec.flavour == "lambda":
+            self._log_stream = lambda_event.log_stream_name(self.spec, time.time())
+            os.environ.update(lambda_event.environment(self.spec, self._log_stream))
         try:
             self.load_handler()
         except BaseException as exc:  # the user's module may raise anything, SystemExit included
@@ -193,14 +201,12 @@ class Runtime:
             result = self._loop.run_until_complete(result)
         return result
 
-    def call(self, msg: protocol.Call) -> protocol.Result:
-        call_id = msg.id
-        self.logs = LogBuffer(area=self._output_area)
+    def _faas_call(self, msg: protocol.Call) -> tuple[int, list[tuple[str, str]], bytes]:
         event = Event(
             method=msg.method, path=msg.path, query=msg.query, headers=Headers(msg.headers), body=msg.body
         )
         context = Context(
-            request_id=call_id,
+            request_id=msg.id,
             function_name=self.spec.function_name,
             function_version=str(self.spec.function_version),
             memory_limit_in_mb=self.spec.memory_mb,
@@ -208,22 +214,42 @@ class Runtime:
             cold_start=self._cold,
             deadline_monotonic=msg.deadline,
         )
-        self._cold = False
+        return to_http(self._run_handler(event, context))
+
+    def _lambda_call(self, msg: protocol.Call) -> tuple[int, list[tuple[str, str]], bytes]:
+        context = lambda_event.LambdaContext(msg, self.spec, self._log_stream)
+        if msg.raw:
+            event = lambda_event.invoke_event(msg.body)
+            return lambda_event.invoke_response(self._run_handler(event, context))
+        event = lambda_event.http_event(msg, self.spec.lambda_arn, int(time.time() * 1000))
+        return lambda_event.url_response(self._run_handler(event, context))
+
+    def call(self, msg: protocol.Call) -> protocol.Result:
+        call_id = msg.id
+        self.logs = LogBuffer(area=self._output_area)
+        lambda_flavour = self.spec.flavour == "lambda"
         error: str | None = None
+        failure: BaseException | None = None
         try:
-            status, headers, body = to_http(self._run_handler(event, context))
+            status, headers, body = self._lambda_call(msg) if lambda_flavour else self._faas_call(msg)
             if len(body) > protocol.MAX_BODY_BYTES:
                 raise UnsupportedReturn(
                     f"response body of {len(body)} bytes is over the limit of {protocol.MAX_BODY_BYTES} bytes"
                 )
         except UnsupportedReturn as exc:
-            error = _short(str(exc))
+            error, failure = _short(str(exc)), exc
             self.logs.write(f"{error}\n")
         except BaseException as exc:  # SystemExit and KeyboardInterrupt are handler errors too
-            error = _short(f"{type(exc).__name__}: {exc}")
+            error, failure = _short(f"{type(exc).__name__}: {exc}"), exc
             self.logs.write(traceback.format_exc())
-        if error is not None:
-            status, headers, body = 500, [("Content-Type", "application/json")], _error_body(error, call_id)
+        finally:
+            self._cold = False
+        if failure is not None and error is not None:
+            if lambda_flavour and msg.raw:  # Invoke's shape: errorMessage, errorType, stackTrace
+                body = json.dumps(lambda_event.error_payload(failure, call_id)).encode()
+            else:
+                body = _error_body(error, call_id)
+            status, headers = 500, [("Content-Type", "application/json")]
         return protocol.Result(call_id, status, tuple(headers), body, error, self.logs.text())
 
     def serve(self) -> None:

@@ -88,6 +88,10 @@ class FunctionSpec:
     uid: int = -1
     gid: int = -1
     hostname: str = "sandbox"
+    # "faas": handle(event, context) with an HTTP event; "lambda": AWS
+    # Lambda's convention (sandbox/lambda_event.py), with the function's ARN.
+    flavour: str = "faas"
+    lambda_arn: str = ""
 
     def to_wire(self) -> dict[str, Any]:
         return asdict(self)

@@ -64,6 +64,25 @@ def _carries(value: str, expected: bytes) -> bool:
     return bare or bearer
 
 
+def invocation_of(
+    request: web.Request, name: str, body: bytes, received: float, token: str | None, path: str
+) -> Invocation:
+    """The Invocation of an HTTP request to a function (synchronous or
+    asynchronous): its query, headers (less the server's token) and body."""
+    return Invocation(
+        function=name,
+        call_id=request["call_id"],
+        method=request.method,
+        path=path,
+        query={k: _text(v) for k, v in request.query.items()},
+        headers=without_server_token(tuple((k, _text(v)) for k, v in request.headers.items()), token),
+        body=body,
+        received_at=received,
+        raw_query=request.rel_url.raw_query_string,
+        source_ip=request.remote or "",
+    )
+
+
 def make_invoke_handler(
     invoker: Invoker, metrics: Metrics, bodies: BufferedBodies, max_body_bytes: int, token: str | None = None
 ) -> web.RequestHandler:  # type: ignore[name-defined]
@@ -76,21 +95,9 @@ def make_invoke_handler(
         function = invoker.admit(name).name
         code = 500
         try:
+            path = "/" + request.match_info.get("path", "")
             async with bodies.read(request, max_body_bytes) as body:
-                result = await invoker.invoke(
-                    Invocation(
-                        function=name,
-                        call_id=call_id,
-                        method=request.method,
-                        path="/" + request.match_info.get("path", ""),
-                        query={k: _text(v) for k, v in request.query.items()},
-                        headers=without_server_token(
-                            tuple((k, _text(v)) for k, v in request.headers.items()), token
-                        ),
-                        body=body,
-                        received_at=received,
-                    )
-                )
+                result = await invoker.invoke(invocation_of(request, name, body, received, token, path))
             code = result.status
         except FaasError as exc:
             code = http_status(exc)

@@ -12,11 +12,12 @@ from typing import Any
 
 from aiohttp import web
 
+from invoker.async_model import STATUSES as ASYNC_STATUSES
 from invoker.metering import TIME_FORMAT_HELP
 
 from ..config import ServerConfig
 from .logs import MAX_TAIL
-from .openapi_schemas import JSON, Obj, component_schemas, error_responses, json_body, ref
+from .openapi_schemas import JSON, Obj, async_schemas, component_schemas, error_responses, json_body, ref
 from .openapi_versions import release_paths, release_schemas
 from .usage import MAX_LIMIT
 
@@ -113,6 +114,83 @@ def _ops(op_id: str, summary: str, response: Obj) -> Obj:
             "summary": summary,
             "responses": {"200": response, **_errors(*COMMON)},
         }
+    }
+
+
+def _async_paths(max_body_bytes: int) -> Obj:
+    """POST /async-function/..., /system/async (gateway/routes/async_calls.py)."""
+    call_id = {
+        "name": "call_id",
+        "in": "path",
+        "required": True,
+        "schema": {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,128}$"},
+        "description": "The call's id (X-Call-Id of its 202).",
+    }
+    callback = {
+        "name": "X-Callback-Url",
+        "in": "header",
+        "required": False,
+        "schema": {"type": "string"},
+        "description": "Where the result is POSTed when the call ends (http or https; the callback policy applies).",
+    }
+    path = {"name": "path", "in": "path", "required": True, "schema": {"type": "string"}}
+    body = {
+        "required": False,
+        "description": f"Any bytes, at most {max_body_bytes}.",
+        "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
+    }
+    accepted = {"202": json_body(ref("Accepted"), "Queued durably; X-Call-Id names the call.")}
+
+    def enqueue(op_id: str, params: list[Obj]) -> Obj:
+        return {
+            "post": {
+                "operationId": op_id,
+                "tags": ["invocation"],
+                "summary": "Call the function asynchronously",
+                "parameters": params,
+                "requestBody": body,
+                "responses": {**accepted, **_errors(400, 404, 413, 429, 503, *COMMON)},
+            }
+        }
+
+    listing = [
+        _query("function", ref("Name"), "Only this function.", empty=True),
+        _query(
+            "status",
+            {"type": "string", "enum": list(ASYNC_STATUSES)},
+            "Only calls in this status.",
+            empty=True,
+        ),
+        _query("limit", {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": 1000}, "At most."),
+        _query(
+            "cursor", {"type": "integer", "minimum": 0, "maximum": 2**62, "default": 0}, "After this cursor."
+        ),
+    ]
+    call = json_body(ref("AsyncCall"), "The call: status, attempts, result.")
+    return {
+        "/async-function/{name}": enqueue("invoke_async", [_name_param("The function."), callback]),
+        "/async-function/{name}/{path}": enqueue(
+            "invoke_async_path", [_name_param("The function."), path, callback]
+        ),
+        "/system/async": {
+            "get": _system(
+                "list_async_calls",
+                "Asynchronous calls, oldest first",
+                {"200": json_body(ref("AsyncCalls"), "A page of calls.")},
+                parameters=listing,
+            )
+        },
+        "/system/async/{call_id}": {
+            "get": _system(
+                "get_async_call", "An asynchronous call", {"200": call, **_errors(404)}, parameters=[call_id]
+            ),
+            "delete": _system(
+                "cancel_async_call",
+                "Cancel a queued asynchronous call",
+                {"200": call, **_errors(404, 409, 415)},
+                parameters=[call_id],
+            ),
+        },
     }
 
 
@@ -226,6 +304,7 @@ def build_document(config: ServerConfig, host_cores: float) -> Obj:
         "/openapi.json": _ops("openapi", "This document", json_body({"type": "object"}, "OpenAPI 3.")),
     }
     paths.update(release_paths(_system, _errors, name))
+    paths.update(_async_paths(config.max_body_bytes))
     paths["/readyz"]["get"]["responses"]["503"] = json_body({"type": "object"}, "Not ready yet.")
     for path, item in paths.items():
         for op in item.values():
@@ -245,7 +324,9 @@ def build_document(config: ServerConfig, host_cores: float) -> Obj:
         "tags": [{"name": t} for t in ("invocation", "management", "operations")],
         "paths": paths,
         "components": {
-            "schemas": component_schemas(host_cores, config.code_limit_bytes) | release_schemas(),
+            "schemas": component_schemas(host_cores, config.code_limit_bytes)
+            | release_schemas()
+            | async_schemas(),
             "responses": error_responses(),
             "securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer"}},
         },

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from invoker.async_model import STATUSES as ASYNC_STATUSES
 from invoker.fields import BY_NAME, DEPLOY_FIELDS, DeployField
 from invoker.metering import STATUSES
 from invoker.release_validate import MAX_SECRETS_PER_FUNCTION, SECRET_NAME_RE
@@ -31,6 +32,8 @@ EXTRA_SCHEMA: dict[str, Obj] = {
         "items": {"type": "string", "pattern": SECRET_NAME_RE.pattern},
         "maxItems": MAX_SECRETS_PER_FUNCTION,
     },
+    "handler": {"nullable": True},
+    "max_event_age_s": {"nullable": True},
 }
 
 
@@ -81,6 +84,9 @@ def component_schemas(host_cores: float, code_limit_bytes: int) -> Obj:
         "instances": integer,
         "secrets": strings,
         "aliases": {"type": "array", "items": ref("Alias")},
+        "flavour": {"type": "string", "enum": ["faas", "lambda"]},
+        "async_retries": integer,
+        "max_event_age_s": nullable_int,
     }
     return {
         "Name": {"type": "string", "pattern": NAME_RE.pattern, "maxLength": 63},
@@ -106,6 +112,7 @@ def component_schemas(host_cores: float, code_limit_bytes: int) -> Obj:
                 "init_ms": {**number, "nullable": True},
                 "status": {"type": "string", "enum": list(STATUSES)},
                 "cold": {"type": "boolean"},
+                "attempt": integer,
             },
         },
         "Usage": {
@@ -135,7 +142,7 @@ ERROR_TEXT = {
     404: "No such function or route.",
     405: "Method not allowed (Allow lists the allowed ones).",
     408: "The request body did not arrive in time.",
-    409: "Conflict: the secret is used by a version an alias points at.",
+    409: "Conflict: the secret is used by a version an alias points at, or the asynchronous call is no longer queued (it cannot be cancelled).",
     413: "Request body over the limit.",
     414: "Request target too long.",
     415: "A request that changes state must have Content-Type: application/json.",
@@ -147,6 +154,48 @@ ERROR_TEXT = {
     503: "Shutting down, no capacity, or metering is off.",
     504: "The call ran past its timeout or its CPU-time budget.",
 }
+
+
+def async_schemas() -> Obj:
+    """An asynchronous call (AsyncCall.to_json() of invoker/async_model.py) and its listing."""
+    string, number, integer = {"type": "string"}, {"type": "number"}, {"type": "integer"}
+    nullable_string = {**string, "nullable": True}
+    result = {
+        "type": "object",
+        "nullable": True,
+        "properties": {
+            "status": integer,
+            "headers": {"type": "object", "additionalProperties": string},
+            "body": {**string, "format": "byte", "description": "The response body, base64."},
+            "duration_s": number,
+        },
+    }
+    call = {
+        "type": "object",
+        "required": ["call_id", "function", "status", "attempts"],
+        "properties": {
+            "call_id": string,
+            "function": string,
+            "status": {"type": "string", "enum": list(ASYNC_STATUSES)},
+            "attempts": integer,
+            **{k: string for k in ("created_at", "updated_at")},
+            **{k: nullable_string for k in ("next_attempt_at", "callback_url", "callback_status", "error")},
+            "result_status": {**integer, "nullable": True},
+            "result": result,
+        },
+    }
+    return {
+        "AsyncCall": call,
+        "AsyncCalls": {
+            "type": "object",
+            "required": ["calls", "next_cursor"],
+            "properties": {
+                "calls": {"type": "array", "items": call},
+                "next_cursor": {**integer, "nullable": True},
+            },
+        },
+        "Accepted": {"type": "object", "required": ["call_id"], "properties": {"call_id": string}},
+    }
 
 
 def error_responses() -> Obj:

@@ -15,7 +15,7 @@ from invoker.validate import validate_name
 MAX_LIMIT = 100_000
 
 
-def _int_param(request: web.Request, name: str, default: int, lo: int, hi: int) -> int:
+def int_param(request: web.Request, name: str, default: int, lo: int, hi: int) -> int:
     raw = request.query.get(name)
     if raw is None or raw == "":
         return default
@@ -51,8 +51,8 @@ def make_usage_handler(invoker: Invoker, plan: PricePlan) -> web.RequestHandler:
         if function is not None:
             validate_name(function)
         want_records = request.query.get("records", "0").lower() in ("1", "true", "yes")
-        limit = _int_param(request, "limit", 1000, 1, MAX_LIMIT)
-        cursor = _int_param(request, "cursor", 0, 0, 2**62)
+        limit = int_param(request, "limit", 1000, 1, MAX_LIMIT)
+        cursor = int_param(request, "cursor", 0, 0, 2**62)
         query = UsageQuery(since, until, function)
         by_function = await invoker.usage_totals(query)
         overall = Totals.sum(by_function.values())

@@ -65,6 +65,9 @@ def api_schema(fuzz_server: Server) -> Any:
     return schemathesis.openapi.from_url(f"{fuzz_server.url}/openapi.json")
 
 
+# Paths whose name is the fuzz target's: they call it (synchronously or not).
+INVOCATIONS = ("/function/", "/async-function/")
+
 # The operations, known at collection time from the same builder the server
 # uses; invalid input only where there is something to make invalid (an
 # invocation takes any path, query, headers and body; its name is fixed).
@@ -74,7 +77,7 @@ CASES = [
     for method, op in item.items()
     for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE)
     if mode is GenerationMode.POSITIVE
-    or (not path.startswith("/function/") and (op.get("parameters") or op.get("requestBody")))
+    or (not path.startswith(INVOCATIONS) and (op.get("parameters") or op.get("requestBody")))
 ]
 
 
@@ -96,7 +99,7 @@ def test_operation(
     path: str, method: str, mode: GenerationMode, api_schema: Any, fuzz_server: Server
 ) -> None:
     operation = api_schema[path][method.upper()]
-    fixed = {"name": TARGET} if path.startswith("/function/") else None  # exists, never raises
+    fixed = {"name": TARGET} if path.startswith(INVOCATIONS) else None  # exists, never raises
     valid_code = path == "/system/functions" and mode is GenerationMode.POSITIVE
     strategy = operation.as_strategy(generation_mode=mode, path_parameters=fixed)
 

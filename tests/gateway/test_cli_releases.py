@@ -11,12 +11,9 @@ from pathlib import Path
 import pytest
 
 from gateway import cli
+from tests.canned_http import Canned
 
-from . import test_cli_unit
-from .test_cli_unit import Canned, FakeStdin
-
-# The canned gateway of the CLI's other tests.
-gw = test_cli_unit.gw
+from .conftest import FakeStdin
 
 LIVE = {"name": "live", "version": 2, "weights": {}, "follows_newest": True}
 

@@ -4,14 +4,9 @@ client against a tiny canned-answer server in a thread."""
 from __future__ import annotations
 
 import base64
-import io
 import json
 import sys
-import threading
 import types
-from collections.abc import Iterator
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -20,89 +15,12 @@ import pytest
 from gateway import cli
 from gateway.bundle import BundleError, build_deploy_body, default_name, parse_env
 from gateway.client import GatewayClient, GatewayUnreachable, Headers, Response, error_message
+from tests.canned_http import Canned
+
+from .conftest import FakeStdin
 
 UNREACHABLE = "http://127.0.0.1:1"  # port 1: nothing listens, the connection is refused
 UNREACHABLE_LINE = f"error: cannot reach the gateway at {UNREACHABLE} (is `faas serve` running?)\n"
-
-
-# ---------------------------------------------------------------- a canned gateway
-
-
-@dataclass
-class Seen:
-    method: str
-    path: str
-    headers: dict[str, str]
-    body: bytes
-
-
-@dataclass
-class Canned:
-    """Answers by (method, path without query); records every request."""
-
-    routes: dict[tuple[str, str], tuple[int, dict[str, str], bytes]] = field(default_factory=dict)
-    seen: list[Seen] = field(default_factory=list)
-    url: str = ""
-
-    def answer(self, method: str, path: str, status: int, body: Any = b"", ctype: str = "") -> None:
-        if not isinstance(body, bytes):
-            body, ctype = json.dumps(body).encode(), ctype or "application/json"
-        self.routes[(method, path)] = (status, {"Content-Type": ctype} if ctype else {}, body)
-
-
-def _handler(canned: Canned) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        def _any(self) -> None:
-            length = int(self.headers.get("Content-Length") or 0)
-            body = self.rfile.read(length) if length else b""
-            canned.seen.append(
-                Seen(self.command, self.path, {k.lower(): v for k, v in self.headers.items()}, body)
-            )
-            route = canned.routes.get((self.command, self.path.split("?")[0]))
-            status, headers, payload = route or (404, {}, b'{"error": "no route", "call_id": "x"}')
-            self.send_response(status)
-            for key, value in headers.items():
-                self.send_header(key, value)
-            self.send_header("Content-Length", str(len(payload)))
-            self.end_headers()
-            self.wfile.write(payload)
-
-        do_GET = do_POST = do_PUT = do_DELETE = do_PATCH = _any
-
-        def log_message(self, format: str, *args: Any) -> None:  # keep test output clean
-            pass
-
-    return Handler
-
-
-@pytest.fixture
-def gw(monkeypatch: pytest.MonkeyPatch) -> Iterator[Canned]:
-    monkeypatch.delenv("FAAS_GATEWAY", raising=False)
-    monkeypatch.delenv("FAAS_TOKEN", raising=False)
-    canned = Canned()
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(canned))
-    canned.url = f"http://127.0.0.1:{server.server_address[1]}"
-    # A short poll interval: shutdown() waits for it, once per test.
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
-    thread.start()
-    yield canned
-    server.shutdown()
-    server.server_close()
-    thread.join()
-
-
-class FakeStdin(io.TextIOWrapper):
-    def __init__(self, data: bytes, tty: bool) -> None:
-        super().__init__(io.BytesIO(data))
-        self._tty = tty
-
-    def isatty(self) -> bool:
-        return self._tty
-
-
-@pytest.fixture
-def tty_stdin(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(sys, "stdin", FakeStdin(b"", tty=True))
 
 
 # ---------------------------------------------------------------- bundle

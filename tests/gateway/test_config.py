@@ -130,6 +130,8 @@ def sample(value: Any) -> Any:
         return value + 3
     if value is None:  # a setting that is off unless given (a path)
         return "/given"
+    if isinstance(value, tuple):  # lists of CIDRs or names
+        return (*value, "127.0.0.0/8")
     return value + "-other"
 
 

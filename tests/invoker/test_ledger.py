@@ -63,3 +63,30 @@ async def test_appends_after_close_are_refused(tmp_path: Path) -> None:
     await ledger.aclose()
     with pytest.raises(Exception, match="closed"):
         await ledger.append(record(1))
+
+
+OLD_SCHEMA = """
+CREATE TABLE usage (
+    seq INTEGER PRIMARY KEY, call_id TEXT NOT NULL, function TEXT NOT NULL, version INTEGER NOT NULL,
+    started_at REAL NOT NULL, wall_ms REAL NOT NULL, init_ms REAL, billed_ms INTEGER NOT NULL,
+    cpu_us INTEGER NOT NULL, memory_mb INTEGER NOT NULL, max_memory_bytes INTEGER NOT NULL,
+    status TEXT NOT NULL, cold INTEGER NOT NULL
+);
+INSERT INTO usage VALUES (1, 'old-call', 'f', 1, 1000.0, 5.0, NULL, 5, 100, 128, 1024, 'ok', 0);
+"""
+
+
+async def test_a_ledger_from_before_attempts_gains_the_column(tmp_path: Path) -> None:
+    """A usage.db written before asynchronous calls existed keeps its records
+    (each a first attempt) and stores the attempt of new ones."""
+    path = tmp_path / "usage.db"
+    db = sqlite3.connect(path)
+    db.executescript(OLD_SCHEMA)
+    db.close()
+    ledger = SqliteLedger(str(path))
+    retry = UsageRecord(**{**record(2).__dict__, "attempt": 3})
+    await ledger.append(retry)
+    records = [r for _, r in ledger.records(None, None, None, 0, 10)]
+    await ledger.aclose()
+    assert [(r.call_id, r.attempt) for r in records] == [("old-call", 1), ("call-2", 3)]
+    assert records[1].to_json()["attempt"] == 3

@@ -93,3 +93,65 @@ async def test_remove_idle_frees_capacity() -> None:
     pool.release("old")
     pool.remove_idle("old")
     assert pool.instances == 0 and pool.acquire() is START
+
+
+# -- background (asynchronous) calls share the capacity ------------------------
+
+
+async def test_background_calls_leave_one_slot_to_foreground_calls() -> None:
+    pool: Pool[str] = Pool(max_instances=3, max_queue=10)
+    assert pool.acquire(background=True) is START
+    assert pool.acquire(background=True) is START
+    third = pool.acquire(background=True)
+    assert isinstance(third, asyncio.Future) and pool.background == 2
+    # The slot background calls may not take is a foreground call's at once.
+    assert pool.acquire() is START
+    assert pool.instances == 3
+
+
+async def test_a_freed_slot_goes_to_a_waiting_foreground_call_first() -> None:
+    pool: Pool[str] = Pool(max_instances=2, max_queue=10)
+    assert pool.acquire(background=True) is START
+    assert pool.acquire() is START
+    background = pool.acquire(background=True)
+    foreground = pool.acquire()
+    assert isinstance(background, asyncio.Future) and isinstance(foreground, asyncio.Future)
+    pool.release("sb-1", background=True)  # background held 1, its cap: the foreground waiter gets it
+    assert foreground.result() == "sb-1" and not background.done()
+    pool.release("sb-2")
+    assert background.result() == "sb-2" and pool.background == 1
+
+
+async def test_with_one_instance_foreground_and_background_alternate() -> None:
+    """max_instances=1: a synchronous call waits for at most the one
+    background call running, and a flood of synchronous calls still lets a
+    background call through whenever none runs."""
+    pool: Pool[str] = Pool(max_instances=1, max_queue=10)
+    assert pool.acquire(background=True) is START
+    sync_1, background, sync_2 = pool.acquire(), pool.acquire(background=True), pool.acquire()
+    pool.release("sb", background=True)
+    assert sync_1.result() == "sb" and not background.done()  # type: ignore[union-attr]
+    pool.release("sb")  # background holds nothing: its waiter goes before sync_2
+    assert background.result() == "sb" and not sync_2.done()  # type: ignore[union-attr]
+    pool.release("sb", background=True)
+    assert sync_2.result() == "sb"  # type: ignore[union-attr]
+    assert pool.background == 0
+
+
+async def test_background_waiters_are_not_bounded_by_max_queue() -> None:
+    pool: Pool[str] = Pool(max_instances=1, max_queue=0)
+    pool.acquire()
+    assert isinstance(pool.acquire(background=True), asyncio.Future)
+    with pytest.raises(TooManyRequests):
+        pool.acquire()
+
+
+async def test_abandoned_background_grant_is_returned_and_counted() -> None:
+    pool: Pool[str] = Pool(max_instances=1, max_queue=10)
+    pool.acquire()
+    gave_up = pool.acquire(background=True)
+    pool.discard()  # the slot goes to the background waiter, which has already given up
+    assert pool.background == 1
+    pool.abandon(gave_up, background=True)  # type: ignore[arg-type]
+    assert pool.background == 0 and pool.instances == 0
+    assert pool.acquire() is START

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 from pathlib import Path
@@ -371,3 +372,21 @@ def test_missing_controller_refused_by_backend(own: dict[str, Path]) -> None:
     del own["cpuacct"], own["pids"]
     with pytest.raises(ValueError, match=r"cgroup v1 controllers missing: cpuacct, pids"):
         backend_for(own)
+
+
+def test_remove_stale_leaves_what_cannot_go_yet_and_goes_on(
+    own: dict[str, Path], monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A dead server's cgroup whose task will not die yet is logged and left:
+    it never keeps this server from starting."""
+    backend = backend_for(own, parent=parent_name_for(os.getpid()))
+    for path in own.values():
+        (path / parent_name_for(DEAD_PID)).mkdir()
+
+    def busy(path: str) -> None:
+        raise OSError(errno.EBUSY, "Device or resource busy", path)
+
+    monkeypatch.setattr(base, "rmdir_when_empty", busy)
+    with caplog.at_level(logging.WARNING, logger="faas.cgroups"):
+        assert backend.remove_stale() == 0
+    assert "could not remove the cgroup" in caplog.text
