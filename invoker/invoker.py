@@ -30,20 +30,23 @@ from .functions import FunctionState
 from .lease import Lease
 from .ledger import SqliteLedger
 from .logs import LogStore
-from .metering import BillingTotals, Totals, UsageRecord, billed_ms
+from .metering import BillingTotals, billed_ms
 from .metrics import Metrics
-from .model import VERSION_HEADER, FunctionConfig, Invocation, InvocationResult, UsageQuery
+from .model import VERSION_HEADER, FunctionConfig, Invocation, InvocationResult
 from .pool import START
 from .recorder import Recorder
 from .registry import CodeStore, SqliteRegistry
 from .releases import Releases
 from .secrets import SecretStore
-from .tasks import cancel_and_wait
+from .tasks import cancel_and_wait, task_stacks
 from .uids import UidRange
 from .validate import Limits, host_cores
 from .versions import FunctionVersions, Rerouted
 
 log = logging.getLogger("faas.invoker")
+
+# What tearing the invoker down may take once calls have ended.
+TEARDOWN_TIMEOUT_S = 20.0
 
 
 class Invoker(Releases, AsyncInvocations):
@@ -116,7 +119,14 @@ class Invoker(Releases, AsyncInvocations):
 
     async def __aexit__(self, *exc: object) -> None:
         self.ready = False
-        await self._stack.aclose()
+        try:
+            # Calls in flight have ended (or hit their own timeouts) by now:
+            # what is left is bounded work. A step that hangs all the same is
+            # cancelled, the later ones still run, and the stacks say where.
+            async with asyncio.timeout(TEARDOWN_TIMEOUT_S):
+                await self._stack.aclose()
+        except TimeoutError:
+            log.error("teardown did not finish in %g s; tasks left: %s", TEARDOWN_TIMEOUT_S, task_stacks())
 
     async def _destroy_all(self) -> None:
         for state in self.catalog.states():
@@ -134,25 +144,6 @@ class Invoker(Releases, AsyncInvocations):
         log.info("shutting down: %d calls in flight", busy)
         for state in self.catalog.states():
             state.pool.fail_waiters(Unavailable("the server is shutting down"))
-
-    # -- management --------------------------------------------------------
-
-    def logs(self, name: str, tail: int) -> list[str]:
-        self.catalog.get(name)
-        return self._logs.tail(name, tail)
-
-    async def usage_totals(self, query: UsageQuery) -> dict[str, Totals]:
-        return await self._recorder.totals(query)
-
-    async def usage_records(
-        self, query: UsageQuery, cursor: int, limit: int
-    ) -> list[tuple[int, UsageRecord]]:
-        return await self._recorder.records(query, cursor, limit)
-
-    def function_files(self, name: str) -> dict[str, bytes]:
-        """The newest version's files (the Lambda API's UpdateFunctionConfiguration redeploys them)."""
-        newest = self.get(name)
-        return self.catalog.registry.files(newest.name, newest.version)
 
     # -- invocation ---------------------------------------------------------
 

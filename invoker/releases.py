@@ -23,7 +23,9 @@ from .catalog import Catalog
 from .errors import BadRequest, Conflict, FaasError, NotFound
 from .functions import FunctionState
 from .logs import LogStore
-from .model import LIVE, Alias, Deployed, FunctionConfig
+from .metering import Totals, UsageRecord
+from .model import LIVE, Alias, Deployed, FunctionConfig, UsageQuery
+from .recorder import Recorder
 from .release_validate import (
     parse_alias,
     parse_rollback,
@@ -39,6 +41,7 @@ class Releases:
     catalog: Catalog
     _secrets: SecretStore
     _logs: LogStore
+    _recorder: Recorder
     # Secret writes one at a time: a file each, written whole then renamed.
     _secret_lock: asyncio.Lock
 
@@ -92,6 +95,23 @@ class Releases:
     def functions(self) -> list[FunctionConfig]:
         """The newest version of each function."""
         return [self.catalog.functions[name].newest.config for name in sorted(self.catalog.functions)]
+
+    def logs(self, name: str, tail: int) -> list[str]:
+        self.catalog.get(name)
+        return self._logs.tail(name, tail)
+
+    async def usage_totals(self, query: UsageQuery) -> dict[str, Totals]:
+        return await self._recorder.totals(query)
+
+    async def usage_records(
+        self, query: UsageQuery, cursor: int, limit: int
+    ) -> list[tuple[int, UsageRecord]]:
+        return await self._recorder.records(query, cursor, limit)
+
+    def function_files(self, name: str) -> dict[str, bytes]:
+        """The newest version's files (the Lambda API's UpdateFunctionConfiguration redeploys them)."""
+        newest = self.get(name)
+        return self.catalog.registry.files(newest.name, newest.version)
 
     def get(self, name: str) -> FunctionConfig:
         """The function's newest version."""

@@ -127,7 +127,10 @@ def redeploy_body(config: FunctionConfig, files: dict[str, str]) -> dict[str, An
         value = getattr(config, field.name, None)
         if field.name in NOT_CARRIED or value is None:
             continue
-        body[field.name] = dict(value) if field.name == "env" else value
+        # As JSON has them: env an object, the names of secrets a list.
+        body[field.name] = (
+            dict(value) if field.name == "env" else list(value) if isinstance(value, tuple) else value
+        )
     if config.flavour == "lambda":
         body["handler"] = handler_string(config)
     else:
