@@ -23,6 +23,7 @@ from .guard import make_guard_middleware
 from .limits import handler_args, make_limits_middleware
 from .routes.functions import FunctionRoutes
 from .routes.invoke import make_invoke_handler
+from .routes.layers import make_layers_handler
 from .routes.logs import make_logs_handler
 from .routes.openapi import make_openapi_handler
 from .routes.ops import OpsRoutes
@@ -76,6 +77,7 @@ def create_app(config: ServerConfig) -> web.Application:
     app.router.add_route("*", "/function/{name}/{path:[\\s\\S]*}", invoke)
     FunctionRoutes(invoker).add_to(app.router)
     app.router.add_get("/system/logs", make_logs_handler(invoker))
+    app.router.add_get("/system/layers", make_layers_handler(invoker))
     app.router.add_get("/system/usage", make_usage_handler(invoker, config.pricing))
     OpsRoutes(invoker, metrics).add_to(app.router)
     app.router.add_get("/openapi.json", make_openapi_handler(config, host_cores()))

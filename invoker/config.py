@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .layers import DEFAULT_BUILD_TIMEOUT_S, DEFAULT_LAYER_LIMIT_BYTES
 from .validate import DEFAULT_CODE_LIMIT_BYTES
 
 
@@ -43,3 +44,24 @@ class InvokerConfig:
     # Memory all warm sandboxes together may hold (their measured peaks);
     # past it the least recently used idle ones are evicted. 0: 75% of RAM.
     warm_memory_budget_mb: int = 0
+    # Layers (a function's requirements.txt, invoker/layers.py): the largest
+    # one, in bytes, and how long a deploy may spend resolving and building one.
+    layer_limit_bytes: int = DEFAULT_LAYER_LIMIT_BYTES
+    build_timeout_s: float = DEFAULT_BUILD_TIMEOUT_S
+    # The import cache (sandbox/import_cache.py): a zygote per layer that has
+    # imported the layer's packages forks its functions' sandboxes, so a cold
+    # start does not pay for the imports. Off only to measure what it saves.
+    import_cache: bool = True
+    # Memory limit of a layer's zygote (the packages it has imported), and the
+    # blank sandboxes each layer's zygote keeps forked ahead of cold starts.
+    layer_zygote_memory_mb: int = 1024
+    layer_prewarm: int = 2
+
+
+def default_warm_memory_budget_mb() -> int:
+    """warm_memory_budget_mb when it is 0: 75% of the machine's memory."""
+    with open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith("MemTotal:"):
+                return int(line.split()[1]) * 3 // 4 // 1024
+    return 4096

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
+import dataclasses
 import logging
 import os
 import time
@@ -20,13 +20,14 @@ from sandbox.api import NO_USAGE, SandboxFactory
 from sandbox.errors import CallTimedOut, SandboxError
 from sandbox.factory import FactoryConfig
 from sandbox.factory import SandboxFactory as RealSandboxFactory
-from sandbox.protocol import Call
+from sandbox.protocol import Call, stage_ms
 
 from . import eviction
 from .catalog import Catalog
-from .config import InvokerConfig
+from .config import InvokerConfig, default_warm_memory_budget_mb
 from .errors import CallTimeout, NotFound, StartupError, Unavailable
 from .functions import FunctionState
+from .layers import LayerStore
 from .lease import Lease
 from .ledger import SqliteLedger
 from .logs import LogStore
@@ -54,18 +55,15 @@ class Invoker:
         self._background: set[asyncio.Task[Any]] = set()
         # Every lease alive, busy or idle, for the memory budget.
         self._leases: set[Lease] = set()
-        self._memory_budget = (config.warm_memory_budget_mb or _default_budget_mb()) * 1024 * 1024
+        self._memory_budget = (config.warm_memory_budget_mb or default_warm_memory_budget_mb()) * 1024 * 1024
         self._stack = contextlib.AsyncExitStack()
-        self.factory: SandboxFactory = factory or RealSandboxFactory(
-            FactoryConfig(
-                data_dir=config.data_dir,
-                prewarm=config.prewarm,
-                blank_memory_mb=config.blank_memory_mb,
-                pids_max=config.pids_max,
-                cpu_burst_us=config.cpu_burst_us,
-                freeze_idle=config.freeze_idle,
-            )
-        )
+        # The factory's settings are the invoker's settings of the same names.
+        shared = {
+            f.name: getattr(config, f.name)
+            for f in dataclasses.fields(FactoryConfig)
+            if hasattr(config, f.name)
+        }
+        self.factory: SandboxFactory = factory or RealSandboxFactory(FactoryConfig(**shared))
         self.billing = BillingTotals()
         self._logs = LogStore(os.path.join(config.data_dir, "logs"))
         self._recorder = Recorder(None, self._logs, self.billing)
@@ -74,6 +72,7 @@ class Invoker:
             Limits(host_cores=host_cores(), code_limit_bytes=config.code_limit_bytes),
             config.max_functions,
             config.max_code_bytes_total,
+            LayerStore.in_data_dir(config.data_dir, config.layer_limit_bytes, config.build_timeout_s),
         )
         metrics.watch_pools(self._pool_snapshot)
         metrics.watch_billing(self.billing)
@@ -144,11 +143,15 @@ class Invoker:
     async def deploy(self, body: Any) -> tuple[FunctionConfig, bool]:
         """Create or update a function; (config, created)."""
         state, replaced = await self.catalog.put(body)
+        image = state.layer_image(self._uids.layer_zygote())
+        if image is not None:
+            self.factory.load_layer(image)  # its import cache starts now, not at the first call
         if replaced is None:
             return state.config, True
         # Calls still running on the old code keep it until they end.
         await self._drain_idle(state)
         self.catalog.collect(replaced)
+        await self.catalog.collect_layers(self.factory.unload_layer)
         return state.config, False
 
     async def delete(self, name: str) -> None:
@@ -156,7 +159,12 @@ class Invoker:
         state.pool.fail_waiters(NotFound(f"function {name!r} was deleted"))
         await self._drain_idle(state)
         self.catalog.collect(state.code_dir)
+        await self.catalog.collect_layers(self.factory.unload_layer)
         self._logs.delete(name)
+
+    def layers(self) -> list[dict[str, Any]]:
+        """Every layer: its manifest, the functions using it, its import cache's state."""
+        return self.catalog.layer_records(self.factory.layer_status)
 
     def logs(self, name: str, tail: int) -> list[str]:
         self._state(name)
@@ -265,8 +273,9 @@ class Invoker:
         t0 = time.monotonic()
         self._make_room(state.memory_estimate)
         limits = self.factory.limits(config.memory_mb, config.cpu)
+        image = state.layer_image(self._uids.layer_zygote())
         try:
-            sandbox, prewarmed = await self.factory.take(limits, max(0.0, deadline - t0))
+            sandbox, prewarmed = await self.factory.take(limits, max(0.0, deadline - t0), image)
         except CallTimedOut:
             raise CallTimedOut(f"timed out after {config.timeout_s:g} s (creating the sandbox)") from None
         except SandboxError as exc:
@@ -277,11 +286,11 @@ class Invoker:
         uid = self._uids.next()
         function = state.function_spec(sandbox.id, uid, self.config.open_files_max)
         started_at = time.time()
-        self.catalog.hold(function.code_dir)
+        self.catalog.hold(function.code_dir, function.layer_dir)
         try:
             await sandbox.specialize(function, max(0.0, deadline - time.monotonic()))
         except SandboxError as exc:
-            self.catalog.release(function.code_dir)
+            self.catalog.release(function.code_dir, function.layer_dir)
             if exc.kill_reason:
                 self.metrics.kills.labels(config.name, exc.kill_reason).inc()
             logs = getattr(exc, "logs", "")
@@ -294,18 +303,16 @@ class Invoker:
             raise
         sandbox.init_ms = (time.monotonic() - t0) * 1000
         if log.isEnabledFor(logging.DEBUG):
-            stages = sandbox.stamps
             log.debug(
-                "cold start of %s in %.2f ms: %s",
-                config.name,
-                sandbox.init_ms,
-                " ".join(f"{b[0]}={(b[1] - a[1]) * 1000:.2f}" for a, b in itertools.pairwise(stages)),
+                "cold start of %s in %.2f ms: %s", config.name, sandbox.init_ms, stage_ms(sandbox.stamps)
             )
         self.metrics.cold_starts.labels(config.name).inc()
         self.metrics.init_seconds.labels(config.name).observe(sandbox.init_ms / 1000)
         if sandbox.init_logs:
             self._logs.append(config.name, call_id, sandbox.init_logs)
-        lease = Lease(sandbox, state.generation, function.code_dir, state.memory_estimate)
+        lease = Lease(
+            sandbox, state.generation, function.code_dir, state.memory_estimate, layer_dir=function.layer_dir
+        )
         self._leases.add(lease)
         return lease
 
@@ -337,7 +344,7 @@ class Invoker:
         """A lease's sandbox is going: it no longer counts or holds its code."""
         if lease in self._leases:
             self._leases.discard(lease)
-            self.catalog.release(lease.code_dir)
+            self.catalog.release(lease.code_dir, lease.layer_dir)
 
     def _spawn_background(self, coro: Any) -> None:
         task = asyncio.create_task(coro)
@@ -374,6 +381,7 @@ class Invoker:
                 await asyncio.gather(*(lease.sandbox.destroy() for lease in expired), return_exceptions=True)
             for lease in expired:
                 self._drop(lease)
+            await self.catalog.collect_layers(self.factory.unload_layer)
 
     def _pool_snapshot(self) -> tuple[dict[str, int], dict[str, int]]:
         idle = sum(len(s.pool.idle) for s in self._functions.values())
@@ -386,12 +394,3 @@ async def _cancel_and_wait(task: asyncio.Task[Any]) -> None:
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
-
-
-def _default_budget_mb() -> int:
-    """75% of the machine's memory."""
-    with open("/proc/meminfo") as f:
-        for line in f:
-            if line.startswith("MemTotal:"):
-                return int(line.split()[1]) * 3 // 4 // 1024
-    return 4096

@@ -27,6 +27,12 @@ class FunctionConfig:
     files: tuple[str, ...] = ()
     created_at: float = 0.0
     updated_at: float = 0.0
+    # The layer its requirements.txt resolved to ("": none; invoker/layers.py)
+    # and what the deploy spent resolving and building it (None: no requirements).
+    layer_id: str = ""
+    layer_size_bytes: int = 0
+    layer_packages: tuple[tuple[str, str], ...] = ()
+    build_ms: float | None = None
 
     def to_record(self) -> dict[str, Any]:
         """The function record of the HTTP API."""
@@ -47,6 +53,16 @@ class FunctionConfig:
             "files": list(self.files),
             "created_at": _iso(self.created_at),
             "updated_at": _iso(self.updated_at),
+            "layer": (
+                {
+                    "id": self.layer_id,
+                    "size_bytes": self.layer_size_bytes,
+                    "packages": dict(self.layer_packages),
+                }
+                if self.layer_id
+                else None
+            ),
+            "build_ms": None if self.build_ms is None else round(self.build_ms, 1),
         }
 
 

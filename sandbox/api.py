@@ -16,11 +16,11 @@ from __future__ import annotations
 import enum
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from .cgroups import CgroupLimits
 from .protocol import Call, Result, Stamps
-from .spec import FunctionSpec
+from .spec import FunctionSpec, LayerImage
 
 
 class SandboxState(enum.Enum):
@@ -119,9 +119,25 @@ class SandboxFactory(AbstractAsyncContextManager["SandboxFactory"], Protocol):
         """The cgroup limits of a sandbox of a function with these settings."""
         ...
 
-    async def take(self, limits: CgroupLimits, timeout_s: float) -> tuple[Sandbox, bool]:
-        """A blank sandbox with these limits, and whether it was pre-warmed.
-        Raises SpawnError, SetupError, SandboxDied or CallTimedOut."""
+    async def take(
+        self, limits: CgroupLimits, timeout_s: float, layer: LayerImage | None = None
+    ) -> tuple[Sandbox, bool]:
+        """A blank sandbox with these limits, and whether it was pre-warmed;
+        for a function with a layer, one that has imported it already where
+        the layer has an import cache. Raises SpawnError, SetupError,
+        SandboxDied or CallTimedOut."""
+        ...
+
+    def load_layer(self, layer: LayerImage) -> None:
+        """Get the layer's import cache ready, in the background."""
+        ...
+
+    async def unload_layer(self, layer_dir: str) -> None:
+        """No function uses the layer any more: stop its import cache."""
+        ...
+
+    def layer_status(self, layer_dir: str) -> dict[str, Any]:
+        """The state of the layer's import cache ({"state": ..., ...})."""
         ...
 
     @property

@@ -45,8 +45,9 @@ RUNTIME_TARGET = f"{SANDBOX_PREFIX}/runtime"
 # zygote before the fork). The zygote refuses to start if it imported a
 # module that has no path inside, so a module missing here is caught.
 SANDBOX_MODULES = (
-    "__init__", "creds", "event", "frames", "linux", "mounts", "namespaces", "procfs",
-    "protocol", "relocate", "response", "runtime", "seccomp", "setup", "spec", "zygote",
+    "__init__", "creds", "event", "frames", "layer_protocol", "layer_zygote", "linux", "mounts",
+    "namespaces", "procfs", "protocol", "relocate", "response", "runtime", "seccomp", "setup", "spec",
+    "zygote",
 )  # fmt: skip
 # Standard extension modules no sandbox can use (no display): their X11
 # and Tk libraries stay out.
@@ -119,6 +120,15 @@ def sandbox_root_plan(data_dir: str) -> RootPlan:
         prefix=SANDBOX_PREFIX,
         executable=executable,
     )
+
+
+def runtime_libraries(data_dir: str) -> frozenset[str]:
+    """The shared libraries (sonames) a sandbox finds in /usr/lib: a layer
+    needs its own copy only of the others."""
+    try:
+        return frozenset(os.listdir(os.path.join(data_dir, "runtime", "usrlib")))
+    except OSError:
+        return frozenset()
 
 
 def _lib_dynload(stdlib: str) -> str:

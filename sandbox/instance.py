@@ -12,6 +12,7 @@ import asyncio
 import os
 import socket
 import time
+from typing import Any
 
 from . import frames, linux, procfs, protocol
 from .api import CallResult, SandboxState, Usage, check_transition
@@ -49,6 +50,9 @@ class Sandbox:
         self._writer: asyncio.StreamWriter | None = None
         self._oom_baseline = 0
         self._cpu_exceeded_ms: float | None = None
+        # The layer it was forked with, already mounted and imported (a layer
+        # zygote's sandbox, sandbox/import_cache.py); "": none.
+        self.preloaded_layer = ""
 
     @property
     def id(self) -> str:
@@ -116,14 +120,16 @@ class Sandbox:
         self.function = function
         cpu_before = self.cgroup.cpu_usage_ns()
         try:
-            code_mount = linux.clone_mount_readonly(function.code_dir)
+            if self.preloaded_layer and function.layer_dir != self.preloaded_layer:
+                raise SetupError(f"a sandbox of layer {self.preloaded_layer} cannot run this function")
+            mounts = [linux.clone_mount_readonly(function.code_dir)]
             try:
-                sock = self._writer.get_extra_info("socket")
-                frames.send_with_fds(
-                    sock.fileno(), protocol.pack(protocol.Specialize(function)), [code_mount]
-                )
+                if function.layer_dir and not self.preloaded_layer:
+                    mounts.append(linux.clone_mount_readonly(function.layer_dir))
+                self.send_frame(protocol.pack(protocol.Specialize(function)), mounts)
             finally:
-                os.close(code_mount)
+                for fd in mounts:
+                    os.close(fd)
             msg = await self._receive(t0 + timeout_s, "init")
             if isinstance(msg, protocol.SetupFailed):
                 raise SetupError(f"sandbox setup failed: {msg.error}")
@@ -147,18 +153,32 @@ class Sandbox:
                 raise SandboxDied(exc.reason, f"sandbox died during init: {exc.message}") from None
             raise
 
-    async def _receive(self, deadline: float, what: str) -> protocol.Message:
+    def send_frame(self, frame: bytes, fds: list[int]) -> None:
+        """One encoded frame with file descriptors (the frame must fit in the
+        socket's buffer: nothing else is in flight while it is sent)."""
+        assert self._writer is not None
+        frames.send_with_fds(self._writer.get_extra_info("socket").fileno(), frame, fds)
+
+    async def receive_frame(self, deadline: float, what: str) -> dict[str, Any]:
+        """The next frame, decoded, not yet parsed as a message: for a blank
+        turned into something else than a function (a layer zygote)."""
         assert self._reader is not None
         try:
             async with asyncio.timeout_at(_loop_time(deadline)):
                 header = await self._reader.readexactly(protocol.HEADER.size)
                 (length,) = protocol.HEADER.unpack(header)
                 payload = await self._reader.readexactly(protocol.check_length(length))
-            return protocol.parse_from_sandbox(protocol.decode_payload(payload))
+            return protocol.decode_payload(payload)
         except TimeoutError:
             raise CallTimedOut(f"{what} timed out") from None
         except (asyncio.IncompleteReadError, ConnectionError, OSError):
             raise self._death() from None
+        except protocol.ProtocolError as exc:
+            raise _protocol_error(str(exc)) from None
+
+    async def _receive(self, deadline: float, what: str) -> protocol.Message:
+        try:
+            return protocol.parse_from_sandbox(await self.receive_frame(deadline, what))
         except protocol.ProtocolError as exc:
             raise _protocol_error(str(exc)) from None
 

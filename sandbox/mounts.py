@@ -14,6 +14,9 @@ DEVICES = ("null", "zero", "random", "urandom")
 TMP_FLAGS = linux.MS_NOSUID | linux.MS_NODEV | linux.MS_NOEXEC
 # The mount namespace of the zygote (the host's), recorded before any fork.
 HOST_MOUNT_NS = [0]
+# Where a function's layer is mounted; its packages are /opt/python.
+LAYER_TARGET = "/opt"
+LAYER_PYTHON_PATH = f"{LAYER_TARGET}/python"
 RO_BIND_FLAGS = linux.MS_REMOUNT | linux.MS_BIND | linux.MS_RDONLY | linux.MS_NOSUID | linux.MS_NODEV
 
 
@@ -37,7 +40,7 @@ def _write(path: str, text: str) -> None:
         f.write(text)
 
 
-def _etc_files(root: str, spec: FunctionSpec) -> None:
+def write_etc(root: str, spec: FunctionSpec) -> None:
     etc = os.path.join(root, "etc")
     _write(
         os.path.join(etc, "passwd"),
@@ -104,10 +107,22 @@ def enter_root(spec: SandboxSpec) -> None:
     os.chdir("/")
 
 
-def specialize(function: FunctionSpec, code_mount_fd: int) -> None:
-    """Attach the function's code at /var/task, size /tmp, write /etc, then
-    make the root read-only. Runs after enter_root, still as root."""
+def attach_layer(layer_mount_fd: int) -> None:
+    """The function's layer at /opt (its packages in /opt/python), and /lib
+    (a directory the dynamic loader searches) pointing at its libraries.
+    Into the root while it is still writable."""
+    os.mkdir(LAYER_TARGET, 0o755)
+    linux.move_mount(layer_mount_fd, LAYER_TARGET)
+    os.symlink(f"{LAYER_TARGET}/lib", "/lib")
+
+
+def specialize(function: FunctionSpec, code_mount_fd: int, layer_mount_fd: int | None = None) -> None:
+    """Attach the function's code at /var/task (and its layer at /opt), size
+    /tmp, write /etc, then make the root read-only. Runs after enter_root,
+    still as root."""
     linux.move_mount(code_mount_fd, "/var/task")
+    if layer_mount_fd is not None:
+        attach_layer(layer_mount_fd)
     linux.mount(
         None,
         "/tmp",
@@ -115,5 +130,5 @@ def specialize(function: FunctionSpec, code_mount_fd: int) -> None:
         linux.MS_REMOUNT | TMP_FLAGS,
         f"size={function.tmp_size_mb}m,mode=1777",
     )
-    _etc_files("/", function)
+    write_etc("/", function)
     linux.mount(None, "/", None, linux.MS_REMOUNT | linux.MS_RDONLY | linux.MS_NOSUID | linux.MS_NODEV)

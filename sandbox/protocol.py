@@ -43,6 +43,11 @@ MAX_CONTROL_BYTES = 1 << 20
 Stamps = tuple[tuple[str, float], ...]
 
 
+def stage_ms(stamps: Stamps) -> str:
+    """Where a start spent its time: "stage=ms" from each stamp to the next."""
+    return " ".join(f"{b[0]}={(b[1] - a[1]) * 1000:.2f}" for a, b in zip(stamps, stamps[1:], strict=False))
+
+
 class ProtocolError(Exception):
     """The peer broke the protocol: bad length, bad msgpack, not a message,
     or a message whose fields do not have the types they must have."""

@@ -26,7 +26,7 @@ import sys
 import time
 
 # Pre-import what every sandbox needs, so that forks share it.
-from . import linux, mounts, namespaces, procfs, relocate, seccomp, setup  # noqa: F401
+from . import layer_zygote, linux, mounts, namespaces, procfs, relocate, seccomp, setup  # noqa: F401
 from .protocol import MAX_CONTROL_BYTES, ZYGOTE_READY, SpawnReply, SpawnRequest
 from .spec import SandboxSpec
 
@@ -42,8 +42,16 @@ def _recv_request(control: socket.socket) -> tuple[bytes, list[int]] | None:
     return msg, list(fds)
 
 
+# What a blank sandbox may become besides a function.
+ROLES: dict[str, setup.Role] = {layer_zygote.ROLE: layer_zygote.become}
+
+
 def _spawn(
-    control: socket.socket, request_id: int, spec: SandboxSpec, channel_fd: int, seccomp_program: bytes
+    control: socket.socket,
+    request_id: int,
+    spec: SandboxSpec,
+    channel_fd: int,
+    seccomp_programs: seccomp.Programs,
 ) -> None:
     """Fork a child that joins the cgroup, unshares, forks again (the
     grandchild is PID 1 of the new PID namespace) and itself sends the
@@ -69,7 +77,7 @@ def _spawn(
         if grandchild == 0:
             control.close()  # only the zygote and this child talk to the server
             stamps.append(("second_fork", time.monotonic()))
-            setup.run_sandbox(spec, channel_fd, stamps, seccomp_program)  # never returns
+            setup.run_sandbox(spec, channel_fd, stamps, seccomp_programs, ROLES)  # never returns
         reply = SpawnReply(request_id, pid=grandchild)
     except BaseException as exc:
         reply = SpawnReply(request_id, error=f"{type(exc).__name__}: {exc}")
@@ -79,7 +87,7 @@ def _spawn(
         os._exit(0)
 
 
-def serve(control: socket.socket, seccomp_program: bytes) -> None:
+def serve(control: socket.socket, seccomp_programs: seccomp.Programs) -> None:
     mounts.HOST_MOUNT_NS[0] = os.stat("/proc/self/ns/mnt").st_ino
     linux.prctl(linux.PR_SET_CHILD_SUBREAPER, 1)
     signal.signal(signal.SIGCHLD, procfs.reap_exited_children)
@@ -96,7 +104,7 @@ def serve(control: socket.socket, seccomp_program: bytes) -> None:
             request_id = message.id
             if len(fds) != 1:
                 raise ValueError(f"expected one channel fd, got {len(fds)}")
-            _spawn(control, request_id, message.spec, fds[0], seccomp_program)
+            _spawn(control, request_id, message.spec, fds[0], seccomp_programs)
             thaw_commands.add(message.spec.thaw_command)
         except Exception as exc:
             control.send(SpawnReply(request_id, error=f"{type(exc).__name__}: {exc}").pack())
@@ -151,7 +159,7 @@ def main() -> None:
     control = socket.socket(fileno=int(sys.argv[1]))
     python = json.loads(os.environ.get("FAAS_SANDBOX_PYTHON", "{}"))
     # Compiled once, with the host's libseccomp, before the paths change.
-    seccomp_program = seccomp.build_program()
+    seccomp_programs = seccomp.build_programs()
     # Its bindings are not needed after this and have no path inside.
     sys.modules.pop("pyseccomp", None)
     # Once here rather than in every sandbox: modules already imported get
@@ -173,7 +181,7 @@ def main() -> None:
     # keeps their pages shared with every sandbox instead of copied.
     gc.freeze()
     control.send(ZYGOTE_READY)
-    serve(control, seccomp_program)
+    serve(control, seccomp_programs)
 
 
 if __name__ == "__main__":

@@ -74,6 +74,12 @@ def component_schemas(host_cores: float, code_limit_bytes: int) -> Obj:
         **{k: integer for k in ("version", "memory_mb", "max_instances", "max_queue", "code_size_bytes")},
         **{"timeout_s": number, "cpu": number, "cpu_ms_per_call": nullable_int, "env": env, "files": strings},
         "instances": integer,
+        "layer": {
+            "type": "object",
+            "nullable": True,
+            "properties": {"id": string, "size_bytes": integer, "packages": env},
+        },
+        "build_ms": {**number, "nullable": True},
     }
     return {
         "Name": {"type": "string", "pattern": NAME_RE.pattern, "maxLength": 63},
@@ -87,6 +93,19 @@ def component_schemas(host_cores: float, code_limit_bytes: int) -> Obj:
             "type": "object",
             "required": list(record),
             "properties": record,
+        },
+        "Layer": {
+            "type": "object",
+            "required": ["id", "size_bytes", "packages", "functions", "import_cache"],
+            "properties": {
+                **{k: string for k in ("id", "python", "created_at")},
+                "size_bytes": integer,
+                "packages": env,
+                "requirements": strings,
+                "imports": strings,
+                "functions": strings,
+                "import_cache": {"type": "object", "properties": {"state": string}},
+            },
         },
         "Totals": totals,
         "UsageRecord": {
