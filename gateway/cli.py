@@ -19,9 +19,11 @@ from gateway.bundle import BundleError, build_deploy_body
 from gateway.client import ApiError, GatewayClient, GatewayError, GatewayUnreachable, Response, error_message
 
 from .cli_args import DEFAULT_GATEWAY, build_parser, deploy_options
-from .cli_output import dump, fmt, printable, table, write_body
+from .cli_output import Progress, dump, fmt, printable, size_text, table, write_body
 
 FOLLOW_INTERVAL_S = 0.5
+# A function's requirements: a deploy that has it waits for its layer.
+REQUIREMENTS = "requirements.txt"
 # `logs --follow` asks for this many lines per poll, so a burst between two polls is not lost.
 FOLLOW_TAIL = 1000
 # How many of the previously seen lines must line up to place the new ones.
@@ -93,9 +95,23 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_deploy(args: argparse.Namespace) -> int:
     # Check everything local before building a possibly large body or touching the network.
     body = build_deploy_body(args.path, **deploy_options(args))
-    resp = _client(args).call("POST", "/system/functions", json_body=body)
+    client = _client(args)
+    if REQUIREMENTS in body["files"]:
+        # The server answers once the layer is built: seconds, minutes for large packages.
+        with Progress(f"installing {REQUIREMENTS} into a layer"):
+            resp = client.call("POST", "/system/functions", json_body=body)
+    else:
+        resp = client.call("POST", "/system/functions", json_body=body)
     record = _json(resp)
     record = record if isinstance(record, dict) else {}
+    layer = record.get("layer")
+    if isinstance(layer, dict):
+        packages = layer.get("packages") if isinstance(layer.get("packages"), dict) else {}
+        took = record.get("build_ms")
+        print(
+            f"layer {layer.get('id', '?')}: {len(packages)} packages, {size_text(layer.get('size_bytes'))}"
+            + (f", ready in {took / 1000:.1f} s" if isinstance(took, int | float) else "")
+        )
     how = "created" if resp.status == 201 else "updated"
     print(f"deployed {record.get('name', body['name'])} version {record.get('version', '?')} ({how})")
     return 0
@@ -137,6 +153,30 @@ def cmd_invoke(args: argparse.Namespace) -> int:
         print(f"error: {resp.status} {error_message(resp)}", file=sys.stderr)
         return 1
     write_body(resp.body)
+    return 0
+
+
+def cmd_layers(args: argparse.Namespace) -> int:
+    data = _json(_client(args).call("GET", "/system/layers"))
+    if args.json or not isinstance(data, list):
+        dump(data)
+        return 0
+    rows = []
+    for layer in data:
+        if not isinstance(layer, dict):
+            continue
+        packages = layer.get("packages") if isinstance(layer.get("packages"), dict) else {}
+        cache = layer.get("import_cache") if isinstance(layer.get("import_cache"), dict) else {}
+        rows.append(
+            [
+                str(layer.get("id", "?")),
+                size_text(layer.get("size_bytes")),
+                ", ".join(f"{name}=={version}" for name, version in sorted(packages.items())) or "-",
+                ", ".join(str(f) for f in layer.get("functions") or []) or "-",
+                str(cache.get("state", "-")),
+            ]
+        )
+    print(table(["ID", "SIZE", "PACKAGES", "FUNCTIONS", "IMPORT CACHE"], rows, right=frozenset({1})))
     return 0
 
 
@@ -287,6 +327,7 @@ COMMANDS = {
     "describe": cmd_describe,
     "delete": cmd_delete,
     "logs": cmd_logs,
+    "layers": cmd_layers,
     "usage": cmd_usage,
 }
 
