@@ -86,7 +86,10 @@ class FaasServer:
     log_path: where its stdout/stderr go (default: discarded).
     """
 
-    def __init__(self, *args: str, log_path: str | None = None) -> None:
+    def __init__(
+        self, *args: str, log_path: str | None = None, entry: tuple[str, ...] = ("-m", "gateway.cli")
+    ) -> None:
+        """entry: how the interpreter runs the CLI (a benchmark may wrap it)."""
         self.port = free_port()
         self.data_dir = tempfile.mkdtemp(prefix="faas-bench-")
         self._log = open(log_path, "ab") if log_path else None  # noqa: SIM115
@@ -94,8 +97,7 @@ class FaasServer:
         self.proc = subprocess.Popen(
             [
                 sys.executable,
-                "-m",
-                "gateway.cli",
+                *entry,
                 "serve",
                 "--port",
                 str(self.port),

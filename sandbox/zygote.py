@@ -147,7 +147,20 @@ class ThawCommands:
             self._prune_at = max(1024, 2 * len(self.commands))
 
     def run(self) -> None:
-        for path, value in self.commands.items():
+        """Thaw every sandbox cgroup of the server: those of the sandboxes this
+        zygote made, and their siblings, the sandboxes layer zygotes forked
+        (killed with their layer zygote, they too die only once thawed)."""
+        commands = dict(self.commands)
+        server_dirs = {
+            (os.path.dirname(os.path.dirname(p)), os.path.basename(p), v) for p, v in commands.items()
+        }
+        for server_dir, name, value in server_dirs:
+            try:
+                siblings = [e.path for e in os.scandir(server_dir) if e.is_dir() and e.name.startswith("sb-")]
+            except OSError:
+                continue
+            commands.update({os.path.join(sibling, name): value for sibling in siblings})
+        for path, value in commands.items():
             try:
                 with open(path, "w") as f:
                     f.write(value)

@@ -268,7 +268,7 @@ def _pid_alive(pid: int) -> bool:
 
 def remove_stale_parents(own_dirs: tuple[str, ...]) -> int:
     """Remove `faas-<pid>` cgroups whose server process is gone."""
-    removed = 0
+    stale = []
     for own in own_dirs:
         try:
             entries = list(os.scandir(own))
@@ -277,8 +277,21 @@ def remove_stale_parents(own_dirs: tuple[str, ...]) -> int:
         for entry in entries:
             suffix = entry.name[len(PARENT_PREFIX) :]
             if entry.name.startswith(PARENT_PREFIX) and suffix.isdigit() and not _pid_alive(int(suffix)):
-                removed += remove_tree(entry.path)
-    return removed
+                stale.append(entry.path)
+    # A frozen v1 task dies of SIGKILL only once thawed, and the freezer is a
+    # hierarchy of its own: empty those cgroups first, and the same tasks are
+    # gone from the other hierarchies by the time they are removed.
+    stale.sort(key=lambda path: not _has_freezer(path))
+    return sum(remove_tree(path) for path in stale)
+
+
+def _has_freezer(path: str) -> bool:
+    try:
+        return any(
+            os.path.exists(os.path.join(e.path, "freezer.state")) for e in os.scandir(path) if e.is_dir()
+        )
+    except OSError:
+        return False
 
 
 class OpenFile:

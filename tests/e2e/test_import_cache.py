@@ -196,6 +196,42 @@ def test_a_dead_layer_zygote_is_started_again(server: Server) -> None:
     assert new != pid
 
 
+def _in_user_namespace(namespace: str) -> list[int]:
+    found = []
+    for pid in os.listdir("/proc"):
+        try:
+            if pid.isdigit() and os.readlink(f"/proc/{pid}/ns/user") == namespace:
+                found.append(int(pid))
+        except OSError:
+            continue
+    return found
+
+
+def test_a_killed_server_leaves_no_layer_sandbox_behind(tmp_path: Path) -> None:
+    """SIGKILL: the zygote kills the layer zygote, and thaws the frozen
+    sandboxes it forked so that they die too; the next start is clean."""
+    require_index()
+    srv = Server(tmp_path / "data").start()
+    deploy(srv, "numpy-killed")
+    wait_until(lambda: cache_state(srv)["state"] != "starting", 120, "the layer's zygote to start")
+    assert srv.invoke("numpy-killed").json()["preloaded"] is True  # now warm, frozen
+    [zygote] = _layer_zygotes(srv)
+    namespace = os.readlink(f"/proc/{zygote}/ns/user")
+    assert len(_in_user_namespace(namespace)) >= 2  # the zygote and the sandbox it forked
+    srv.stop(signal.SIGKILL)
+    wait_until(
+        lambda: not _in_user_namespace(namespace),
+        20,
+        "the layer zygote and its sandboxes to die",
+        detail=lambda: _in_user_namespace(namespace),
+    )
+    srv.start()
+    try:
+        assert srv.invoke("numpy-killed").status == 200
+    finally:
+        assert srv.stop() == 0
+
+
 def test_a_layer_zygote_goes_with_its_layer(server: Server) -> None:
     for name in ("numpy-a", "numpy-b"):
         server.request("DELETE", f"/system/functions/{name}")

@@ -325,6 +325,38 @@ def test_remove_stale_thaws_frozen_leftovers(own: dict[str, Path], monkeypatch: 
     assert not (own["freezer"] / parent_name_for(DEAD_PID)).exists()
 
 
+def test_remove_stale_thaws_before_it_waits_in_other_hierarchies(
+    own: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A frozen task of a dead server is in every hierarchy: waiting for it
+    to leave the cpu hierarchy first would wait for ever (it dies only once
+    its freezer cgroup is thawed)."""
+    backend = backend_for(own, parent=parent_name_for(os.getpid()))
+    sandboxes = {name: own[name] / parent_name_for(DEAD_PID) / "sb-old" for name in ("cpu", "freezer")}
+    for name, sandbox in sandboxes.items():
+        sandbox.mkdir(parents=True)
+        populate_v1(sandbox, (name,))
+        (sandbox / "cgroup.procs").write_text("101\n")
+    (sandboxes["freezer"] / "freezer.state").write_text("FROZEN\n")
+    monkeypatch.setattr(backend, "_own_dirs", (str(own["cpu"]), str(own["freezer"])))
+
+    def fake_kernel_kill(pids: list[int]) -> None:
+        if read(sandboxes["freezer"] / "freezer.state").strip() == "THAWED":
+            for sandbox in sandboxes.values():
+                (sandbox / "cgroup.procs").write_text("")
+
+    def fake_rmdir(path: str) -> None:
+        if os.path.exists(os.path.join(path, "cgroup.procs")):
+            assert read(Path(path) / "cgroup.procs") == "", f"{path} still holds tasks"
+        strip_files(Path(path))
+        os.rmdir(path)
+
+    monkeypatch.setattr(base, "kill_pids", fake_kernel_kill)
+    monkeypatch.setattr(base, "rmdir_when_empty", fake_rmdir)
+    assert backend.remove_stale() == 4
+    assert not any((own[name] / parent_name_for(DEAD_PID)).exists() for name in sandboxes)
+
+
 def test_close_removes_parents_and_anchor(own: dict[str, Path]) -> None:
     backend = backend_for(own)
     backend.create("sb", LIMITS)
