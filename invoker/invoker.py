@@ -20,7 +20,7 @@ from sandbox.api import NO_USAGE, SandboxFactory
 from sandbox.errors import CallTimedOut, SandboxError
 from sandbox.factory import FactoryConfig
 from sandbox.factory import SandboxFactory as RealSandboxFactory
-from sandbox.protocol import Call, stage_ms
+from sandbox.protocol import Call, StageTimes
 
 from . import eviction
 from .catalog import Catalog
@@ -103,6 +103,8 @@ class Invoker:
         await self._stack.enter_async_context(self.factory)
         self._stack.push_async_callback(self._destroy_all)
         await asyncio.to_thread(self.catalog.load, registry)
+        for state in self._functions.values():
+            self._load_layer(state)
         reaper = asyncio.create_task(self._keepalive_loop(), name="keepalive")
         self._stack.push_async_callback(_cancel_and_wait, reaper)
         self.ready = True
@@ -143,9 +145,7 @@ class Invoker:
     async def deploy(self, body: Any) -> tuple[FunctionConfig, bool]:
         """Create or update a function; (config, created)."""
         state, replaced = await self.catalog.put(body)
-        image = state.layer_image(self._uids.layer_zygote())
-        if image is not None:
-            self.factory.load_layer(image)  # its import cache starts now, not at the first call
+        self._load_layer(state)
         if replaced is None:
             return state.config, True
         # Calls still running on the old code keep it until they end.
@@ -161,6 +161,12 @@ class Invoker:
         self.catalog.collect(state.code_dir)
         await self.catalog.collect_layers(self.factory.unload_layer)
         self._logs.delete(name)
+
+    def _load_layer(self, state: FunctionState) -> None:
+        """Start the function's layer's import cache now, not at its first cold start."""
+        image = state.layer_image(self._uids.layer_zygote())
+        if image is not None:
+            self.factory.load_layer(image)
 
     def layers(self) -> list[dict[str, Any]]:
         """Every layer: its manifest, the functions using it, its import cache's state."""
@@ -302,10 +308,7 @@ class Invoker:
             )
             raise
         sandbox.init_ms = (time.monotonic() - t0) * 1000
-        if log.isEnabledFor(logging.DEBUG):
-            log.debug(
-                "cold start of %s in %.2f ms: %s", config.name, sandbox.init_ms, stage_ms(sandbox.stamps)
-            )
+        log.debug("cold start of %s in %.2f ms: %s", config.name, sandbox.init_ms, StageTimes(sandbox.stamps))
         self.metrics.cold_starts.labels(config.name).inc()
         self.metrics.init_seconds.labels(config.name).observe(sandbox.init_ms / 1000)
         if sandbox.init_logs:

@@ -43,9 +43,16 @@ MAX_CONTROL_BYTES = 1 << 20
 Stamps = tuple[tuple[str, float], ...]
 
 
-def stage_ms(stamps: Stamps) -> str:
-    """Where a start spent its time: "stage=ms" from each stamp to the next."""
-    return " ".join(f"{b[0]}={(b[1] - a[1]) * 1000:.2f}" for a, b in zip(stamps, stamps[1:], strict=False))
+class StageTimes:
+    """Where a start spent its time: "stage=ms" from each stamp to the next,
+    formatted only when shown (a log call at a level that is off costs nothing)."""
+
+    def __init__(self, stamps: Stamps) -> None:
+        self.stamps = stamps
+
+    def __str__(self) -> str:
+        pairs = zip(self.stamps, self.stamps[1:], strict=False)
+        return " ".join(f"{b[0]}={(b[1] - a[1]) * 1000:.2f}" for a, b in pairs)
 
 
 class ProtocolError(Exception):

@@ -209,7 +209,8 @@ def _in_user_namespace(namespace: str) -> list[int]:
 
 def test_a_killed_server_leaves_no_layer_sandbox_behind(tmp_path: Path) -> None:
     """SIGKILL: the zygote kills the layer zygote, and thaws the frozen
-    sandboxes it forked so that they die too; the next start is clean."""
+    sandboxes it forked so that they die too; the next start is clean and
+    starts the layer's zygote again."""
     require_index()
     srv = Server(tmp_path / "data").start()
     deploy(srv, "numpy-killed")
@@ -227,7 +228,10 @@ def test_a_killed_server_leaves_no_layer_sandbox_behind(tmp_path: Path) -> None:
     )
     srv.start()
     try:
-        assert srv.invoke("numpy-killed").status == 200
+        # The layer survived, and its zygote starts with the server, not at the first call.
+        wait_until(lambda: cache_state(srv)["state"] == "ready", 120, "the layer's zygote to start again")
+        resp = srv.invoke("numpy-killed")
+        assert resp.status == 200 and resp.json()["preloaded"] is True
     finally:
         assert srv.stop() == 0
 
