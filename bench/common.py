@@ -66,6 +66,26 @@ class Client:
         self.conn.close()
 
 
+def first_calls(client: Client, names: list[str], pause_s: float) -> list[tuple[float, dict[str, str]]]:
+    """Call each function once, `pause_s` apart, over the client's keep-alive
+    connection: each call's time end to end, and its response headers.
+    RuntimeError for an answer that is not a 200 from a cold start."""
+    calls = []
+    for name in names:
+        time.sleep(pause_s)
+        t0 = time.perf_counter()
+        client.conn.request("GET", f"/function/{name}")
+        resp = client.conn.getresponse()
+        body = resp.read()
+        calls.append((time.perf_counter() - t0, dict(resp.getheaders())))
+        if resp.status != 200:
+            raise RuntimeError(f"{name}: {resp.status} {body!r}")
+    cold = sum(headers.get("X-Cold-Start") == "true" for _, headers in calls)
+    if cold != len(names):
+        raise RuntimeError(f"only {cold} of {len(names)} first calls were cold starts")
+    return calls
+
+
 def wait_http(port: int, path: str, timeout_s: float = 30) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:

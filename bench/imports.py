@@ -28,7 +28,7 @@ import tempfile
 import time
 from typing import Any
 
-from .common import Client, FaasServer, summary_ms
+from .common import Client, FaasServer, first_calls, summary_ms
 from .density import pss_bytes
 
 PANDAS = (
@@ -83,28 +83,20 @@ def faas_cold(n: int, import_cache: bool, log_path: str) -> dict[str, Any]:
             build_ms = [_deploy(client, f"imp-{i}", "pandas\n")["build_ms"] for i in range(n)]
             cache = _wait_for_cache(client)
             time.sleep(0.5)  # the layer zygote's first blanks
-            samples, init_ms, call_ms, cold = [], [], [], 0
-            for i in range(n):
-                time.sleep(PAUSE_S)
-                t0 = time.perf_counter()
-                client.conn.request("GET", f"/function/imp-{i}")
-                resp = client.conn.getresponse()
-                body = resp.read()
-                samples.append(time.perf_counter() - t0)
-                if resp.status != 200:
-                    raise RuntimeError(f"imp-{i}: {resp.status} {body!r}")
-                cold += resp.getheader("X-Cold-Start") == "true"
-                duration = float(resp.getheader("X-Duration-Ms") or 0)
-                call_ms.append(duration)
-                init_ms.append(float(resp.getheader("X-Billed-Duration-Ms") or 0) - duration)
+            calls = first_calls(client, [f"imp-{i}" for i in range(n)], PAUSE_S)
             memory = _memory(server.proc.pid)
         finally:
             client.close()
     finally:
         server.stop()
         os.unlink(config.name)
-    if cold != n:
-        raise RuntimeError(f"only {cold} of {n} first calls were cold starts")
+    samples = [seconds for seconds, _ in calls]
+    call_ms = [float(headers["X-Duration-Ms"]) for _, headers in calls]
+    # Billed = ceil(duration + init): what is not the call is the cold start.
+    init_ms = [
+        float(headers["X-Billed-Duration-Ms"]) - duration
+        for (_, headers), duration in zip(calls, call_ms, strict=True)
+    ]
     return {
         **summary_ms(samples),
         "samples_ms": [round(s * 1000, 3) for s in samples],

@@ -32,6 +32,7 @@ USERNS_MAPPED = "userns_mapped"
 LAYER_READY = "layer_ready"
 # A fork reply is an id and maybe a short error; anything larger is not one.
 MAX_REPLY_BYTES = 8192
+MAX_REQUEST_BYTES = 4096
 MAX_MODULES = 1000
 
 

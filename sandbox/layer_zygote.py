@@ -32,7 +32,6 @@ sandbox seccomp filter before the function's code runs.
 
 from __future__ import annotations
 
-import array
 import dataclasses
 import gc
 import importlib
@@ -169,7 +168,7 @@ def _serve(
     of the namespace they are nested in."""
     signal.signal(signal.SIGCHLD, procfs.reap_exited_children)
     while True:
-        received = _recv_request(control)
+        received = frames.recv_datagram_with_fds(control, layer_protocol.MAX_REQUEST_BYTES)
         if received is None:
             break
         payload, fds = received
@@ -185,17 +184,6 @@ def _serve(
             for fd in fds:
                 os.close(fd)
     os._exit(0)
-
-
-def _recv_request(control: socket.socket) -> tuple[bytes, list[int]] | None:
-    fds = array.array("i")
-    msg, ancdata, _flags, _addr = control.recvmsg(4096, socket.CMSG_SPACE(4 * fds.itemsize))
-    if not msg:
-        return None
-    for level, kind, data in ancdata:
-        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
-            fds.frombytes(data[: len(data) - (len(data) % fds.itemsize)])
-    return msg, list(fds)
 
 
 def _fork(

@@ -16,7 +16,6 @@ inside sandboxes (sandbox/hostfs.py), applied by sandbox/relocate.py.
 
 from __future__ import annotations
 
-import array
 import gc
 import json
 import os
@@ -26,21 +25,9 @@ import sys
 import time
 
 # Pre-import what every sandbox needs, so that forks share it.
-from . import layer_zygote, linux, mounts, namespaces, procfs, relocate, seccomp, setup  # noqa: F401
+from . import frames, layer_zygote, linux, mounts, namespaces, procfs, relocate, seccomp, setup  # noqa: F401
 from .protocol import MAX_CONTROL_BYTES, ZYGOTE_READY, SpawnReply, SpawnRequest
 from .spec import SandboxSpec
-
-
-def _recv_request(control: socket.socket) -> tuple[bytes, list[int]] | None:
-    fds = array.array("i")
-    msg, ancdata, _flags, _addr = control.recvmsg(MAX_CONTROL_BYTES, socket.CMSG_SPACE(4 * fds.itemsize))
-    if not msg:
-        return None
-    for level, kind, data in ancdata:
-        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
-            fds.frombytes(data[: len(data) - (len(data) % fds.itemsize)])
-    return msg, list(fds)
-
 
 # What a blank sandbox may become besides a function.
 ROLES: dict[str, setup.Role] = {layer_zygote.ROLE: layer_zygote.become}
@@ -94,7 +81,7 @@ def serve(control: socket.socket, seccomp_programs: seccomp.Programs) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the server decides when we stop
     thaw_commands = ThawCommands()
     while True:
-        request = _recv_request(control)
+        request = frames.recv_datagram_with_fds(control, MAX_CONTROL_BYTES)
         if request is None:
             break
         payload, fds = request

@@ -296,6 +296,14 @@ def test_remove_stale_removes_dead_servers_dirs(own: dict[str, Path]) -> None:
     assert (own["memory"] / "faas-not-a-pid").is_dir()
 
 
+def rmdir_once_empty(path: str) -> None:
+    """rmdir_when_empty on the fake cgroupfs: a cgroup that still holds tasks is a failure."""
+    if os.path.exists(os.path.join(path, "cgroup.procs")):
+        assert read(Path(path) / "cgroup.procs") == "", f"{path} still holds tasks"
+    strip_files(Path(path))
+    os.rmdir(path)
+
+
 def test_remove_stale_thaws_frozen_leftovers(own: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
     backend = backend_for(own, parent=parent_name_for(os.getpid()))
     sandbox = own["freezer"] / parent_name_for(DEAD_PID) / "sb-old"
@@ -312,14 +320,8 @@ def test_remove_stale_thaws_frozen_leftovers(own: dict[str, Path], monkeypatch: 
         if state == "THAWED":
             (sandbox / "cgroup.procs").write_text("")
 
-    def fake_rmdir(path: str) -> None:
-        if os.path.exists(os.path.join(path, "cgroup.procs")):
-            assert read(Path(path) / "cgroup.procs") == "", f"{path} still holds tasks"
-        strip_files(Path(path))
-        os.rmdir(path)
-
     monkeypatch.setattr(base, "kill_pids", fake_kernel_kill)
-    monkeypatch.setattr(base, "rmdir_when_empty", fake_rmdir)
+    monkeypatch.setattr(base, "rmdir_when_empty", rmdir_once_empty)
     assert backend.remove_stale() == 2
     assert signalled_in == ["FROZEN", "THAWED"]
     assert not (own["freezer"] / parent_name_for(DEAD_PID)).exists()
@@ -345,14 +347,8 @@ def test_remove_stale_thaws_before_it_waits_in_other_hierarchies(
             for sandbox in sandboxes.values():
                 (sandbox / "cgroup.procs").write_text("")
 
-    def fake_rmdir(path: str) -> None:
-        if os.path.exists(os.path.join(path, "cgroup.procs")):
-            assert read(Path(path) / "cgroup.procs") == "", f"{path} still holds tasks"
-        strip_files(Path(path))
-        os.rmdir(path)
-
     monkeypatch.setattr(base, "kill_pids", fake_kernel_kill)
-    monkeypatch.setattr(base, "rmdir_when_empty", fake_rmdir)
+    monkeypatch.setattr(base, "rmdir_when_empty", rmdir_once_empty)
     assert backend.remove_stale() == 4
     assert not any((own[name] / parent_name_for(DEAD_PID)).exists() for name in sandboxes)
 
