@@ -1,7 +1,7 @@
 """Run every benchmark; write bench/results/<UTC timestamp>/results.json,
 chart.png and summary.md, and print the summary table.
 
-    python -m bench [--quick] [--only warm,cold,creation,density,imports] [--out DIR]
+    python -m bench [--quick] [--only warm,cpu,cold,creation,density,imports] [--out DIR]
 
 Each figure comes with a baseline measured in the same run (the machine is
 shared and noisy, so only the ratio is meaningful), and with its target
@@ -10,6 +10,10 @@ shared and noisy, so only the ratio is meaningful), and with its target
 - warm: `hello` through /function/hello vs a bare aiohttp+uvloop server, wrk
   at 1 and 32 connections, alternating rounds, medians. Targets: 32-conn
   throughput >= 0.6x bare; 1-conn p50 within 100 µs of bare.
+- cpu: server and sandbox CPU per warm `hello` call (/proc/PID/stat and the
+  usage records' cgroup CPU) vs the bare server's CPU per request, with the
+  sandbox frozen between calls and not (the cost of freezing). Targets:
+  server <= 80 µs, sandbox <= 25 µs.
 - cold: first call of freshly deployed functions (end to end, 20 ms apart)
   vs a fresh `python -c 'print(1)'`. Targets: p50 <= 5 ms, p99 <= 15 ms.
 - creation: isolated blank sandboxes created per second, sustained, through
@@ -39,10 +43,17 @@ from typing import Any
 
 from sandbox import procfs
 
-from . import cold, creation, density, imports, report, warm
+from . import cold, cpu, creation, density, imports, report, warm
 from .common import REPO, leftover_cgroups
 
-BENCHMARKS = {"warm": warm, "cold": cold, "creation": creation, "density": density, "imports": imports}
+BENCHMARKS = {
+    "warm": warm,
+    "cpu": cpu,
+    "cold": cold,
+    "creation": creation,
+    "density": density,
+    "imports": imports,
+}
 
 
 def _on_sigterm(signum: int, frame: Any) -> None:

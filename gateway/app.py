@@ -17,6 +17,7 @@ from invoker.invoker import Invoker
 from invoker.metrics import Metrics
 from invoker.validate import host_cores
 
+from .bodies import BufferedBodies
 from .config import ServerConfig
 from .errors import Handler, error_middleware
 from .guard import make_guard_middleware
@@ -27,7 +28,9 @@ from .routes.layers import make_layers_handler
 from .routes.logs import make_logs_handler
 from .routes.openapi import make_openapi_handler
 from .routes.ops import OpsRoutes
+from .routes.secrets import SecretRoutes
 from .routes.usage import make_usage_handler
+from .routes.versions import VersionRoutes
 
 INVOKER = web.AppKey("invoker", Invoker)
 METRICS = web.AppKey("metrics", Metrics)
@@ -71,11 +74,14 @@ def create_app(config: ServerConfig) -> web.Application:
     app[METRICS] = metrics
     app[INVOKER] = invoker
 
-    invoke = make_invoke_handler(invoker, metrics, config.max_body_bytes, config.token)
+    bodies = BufferedBodies(config.max_buffered_bytes)
+    invoke = make_invoke_handler(invoker, metrics, bodies, config.max_body_bytes, config.token)
     app.router.add_route("*", "/function/{name}", invoke)
     # [\s\S], not '.': a path may hold an (escaped) newline too.
     app.router.add_route("*", "/function/{name}/{path:[\\s\\S]*}", invoke)
     FunctionRoutes(invoker).add_to(app.router)
+    VersionRoutes(invoker).add_to(app.router)
+    SecretRoutes(invoker).add_to(app.router)
     app.router.add_get("/system/logs", make_logs_handler(invoker))
     app.router.add_get("/system/layers", make_layers_handler(invoker))
     app.router.add_get("/system/usage", make_usage_handler(invoker, config.pricing))

@@ -12,6 +12,10 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from invoker.fields import DEPLOY_FIELDS
+
+DEPLOY_FIELD_NAMES = {f.name for f in DEPLOY_FIELDS} - {"name", "files"}
+
 # Build and VCS droppings: never part of a function's code.
 SKIP_DIRS = frozenset({"__pycache__", ".git"})
 SKIP_SUFFIXES = (".pyc", ".pyo")
@@ -98,33 +102,27 @@ def _read(path: Path) -> bytes:
 
 
 def build_deploy_body(
-    path: str | os.PathLike[str],
-    name: str | None = None,
-    entry: str | None = None,
-    memory_mb: int | None = None,
-    timeout_s: float | None = None,
-    cpu: float | None = None,
-    cpu_ms_per_call: int | None = None,
-    env: Mapping[str, str] | None = None,
-    max_instances: int | None = None,
-    max_queue: int | None = None,
+    path: str | os.PathLike[str], name: str | None = None, **options: Any
 ) -> dict[str, Any]:
-    """The JSON body of POST /system/functions; optional fields appear only when given,
-    so the server's defaults apply otherwise."""
+    """The JSON body of POST /system/functions. `options` are deploy fields
+    (invoker/fields.py: entry, memory_mb, env...); one that is None is left
+    out, so the server's default applies."""
+    unknown = sorted(set(options) - DEPLOY_FIELD_NAMES)
+    if unknown:
+        raise TypeError(f"not deploy fields: {', '.join(unknown)}")
     files = collect_files(path)
     body: dict[str, Any] = {
         "name": name if name is not None else default_name(path),
         "files": {rel: base64.b64encode(data).decode("ascii") for rel, data in files.items()},
     }
-    optional: dict[str, Any] = {
-        "entry": entry,
-        "memory_mb": memory_mb,
-        "timeout_s": timeout_s,
-        "cpu": cpu,
-        "cpu_ms_per_call": cpu_ms_per_call,
-        "env": dict(env) if env is not None else None,
-        "max_instances": max_instances,
-        "max_queue": max_queue,
-    }
-    body.update({key: value for key, value in optional.items() if value is not None})
+    body.update({key: _json_value(value) for key, value in options.items() if value is not None})
     return body
+
+
+def _json_value(value: Any) -> Any:
+    """A mapping (env) as an object, a sequence (secrets) as an array."""
+    if isinstance(value, Mapping):
+        return dict(value)
+    if isinstance(value, (list, tuple)):
+        return list(value)
+    return value

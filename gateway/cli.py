@@ -16,10 +16,17 @@ from typing import Any
 from urllib.parse import quote
 
 from gateway.bundle import BundleError, build_deploy_body
-from gateway.client import ApiError, GatewayClient, GatewayError, GatewayUnreachable, Response, error_message
+from gateway.client import ApiError, GatewayClient, GatewayError, GatewayUnreachable, error_message
 
-from .cli_args import DEFAULT_GATEWAY, build_parser, deploy_options
+from .cli_args import build_parser, deploy_options
+from .cli_common import UsageError
+from .cli_common import client as _client
+from .cli_common import function_path as _fn_path
+from .cli_common import json_answer as _json
+from .cli_common import read_stdin as _read_stdin
+from .cli_common import token as _token
 from .cli_output import Progress, dump, fmt, printable, size_text, table, write_body
+from .cli_releases import RELEASE_COMMANDS
 
 FOLLOW_INTERVAL_S = 0.5
 # A function's requirements: a deploy that has it waits for its layer.
@@ -28,47 +35,6 @@ REQUIREMENTS = "requirements.txt"
 FOLLOW_TAIL = 1000
 # How many of the previously seen lines must line up to place the new ones.
 FOLLOW_OVERLAP = 20
-
-
-class UsageError(Exception):
-    """Bad input found after argparse accepted the command line; exit 2 like argparse's own."""
-
-
-def _gateway_url(args: argparse.Namespace) -> str:
-    return getattr(args, "gateway", None) or os.environ.get("FAAS_GATEWAY") or DEFAULT_GATEWAY
-
-
-def _token(args: argparse.Namespace) -> str | None:
-    return getattr(args, "token", None) or os.environ.get("FAAS_TOKEN") or None
-
-
-def _client(args: argparse.Namespace) -> GatewayClient:
-    try:
-        return GatewayClient(_gateway_url(args), _token(args))
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
-
-
-def _json(resp: Response) -> Any:
-    try:
-        return resp.json()
-    except ValueError:
-        raise GatewayError(f"the gateway answered {resp.status} with a body that is not JSON") from None
-
-
-def _fn_path(name: str) -> str:
-    return "/system/functions/" + quote(name, safe="")
-
-
-def _read_stdin() -> bytes:
-    stream = sys.stdin
-    try:
-        if stream is None or stream.isatty():
-            return b""
-        buffer = getattr(stream, "buffer", None)
-        return buffer.read() if buffer is not None else stream.read().encode()
-    except (OSError, ValueError):  # closed or unreadable stdin: same as none
-        return b""
 
 
 # ---------------------------------------------------------------- commands
@@ -105,15 +71,20 @@ def cmd_deploy(args: argparse.Namespace) -> int:
     record = _json(resp)
     record = record if isinstance(record, dict) else {}
     layer = record.get("layer")
-    if isinstance(layer, dict):
+    if isinstance(layer, dict) and record.get("changed") is not False:
         packages = layer.get("packages") if isinstance(layer.get("packages"), dict) else {}
         took = record.get("build_ms")
         print(
             f"layer {layer.get('id', '?')}: {len(packages)} packages, {size_text(layer.get('size_bytes'))}"
             + (f", ready in {took / 1000:.1f} s" if isinstance(took, int | float) else "")
         )
-    how = "created" if resp.status == 201 else "updated"
+    how = "created" if resp.status == 201 else "unchanged" if record.get("changed") is False else "updated"
     print(f"deployed {record.get('name', body['name'])} version {record.get('version', '?')} ({how})")
+    live = next((a for a in record.get("aliases") or [] if a.get("name") == "live"), None)
+    if live and not live.get("follows_newest") and live.get("version") != record.get("version"):
+        print(
+            f"live stays pinned to version {live.get('version')}: faas alias {record.get('name')} live VERSION"
+        )
     return 0
 
 
@@ -329,6 +300,7 @@ COMMANDS = {
     "logs": cmd_logs,
     "layers": cmd_layers,
     "usage": cmd_usage,
+    **RELEASE_COMMANDS,
 }
 
 

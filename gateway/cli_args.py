@@ -42,6 +42,8 @@ def _non_negative(text: str) -> int:
 
 # How a deploy field of each kind is read from the command line.
 FLAG_TYPES: dict[str, type] = {"integer": int, "number": float, "string": str}
+# Kinds given by repeating the flag: --env K=V (object), --secret NAME (array).
+REPEATED_KINDS = ("object", "array")
 
 
 def _deploy_flags(parser: argparse.ArgumentParser) -> None:
@@ -52,11 +54,11 @@ def _deploy_flags(parser: argparse.ArgumentParser) -> None:
         unit = f", in {f.unit}" if f.unit else ""
         default = (
             ""
-            if f.required or f.kind == "object"
+            if f.required or f.kind in REPEATED_KINDS
             else f" (default {'none' if f.default is None else f.default})"
         )
         help_text = f"{f.description.rstrip('.')}{unit}{default}"
-        if f.kind == "object":
+        if f.kind in REPEATED_KINDS:
             # append, not nargs="+": a greedy --env would swallow a PATH written after it.
             parser.add_argument(
                 f.cli_flag,
@@ -78,7 +80,7 @@ def deploy_options(args: argparse.Namespace) -> dict[str, Any]:
         if f.cli_flag is None:
             continue
         value = getattr(args, f.name)
-        # The only object-valued flag is --env K=V, repeated.
+        # The only object-valued flag is --env K=V, repeated; an array is its flag's values in order.
         options[f.name] = parse_env(value) if f.kind == "object" and value is not None else value
     return options
 
@@ -148,7 +150,53 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--until", metavar="T", help="until T (ISO 8601 or Unix seconds)")
     p.add_argument("--json", action="store_true", help="print the JSON answer")
     p.set_defaults(command="usage")
+    _release_commands(sub, common)
     return parser
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be 1 or more, got {value}")
+    return value
+
+
+def _release_commands(sub: Any, common: argparse.ArgumentParser) -> None:
+    """versions, alias, rollback, secret (gateway/cli_releases.py)."""
+    p = sub.add_parser("versions", parents=[common], help="list a function's versions and aliases")
+    p.add_argument("name", metavar="NAME")
+    p.add_argument("--json", action="store_true", help="print the JSON answer")
+    p.set_defaults(command="versions")
+
+    p = sub.add_parser("alias", parents=[common], help="list, set or delete a function's aliases")
+    p.add_argument("name", metavar="NAME")
+    p.add_argument("alias", metavar="ALIAS", nargs="?", help="the alias (live: what /function/NAME calls)")
+    p.add_argument("version", metavar="VERSION", nargs="?", type=_positive, help="the version it points at")
+    p.add_argument(
+        "--weight", metavar="V=W", action="append", default=[], help="send a share W of calls to version V"
+    )
+    p.add_argument("--delete", action="store_true", help="delete the alias (live: unpin it)")
+    p.set_defaults(command="alias")
+
+    p = sub.add_parser("rollback", parents=[common], help="pin live to an earlier version")
+    p.add_argument("name", metavar="NAME")
+    p.add_argument("--to", metavar="N", type=_positive, help="the version (default: the one before live's)")
+    p.set_defaults(command="rollback")
+
+    p = sub.add_parser("secret", parents=[common], help="create, list or delete secrets")
+    secret = p.add_subparsers(dest="secret_command", metavar="create|list|delete", required=True)
+    s = secret.add_parser("create", parents=[common], help="create or rotate a secret")
+    s.add_argument("name", metavar="NAME")
+    source = s.add_mutually_exclusive_group()
+    source.add_argument("--from-file", metavar="F", help="the value is this file's bytes")
+    source.add_argument(
+        "--from-literal", metavar="V", help="the value (visible to `ps`: prefer a file or stdin)"
+    )
+    s = secret.add_parser("list", parents=[common], help="list secrets (never their values)")
+    s.add_argument("--json", action="store_true", help="print the JSON answer")
+    s = secret.add_parser("delete", parents=[common], help="delete a secret")
+    s.add_argument("name", metavar="NAME")
+    p.set_defaults(command="secret")
 
 
 # ---------------------------------------------------------------- helpers

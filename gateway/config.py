@@ -36,6 +36,9 @@ class ServerConfig(InvokerConfig):
     token: str | None = None
     # Request (and response) bodies of invocations, in bytes.
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    # Request bodies all calls in progress hold together (read, or waiting for
+    # a sandbox), in bytes; a call past it gets 503 before its body is read.
+    max_buffered_bytes: int = 128 * 1024 * 1024
     # How long SIGTERM waits for in-flight calls before tearing down. Every
     # call ends by its own timeout (at most 900 s), so this is only a bound.
     shutdown_timeout_s: float = 900.0
@@ -68,6 +71,12 @@ class ServerConfig(InvokerConfig):
             value = getattr(self, key)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
                 raise ConfigError(f"{key} must be a positive number of seconds, got {value!r}")
+        if (
+            isinstance(self.versions_kept, bool)
+            or not isinstance(self.versions_kept, int)
+            or self.versions_kept < 1
+        ):
+            raise ConfigError(f"versions_kept must be an integer of at least 1, got {self.versions_kept!r}")
         if not (0 <= self.port <= 65535):
             raise ConfigError(f"port must be 0-65535, got {self.port}")
         if not self.token and not is_loopback(self.host):

@@ -13,6 +13,7 @@ from invoker.errors import (
     BadRequest,
     CallTimedOut,
     CallTimeout,
+    Conflict,
     CpuBudgetExceeded,
     FaasError,
     InitError,
@@ -20,6 +21,7 @@ from invoker.errors import (
     NotFound,
     PayloadTooLarge,
     SandboxDied,
+    SecretMissing,
     SetupError,
     SpawnError,
     TooManyRequests,
@@ -66,6 +68,7 @@ HTTP_STATUS: dict[type[FaasError], int] = {
     NotFound: 404,
     ForeignOrigin: 403,
     RequestTimeout: 408,
+    Conflict: 409,
     PayloadTooLarge: 413,
     UriTooLong: 414,
     UnsupportedMediaType: 415,
@@ -74,6 +77,8 @@ HTTP_STATUS: dict[type[FaasError], int] = {
     HeadersTooLarge: 431,
     # The function failed: its init raised (a handler that raises is a 500 from its sandbox).
     InitError: 500,
+    # A version's secret was deleted since it was deployed: it cannot start.
+    SecretMissing: 500,
     # The sandbox died: out of memory, crashed, exited, broke the protocol, or failed its setup.
     SandboxDied: 502,
     SetupError: 502,

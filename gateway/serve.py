@@ -13,6 +13,7 @@ from aiohttp import web
 from invoker.errors import CgroupUnavailable, FaasError, SpawnError, StartupError
 
 from .app import INVOKER, create_app
+from .bodies import give_large_allocations_back
 from .config import ConfigError, ServerConfig, load
 
 log = logging.getLogger("faas.serve")
@@ -114,6 +115,7 @@ def run_server(
 
 
 def _serve(config: ServerConfig) -> int:
+    give_large_allocations_back()
     app = create_app(config)
     if config.deploy_paths:
 

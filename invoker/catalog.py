@@ -1,27 +1,34 @@
 """The deployed functions: their registry rows, their code directories on
-disk, their layers and the FunctionState of each, kept in step. A deploy
-builds its layer (if it has a requirements.txt), then writes its code and
-its registry row as one unit (both or neither); a code directory or a layer
-is removed only once nothing uses it (not a function, not a sandbox still
-running it, not a cold start or a deploy under way)."""
+disk, their layers and the FunctionState of each retained version, kept in
+step. A deploy builds its layer (if it has a requirements.txt), then writes
+its code and its registry row as one unit (both or neither); a code
+directory or a layer is removed only once nothing uses it (not a retained
+version, not a sandbox still running it, not a cold start or a deploy
+under way).
+
+Changes to one function (deploys, aliases, retention, deletion) take its
+lock, one at a time; other functions are not held up."""
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import dataclasses
 import logging
 import time
-from collections.abc import Awaitable, Callable
+import weakref
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from .errors import BadRequest, NotFound
 from .functions import FunctionState
 from .layer_build import REQUIREMENTS_FILE
 from .layers import Layer, LayerStore
-from .model import FunctionConfig
+from .model import Deployed, FunctionConfig
 from .registry import CodeStore, Registry
 from .validate import Limits, validate_deploy
+from .versions import FunctionVersions
 
 log = logging.getLogger("faas.invoker")
 
@@ -33,6 +40,8 @@ class Catalog:
         limits: Limits,
         max_functions: int,
         max_code_bytes_total: int,
+        versions_kept: int,
+        secret_exists: Callable[[str], bool],
         layers: LayerStore,
     ) -> None:
         self._registry: Registry | None = None
@@ -43,10 +52,13 @@ class Catalog:
         self.limits = limits
         self.max_functions = max_functions
         self.max_code_bytes_total = max_code_bytes_total
-        self.functions: dict[str, FunctionState] = {}
+        self.versions_kept = versions_kept
+        self.secret_exists = secret_exists
+        self.functions: dict[str, FunctionVersions] = {}
         # Users of each code directory and layer directory besides its
-        # function: sandboxes specialized from it (or being specialized).
+        # versions: sandboxes specialized from it (or being specialized).
         self._users: collections.Counter[str] = collections.Counter()
+        self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
 
     @property
     def registry(self) -> Registry:
@@ -55,20 +67,32 @@ class Catalog:
         return self._registry
 
     def load(self, registry: Registry) -> None:
-        """At start: every stored function that can be served. One that
-        cannot (its code does not fit on this disk, say) is logged and left
-        out; the others are served."""
+        """At start: every stored version that can be served, and the aliases
+        between them. One that cannot (its code does not fit on this disk,
+        say) is logged and left out; the others are served."""
         self._registry = registry
         self.layers.load()
-        for config in self.registry.load_all():
+        for config in registry.load_all():
             try:
                 layer = self._layer_of(config)
-                code_dir = self.code.write(config.name, self.registry.files(config.name))
+                code_dir = self.code.write(config.name, registry.files(config.name, config.version))
             except Exception as exc:
-                log.error("function %s cannot be served: %s", config.name, exc)
+                log.error("function %s version %d cannot be served: %s", config.name, config.version, exc)
                 continue
-            self.functions[config.name] = FunctionState(config, code_dir, layer)
-        self.code.remove_all_but({state.code_dir for state in self.functions.values()})
+            fn = self.functions.setdefault(config.name, FunctionVersions(config.name))
+            fn.add(FunctionState(config, code_dir, layer))
+        for name, alias in registry.load_aliases():
+            fn = self.functions.get(name)
+            if fn is not None and alias.targets <= fn.states.keys():
+                fn.set_alias(alias)
+            else:
+                log.error("alias %s of function %s names a version that cannot be served", alias.name, name)
+        for fn in self.functions.values():  # versions_kept may be lower than last time
+            expired = fn.expired(self.versions_kept)
+            if expired:
+                registry.delete_versions(fn.name, [state.config.version for state in expired])
+                fn.drop(expired)
+        self.code.remove_all_but({state.code_dir for state in self.states()})
 
     def _layer_of(self, config: FunctionConfig) -> Layer | None:
         if not config.layer_id:
@@ -78,49 +102,73 @@ class Catalog:
             raise FileNotFoundError(f"its layer {config.layer_id} is missing from {self.layers.root}")
         return layer
 
-    def get(self, name: str) -> FunctionState:
-        state = self.functions.get(name)
-        if state is None:
+    def get(self, name: str) -> FunctionVersions:
+        fn = self.functions.get(name)
+        if fn is None:
             raise NotFound(f"function {name!r} not found")
-        return state
+        return fn
 
-    async def put(self, body: Any) -> tuple[FunctionState, str | None]:
-        """Validate and store a deploy: (its state, the code directory it
-        replaced, or None for a new function)."""
+    def states(self) -> list[FunctionState]:
+        """Every retained version of every function."""
+        return [state for fn in self.functions.values() for state in fn.states.values()]
+
+    @contextlib.asynccontextmanager
+    async def locked(self, name: str) -> AsyncIterator[None]:
+        """Hold the function `name` still: one change to it at a time."""
+        lock = self._locks.get(name)
+        if lock is None:
+            lock = self._locks[name] = asyncio.Lock()
+        async with lock:
+            yield
+
+    async def put(self, body: Any) -> tuple[FunctionVersions, Deployed]:
+        """Validate and store a deploy as a new version, unless it is the same
+        as the newest. The caller holds the function's lock (`locked`) and
+        applies retention."""
         config, files = validate_deploy(body, self.limits, version=0, now=time.time())
+        for secret in config.secrets:
+            if not self.secret_exists(secret):
+                raise BadRequest(f"secret {secret!r} does not exist: create it first (faas secret create)")
+        fn = self.functions.get(config.name)
+        if fn is not None and fn.newest.config.same_deploy(config):
+            return fn, Deployed(fn.newest.config, created=False, changed=False)
         self._check_room(config)
         self._deploying += 1
         try:
             config, layer = await self._with_layer(config, files)
-            # Checked again: other deploys may have been stored while this one's layer was built.
-            current = self._check_room(config)
+            fn = self._check_room(config)  # again: others may have been stored while the layer was built
             code_dir = await asyncio.to_thread(self.code.write, config.name, files)
             try:
-                config = await asyncio.to_thread(self.registry.put, config, files)
+                config, changed = await asyncio.to_thread(self.registry.put, config, files)
             except BaseException:
                 self.code.remove(code_dir)
                 raise
         finally:
             self._deploying -= 1
-        if current is None:
-            state = self.functions[config.name] = FunctionState(config, code_dir, layer)
-            return state, None
-        replaced = current.code_dir
-        current.update(config, code_dir, layer)
-        return current, replaced
+        if fn is not None and not changed:
+            # Another writer of a shared registry stored this very deploy first.
+            self.code.remove(code_dir)
+            return fn, Deployed(fn.newest.config, created=False, changed=False)
+        created = fn is None
+        if fn is None:
+            fn = self.functions[config.name] = FunctionVersions(config.name)
+        fn.add(FunctionState(config, code_dir, layer))
+        return fn, Deployed(config, created=created, changed=True)
 
-    def _check_room(self, config: FunctionConfig) -> FunctionState | None:
-        """The function `config` replaces (None for a new one), if the limits
-        on functions and code leave room for it."""
-        current = self.functions.get(config.name)
-        if current is None and len(self.functions) >= self.max_functions:
+    def _check_room(self, config: FunctionConfig) -> FunctionVersions | None:
+        """The function `config` is a version of (None for a new one), if the
+        limits on functions and code leave room for it."""
+        fn = self.functions.get(config.name)
+        if fn is None and len(self.functions) >= self.max_functions:
             raise BadRequest(f"too many functions: at most {self.max_functions} (max_functions)")
-        stored = sum(s.config.code_size_bytes for s in self.functions.values() if s is not current)
+        stored = sum(state.config.code_size_bytes for state in self.states())
+        if fn is not None:  # what retention will let go once this version is in
+            stored -= sum(s.config.code_size_bytes for s in fn.expired(self.versions_kept, adding=1))
         if stored + config.code_size_bytes > self.max_code_bytes_total:
             raise BadRequest(
                 f"code of all functions would exceed {self.max_code_bytes_total} bytes (max_code_bytes_total)"
             )
-        return current
+        return fn
 
     async def _with_layer(
         self, config: FunctionConfig, files: dict[str, bytes]
@@ -147,12 +195,26 @@ class Catalog:
             build_ms=build_ms,
         ), layer
 
-    async def remove(self, name: str) -> FunctionState:
-        state = self.get(name)
+    async def retain(self, fn: FunctionVersions) -> list[FunctionState]:
+        """Let go of the versions retention no longer keeps (the caller holds
+        the lock): out of the registry and of `fn`; the caller retires their
+        sandboxes and collects their code."""
+        expired = fn.expired(self.versions_kept)
+        if expired:
+            await asyncio.to_thread(
+                self.registry.delete_versions, fn.name, [state.config.version for state in expired]
+            )
+            fn.drop(expired)
+        return expired
+
+    async def remove(self, name: str) -> list[FunctionState]:
+        """Delete the function: every version and alias; its versions' states."""
+        fn = self.get(name)
         del self.functions[name]
-        state.deleted = True
+        states = fn.all_states()
+        fn.drop(states)
         await asyncio.to_thread(self.registry.delete, name)
-        return state
+        return states
 
     def hold(self, code_dir: str, layer_dir: str = "") -> None:
         self._users[code_dir] += 1
@@ -171,18 +233,18 @@ class Catalog:
 
     def collect(self, code_dir: str) -> None:
         """Remove `code_dir` if nothing uses it any more."""
-        if self._users[code_dir] > 0 or any(s.code_dir == code_dir for s in self.functions.values()):
+        if self._users[code_dir] > 0 or any(state.code_dir == code_dir for state in self.states()):
             return
         del self._users[code_dir]
         self.code.remove(code_dir)
 
     def layer_records(self, import_cache_status: Callable[[str], dict[str, Any]]) -> list[dict[str, Any]]:
-        """Every layer (GET /system/layers): its manifest, the functions using
-        it and the state of its import cache, oldest first."""
+        """Every layer (GET /system/layers): its manifest, the functions whose
+        retained versions use it and the state of its import cache, oldest first."""
         users: dict[str, list[str]] = {layer_id: [] for layer_id in self.layers.layers}
-        for name, state in sorted(self.functions.items()):
-            if state.layer is not None:
-                users.setdefault(state.layer.id, []).append(name)
+        for name in sorted(self.functions):
+            for layer_id in sorted({s.layer.id for s in self.functions[name].states.values() if s.layer}):
+                users.setdefault(layer_id, []).append(name)
         return [
             {
                 **layer.manifest(),
@@ -198,12 +260,12 @@ class Catalog:
             not self._deploying
             and not self.layers.building
             and self._users[layer.path] <= 0
-            and not any(s.layer is not None and s.layer.id == layer.id for s in self.functions.values())
+            and not any(state.layer is not None and state.layer.id == layer.id for state in self.states())
         )
 
     async def collect_layers(self, unload: Callable[[str], Awaitable[None]]) -> None:
-        """Remove every layer no function, sandbox or deploy under way uses;
-        `unload` stops what serves it first (its import cache)."""
+        """Remove every layer no retained version, sandbox or deploy under
+        way uses; `unload` stops what serves it first (its import cache)."""
         for layer in list(self.layers.layers.values()):
             if not self._layer_unused(layer):
                 continue

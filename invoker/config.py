@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+
+from sandbox.factory import FactoryConfig
 
 from .layers import DEFAULT_BUILD_TIMEOUT_S, DEFAULT_LAYER_LIMIT_BYTES
 from .validate import DEFAULT_CODE_LIMIT_BYTES
@@ -44,6 +46,12 @@ class InvokerConfig:
     # Memory all warm sandboxes together may hold (their measured peaks);
     # past it the least recently used idle ones are evicted. 0: 75% of RAM.
     warm_memory_budget_mb: int = 0
+    # Versions kept per function besides those an alias points at; older
+    # ones (their code and sandboxes) are removed.
+    versions_kept: int = 10
+    # A file holding a Fernet key (URL-safe base64 of 32 bytes, mode 0600):
+    # secrets are then encrypted at rest. None: stored as given (mode 0600).
+    secrets_key_file: str | None = None
     # Layers (a function's requirements.txt, invoker/layers.py): the largest
     # one, in bytes, and how long a deploy may spend resolving and building one.
     layer_limit_bytes: int = DEFAULT_LAYER_LIMIT_BYTES
@@ -57,11 +65,8 @@ class InvokerConfig:
     layer_zygote_memory_mb: int = 1024
     layer_prewarm: int = 2
 
-
-def default_warm_memory_budget_mb() -> int:
-    """warm_memory_budget_mb when it is 0: 75% of the machine's memory."""
-    with open("/proc/meminfo") as f:
-        for line in f:
-            if line.startswith("MemTotal:"):
-                return int(line.split()[1]) * 3 // 4 // 1024
-    return 4096
+    def factory_config(self) -> FactoryConfig:
+        """The sandbox factory's part of these settings (the same names)."""
+        return FactoryConfig(
+            **{f.name: getattr(self, f.name) for f in fields(FactoryConfig) if hasattr(self, f.name)}
+        )

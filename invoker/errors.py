@@ -4,9 +4,9 @@ and gateway/errors.py is the one place that maps each kind to HTTP."""
 
 from __future__ import annotations
 
-from sandbox.cgroups import CgroupUnavailable
-from sandbox.errors import (
+from sandbox.api import (
     CallTimedOut,
+    CgroupUnavailable,
     CpuBudgetExceeded,
     FaasError,
     InitError,
@@ -36,6 +36,8 @@ __all__ = [
     "Unavailable",
     "CallTimeout",
     "StartupError",
+    "Conflict",
+    "SecretMissing",
 ]
 
 
@@ -74,6 +76,14 @@ class Unavailable(FaasError):
 
 class CallTimeout(FaasError):
     """A call ran out of time before it reached a sandbox (waiting in the queue)."""
+
+
+class Conflict(FaasError):
+    """The change would break what depends on the current state (a secret an alias's version uses)."""
+
+
+class SecretMissing(FaasError):
+    """A version names a secret deleted since it was deployed: its sandboxes cannot start."""
 
 
 class StartupError(RuntimeError):

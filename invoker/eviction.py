@@ -44,3 +44,12 @@ def evict_lru(
         used_bytes -= lease.memory_bytes
         evicted.append((state, lease))
     return evicted
+
+
+def default_budget_mb() -> int:
+    """75% of the machine's memory."""
+    with open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith("MemTotal:"):
+                return int(line.split()[1]) * 3 // 4 // 1024
+    return 4096

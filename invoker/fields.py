@@ -31,7 +31,7 @@ NUMBER_KINDS = ("integer", "number")
 @dataclass(frozen=True)
 class DeployField:
     name: str
-    # JSON Schema type: "string", "object", "integer" or "number".
+    # JSON Schema type: "string", "object", "array" (of strings), "integer" or "number".
     kind: str
     default: Any = None
     minimum: float | None = None
@@ -155,6 +155,15 @@ DEPLOY_FIELDS: tuple[DeployField, ...] = (
         cli_flag="--max-queue",
         cli_metavar="N",
         description="Calls waiting for a sandbox, first in first out.",
+    ),
+    DeployField(
+        "secrets",
+        "array",
+        cli_flag="--secret",
+        cli_metavar="NAME",
+        description="Secrets (made with `faas secret create`) the function reads from the file "
+        "/var/openfaas/secrets/NAME, readable only by its sandboxes. Deploying with one that does "
+        "not exist is a 400.",
     ),
 )
 

@@ -1,10 +1,13 @@
-"""A deployed function as the invoker holds it: its config, its code on
-disk, its layer, its pool of leases, and the spec a sandbox of it is
-specialized with."""
+"""A deployed version of a function as the invoker holds it: its config, its
+code on disk, its layer, its pool of leases, and the spec a sandbox of it
+is specialized with."""
 
 from __future__ import annotations
 
-from sandbox.spec import FunctionSpec, LayerImage, UidMapping
+import asyncio
+from typing import Any
+
+from sandbox.api import FunctionSpec, LayerImage, UidMapping
 
 from .layers import Layer
 from .lease import Lease
@@ -16,31 +19,25 @@ NEW_SANDBOX_ESTIMATE_BYTES = 8 * 1024 * 1024
 
 
 class FunctionState:
+    """One version of a function (invoker/versions.py holds a function's
+    versions); immutable like the version, but for its sandboxes."""
+
     def __init__(self, config: FunctionConfig, code_dir: str, layer: Layer | None = None) -> None:
         self.config = config
         self.code_dir = code_dir
         self.layer = layer
         self.pool: Pool[Lease] = Pool(config.max_instances, config.max_queue)
-        # Peak memory of this function's last call: what a new sandbox of it will need.
+        # Peak memory of this version's last call: what a new sandbox of it will need.
         self.memory_estimate = NEW_SANDBOX_ESTIMATE_BYTES
-        self.generation = 0
+        # Removed (retention, or the function deleted): its sandboxes retire as they come back.
         self.deleted = False
+        # Calls waiting in the pool's queue that came through an alias, and its name:
+        # they follow the alias if it moves to another version while they wait.
+        self.alias_waiters: dict[asyncio.Future[Any], str] = {}
 
     @property
     def name(self) -> str:
         return self.config.name
-
-    def update(self, config: FunctionConfig, code_dir: str, layer: Layer | None = None) -> None:
-        """A redeploy: sandboxes of the previous generation are retired as
-        they come back; a higher concurrency limit lets waiters in at once."""
-        self.config = config
-        self.code_dir = code_dir
-        self.layer = layer
-        self.generation += 1
-        self.pool.resize(config.max_instances, config.max_queue)
-
-    def is_current(self, lease: Lease) -> bool:
-        return not self.deleted and lease.generation == self.generation
 
     def function_spec(self, sandbox_id: str, uid: int, open_files_max: int) -> FunctionSpec:
         config = self.config

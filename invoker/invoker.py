@@ -1,5 +1,6 @@
-"""The Invoker: the registry and one pool per function, in front of a
-SandboxFactory; turns an Invocation into an InvocationResult.
+"""The Invoker: the registry and one pool per function version, in front of
+a SandboxFactory; turns an Invocation into an InvocationResult. Its methods
+for versions, aliases and secrets are in invoker/releases.py (a mixin).
 
 Its public methods are all the gateway uses (and what a remote invoker
 will stand behind). An async context manager: resources are set up in
@@ -10,22 +11,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
+import itertools
 import logging
 import os
 import time
 from typing import Any
 
-from sandbox.api import NO_USAGE, SandboxFactory
-from sandbox.errors import CallTimedOut, SandboxError
-from sandbox.factory import FactoryConfig
+from sandbox.api import NO_USAGE, Call, CallTimedOut, SandboxError, SandboxFactory
 from sandbox.factory import SandboxFactory as RealSandboxFactory
-from sandbox.protocol import Call, StageTimes
 
 from . import eviction
 from .catalog import Catalog
-from .config import InvokerConfig, default_warm_memory_budget_mb
-from .errors import CallTimeout, NotFound, StartupError, Unavailable
+from .config import InvokerConfig
+from .errors import CallTimeout, StartupError, Unavailable
 from .functions import FunctionState
 from .layers import LayerStore
 from .lease import Lease
@@ -33,17 +31,20 @@ from .ledger import SqliteLedger
 from .logs import LogStore
 from .metering import BillingTotals, Totals, UsageRecord, billed_ms
 from .metrics import Metrics
-from .model import FunctionConfig, Invocation, InvocationResult, UsageQuery
+from .model import VERSION_HEADER, FunctionConfig, Invocation, InvocationResult, UsageQuery
 from .pool import START
 from .recorder import Recorder
 from .registry import CodeStore, SqliteRegistry
+from .releases import Releases
+from .secrets import SecretStore
 from .uids import UidRange
 from .validate import Limits, host_cores
+from .versions import FunctionVersions, Rerouted
 
 log = logging.getLogger("faas.invoker")
 
 
-class Invoker:
+class Invoker(Releases):
     def __init__(
         self, config: InvokerConfig, metrics: Metrics, factory: SandboxFactory | None = None
     ) -> None:
@@ -55,23 +56,21 @@ class Invoker:
         self._background: set[asyncio.Task[Any]] = set()
         # Every lease alive, busy or idle, for the memory budget.
         self._leases: set[Lease] = set()
-        self._memory_budget = (config.warm_memory_budget_mb or default_warm_memory_budget_mb()) * 1024 * 1024
+        self._memory_budget = (config.warm_memory_budget_mb or eviction.default_budget_mb()) * 1024 * 1024
         self._stack = contextlib.AsyncExitStack()
-        # The factory's settings are the invoker's settings of the same names.
-        shared = {
-            f.name: getattr(config, f.name)
-            for f in dataclasses.fields(FactoryConfig)
-            if hasattr(config, f.name)
-        }
-        self.factory: SandboxFactory = factory or RealSandboxFactory(FactoryConfig(**shared))
+        self.factory: SandboxFactory = factory or RealSandboxFactory(config.factory_config())
         self.billing = BillingTotals()
         self._logs = LogStore(os.path.join(config.data_dir, "logs"))
         self._recorder = Recorder(None, self._logs, self.billing)
+        self._secrets = SecretStore(os.path.join(config.data_dir, "secrets"), config.secrets_key_file)
+        self._secret_lock = asyncio.Lock()
         self.catalog = Catalog(
             CodeStore(os.path.join(config.data_dir, "code")),
             Limits(host_cores=host_cores(), code_limit_bytes=config.code_limit_bytes),
             config.max_functions,
             config.max_code_bytes_total,
+            config.versions_kept,
+            self._secrets.exists,
             LayerStore.in_data_dir(config.data_dir, config.layer_limit_bytes, config.build_timeout_s),
         )
         metrics.watch_pools(self._pool_snapshot)
@@ -102,8 +101,9 @@ class Invoker:
         self._stack.callback(self._logs.close)
         await self._stack.enter_async_context(self.factory)
         self._stack.push_async_callback(self._destroy_all)
+        await asyncio.to_thread(self._secrets.load)
         await asyncio.to_thread(self.catalog.load, registry)
-        for state in self._functions.values():
+        for state in self.catalog.states():
             self._load_layer(state)
         reaper = asyncio.create_task(self._keepalive_loop(), name="keepalive")
         self._stack.push_async_callback(_cancel_and_wait, reaper)
@@ -114,7 +114,7 @@ class Invoker:
         await self._stack.aclose()
 
     async def _destroy_all(self) -> None:
-        for state in list(self._functions.values()):
+        for state in self.catalog.states():
             state.pool.fail_waiters(Unavailable("server is shutting down"))
             await self._drain_idle(state)
         if self._background:
@@ -125,55 +125,25 @@ class Invoker:
         calls still waiting for a sandbox get 503 now."""
         self.draining = True
         self.ready = False
-        busy = sum(state.pool.busy for state in self._functions.values())
+        busy = sum(state.pool.busy for state in self.catalog.states())
         log.info("shutting down: %d calls in flight", busy)
-        for state in self._functions.values():
+        for state in self.catalog.states():
             state.pool.fail_waiters(Unavailable("the server is shutting down"))
 
     # -- management --------------------------------------------------------
-
-    def functions(self) -> list[FunctionConfig]:
-        return [s.config for s in sorted(self._functions.values(), key=lambda s: s.name)]
-
-    def get(self, name: str) -> FunctionConfig:
-        return self._state(name).config
-
-    def warm_count(self, name: str) -> int:
-        state = self._functions.get(name)
-        return state.pool.instances if state else 0
-
-    async def deploy(self, body: Any) -> tuple[FunctionConfig, bool]:
-        """Create or update a function; (config, created)."""
-        state, replaced = await self.catalog.put(body)
-        self._load_layer(state)
-        if replaced is None:
-            return state.config, True
-        # Calls still running on the old code keep it until they end.
-        await self._drain_idle(state)
-        self.catalog.collect(replaced)
-        await self.catalog.collect_layers(self.factory.unload_layer)
-        return state.config, False
-
-    async def delete(self, name: str) -> None:
-        state = await self.catalog.remove(name)
-        state.pool.fail_waiters(NotFound(f"function {name!r} was deleted"))
-        await self._drain_idle(state)
-        self.catalog.collect(state.code_dir)
-        await self.catalog.collect_layers(self.factory.unload_layer)
-        self._logs.delete(name)
-
-    def _load_layer(self, state: FunctionState) -> None:
-        """Start the function's layer's import cache now, not at its first cold start."""
-        image = state.layer_image(self._uids.layer_zygote())
-        if image is not None:
-            self.factory.load_layer(image)
 
     def layers(self) -> list[dict[str, Any]]:
         """Every layer: its manifest, the functions using it, its import cache's state."""
         return self.catalog.layer_records(self.factory.layer_status)
 
+    def _load_layer(self, state: FunctionState) -> None:
+        """Start the version's layer's import cache now, not at its first cold start."""
+        image = state.layer_image(self._uids.layer_zygote())
+        if image is not None:
+            self.factory.load_layer(image)
+
     def logs(self, name: str, tail: int) -> list[str]:
-        self._state(name)
+        self.catalog.get(name)
         return self._logs.tail(name, tail)
 
     async def usage_totals(self, query: UsageQuery) -> dict[str, Totals]:
@@ -184,32 +154,47 @@ class Invoker:
     ) -> list[tuple[int, UsageRecord]]:
         return await self._recorder.records(query, cursor, limit)
 
-    def _state(self, name: str) -> FunctionState:
-        return self.catalog.get(name)
-
-    @property
-    def _functions(self) -> dict[str, FunctionState]:
-        return self.catalog.functions
-
     # -- invocation ---------------------------------------------------------
 
     def admit(self, name: str) -> FunctionConfig:
-        """Whether a call of `name` can be taken now (503 while draining, 404
-        for no such function): the gateway asks before reading a body."""
-        return self._admit(name).config
+        """Whether a call of `name` (`NAME`, `NAME@VERSION` or `NAME@ALIAS`)
+        can be taken now (503 while draining, 404 for no such function,
+        version or alias, 429 when its sandboxes and queue are full): the
+        gateway asks before reading a body. The config of the version it
+        names (for a split alias, its main one)."""
+        fn, qualifier = self._admit(name)
+        state = fn.resolve(qualifier)[0]
+        state.pool.check_room()
+        return state.config
 
-    def _admit(self, name: str) -> FunctionState:
+    def _admit(self, name: str) -> tuple[FunctionVersions, str | None]:
         if self.draining:
             raise Unavailable("the server is shutting down")
-        return self._state(name)
+        function, at, qualifier = name.partition("@")
+        return self.catalog.get(function), qualifier if at else None
 
     async def invoke(self, inv: Invocation) -> InvocationResult:
-        """Acquire a sandbox, run the call, record it (also when it failed)."""
-        state = self._admit(inv.function)
+        """Route the call to a version, acquire a sandbox of it, run the
+        call, record it (also when it failed)."""
+        fn, qualifier = self._admit(inv.function)
+        self.metrics.invocation_started(fn.name)
+        try:
+            while True:  # Rerouted: its alias moved while it waited, route it again
+                state, alias = fn.route(qualifier)
+                deadline = inv.received_at + state.config.timeout_s
+                with contextlib.suppress(Rerouted):
+                    lease, cold = await self._acquire(state, inv, deadline, alias)
+                    break
+            return await self._run(state, lease, cold, inv, deadline)
+        except SandboxError as exc:
+            # Answered with the version whose sandbox it came from.
+            exc.headers = {**exc.headers, VERSION_HEADER: str(state.config.version)}
+            raise
+
+    async def _run(
+        self, state: FunctionState, lease: Lease, cold: bool, inv: Invocation, deadline: float
+    ) -> InvocationResult:
         config = state.config
-        self.metrics.invocation_started(config.name)
-        deadline = inv.received_at + config.timeout_s
-        lease, cold = await self._acquire(state, inv, deadline)
         call = Call(inv.call_id, inv.method, inv.path, inv.query, inv.headers, inv.body, deadline)
         started_at = time.time()
         sandbox = lease.sandbox
@@ -237,26 +222,37 @@ class Invoker:
         await self._recorder.record(
             sandbox.function, inv.call_id, started_at, outcome.usage, init_ms, status, cold
         )
-        return InvocationResult(outcome, cold, billed_ms(outcome.usage.wall_ms, init_ms), init_ms)
+        return InvocationResult(
+            outcome, cold, billed_ms(outcome.usage.wall_ms, init_ms), init_ms, config.version
+        )
 
-    async def _acquire(self, state: FunctionState, inv: Invocation, deadline: float) -> tuple[Lease, bool]:
+    async def _acquire(
+        self, state: FunctionState, inv: Invocation, deadline: float, alias: str | None
+    ) -> tuple[Lease, bool]:
         """A warm lease, or a new sandbox started in a reserved slot (cold);
-        waits in the function's FIFO when neither is free."""
+        waits in the version's FIFO when neither is free (Rerouted if its
+        alias moves to another version meanwhile)."""
         got = state.pool.acquire()
         if isinstance(got, asyncio.Future):
             waited_from = time.monotonic()
+            waiter = got
+            if alias is not None:
+                state.alias_waiters[waiter] = alias
             try:
                 async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
-                    got = await got
+                    got = await waiter
             except TimeoutError:
-                state.pool.abandon(got)  # type: ignore[arg-type]
+                state.pool.abandon(waiter)
                 raise CallTimeout(
                     f"timed out after {state.config.timeout_s:g} s waiting for a free sandbox"
                 ) from None
+            except Rerouted:
+                raise  # out of this queue already, holding nothing
             except BaseException:
-                state.pool.abandon(got)  # type: ignore[arg-type]
+                state.pool.abandon(waiter)
                 raise
             finally:
+                state.alias_waiters.pop(waiter, None)
                 self.metrics.queue_wait.labels(state.name).observe(time.monotonic() - waited_from)
         if got is not START and not got.sandbox.alive():  # type: ignore[union-attr]
             # It died while idle: replace it in the same capacity slot, so
@@ -277,6 +273,7 @@ class Invoker:
         is ready, else a new one. Its init_ms is the whole cold start."""
         config = state.config
         t0 = time.monotonic()
+        secrets = self._secrets.values(config.secrets)
         self._make_room(state.memory_estimate)
         limits = self.factory.limits(config.memory_mb, config.cpu)
         image = state.layer_image(self._uids.layer_zygote())
@@ -294,7 +291,7 @@ class Invoker:
         started_at = time.time()
         self.catalog.hold(function.code_dir, function.layer_dir)
         try:
-            await sandbox.specialize(function, max(0.0, deadline - time.monotonic()))
+            await sandbox.specialize(function, max(0.0, deadline - time.monotonic()), secrets)
         except SandboxError as exc:
             self.catalog.release(function.code_dir, function.layer_dir)
             if exc.kill_reason:
@@ -308,22 +305,24 @@ class Invoker:
             )
             raise
         sandbox.init_ms = (time.monotonic() - t0) * 1000
-        log.debug("cold start of %s in %.2f ms: %s", config.name, sandbox.init_ms, StageTimes(sandbox.stamps))
+        if log.isEnabledFor(logging.DEBUG):
+            stages = " ".join(
+                f"{b[0]}={(b[1] - a[1]) * 1e3:.2f}" for a, b in itertools.pairwise(sandbox.stamps)
+            )
+            log.debug("cold start of %s in %.2f ms: %s", config.name, sandbox.init_ms, stages)
         self.metrics.cold_starts.labels(config.name).inc()
         self.metrics.init_seconds.labels(config.name).observe(sandbox.init_ms / 1000)
         if sandbox.init_logs:
             self._logs.append(config.name, call_id, sandbox.init_logs)
-        lease = Lease(
-            sandbox, state.generation, function.code_dir, state.memory_estimate, layer_dir=function.layer_dir
-        )
+        lease = Lease(sandbox, function.code_dir, state.memory_estimate, layer_dir=function.layer_dir)
         self._leases.add(lease)
         return lease
 
     def _release(self, state: FunctionState, lease: Lease) -> None:
-        """A call ended well: the lease serves again, unless its function
-        was redeployed or deleted meanwhile."""
+        """A call ended well: the lease serves again, unless its version was
+        removed (retention, or the function deleted) meanwhile."""
         lease.last_used = time.monotonic()
-        if state.is_current(lease):
+        if not state.deleted:
             state.pool.release(lease)
             return
         state.pool.discard()
@@ -334,6 +333,8 @@ class Invoker:
         a SandboxError), its slot goes to the next waiter."""
         state.pool.discard()
         self._forget(lease)
+        if exc is not None and exc.output:
+            self._logs.append(state.name, call_id, exc.output)
         if exc is not None and exc.kill_reason:
             self.metrics.kills.labels(state.name, exc.kill_reason).inc()
             self._logs.append(state.name, call_id, f"sandbox killed ({exc.usage_status}): {exc.message}")
@@ -366,7 +367,7 @@ class Invoker:
         """Keep warm sandboxes within the memory budget (evict_lru)."""
         used = sum(lease.memory_bytes for lease in self._leases)
         for state, lease in eviction.evict_lru(
-            self._functions.values(), used, needed_bytes, self._memory_budget
+            self.catalog.states(), used, needed_bytes, self._memory_budget
         ):
             self.metrics.evictions.labels(state.name).inc()
             self._forget(lease)
@@ -377,9 +378,7 @@ class Invoker:
         period = max(0.05, min(5.0, self.config.keepalive_s / 4))
         while True:
             await asyncio.sleep(period)
-            expired = eviction.retire_idle(
-                self._functions.values(), time.monotonic() - self.config.keepalive_s
-            )
+            expired = eviction.retire_idle(self.catalog.states(), time.monotonic() - self.config.keepalive_s)
             if expired:
                 await asyncio.gather(*(lease.sandbox.destroy() for lease in expired), return_exceptions=True)
             for lease in expired:
@@ -387,9 +386,10 @@ class Invoker:
             await self.catalog.collect_layers(self.factory.unload_layer)
 
     def _pool_snapshot(self) -> tuple[dict[str, int], dict[str, int]]:
-        idle = sum(len(s.pool.idle) for s in self._functions.values())
-        busy = sum(s.pool.busy for s in self._functions.values())
-        warm = {name: s.pool.instances for name, s in self._functions.items()}
+        states = self.catalog.states()
+        idle = sum(len(s.pool.idle) for s in states)
+        busy = sum(s.pool.busy for s in states)
+        warm = {name: self.warm_count(name) for name in self.catalog.functions}
         return {"prewarmed": self.factory.prewarmed, "idle": idle, "busy": busy}, warm
 
 

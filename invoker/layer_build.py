@@ -35,8 +35,6 @@ from packaging import tags
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.utils import canonicalize_name
 
-from sandbox import elf
-
 from .errors import BadRequest, LayerBuildFailed
 
 REQUIREMENTS_FILE = "requirements.txt"
@@ -267,25 +265,6 @@ def tidy(python_dir: str) -> None:
     """What a layer has no use for: console scripts (they name the host's
     interpreter in their first line, and nothing runs them inside)."""
     shutil.rmtree(os.path.join(python_dir, "bin"), ignore_errors=True)
-
-
-def shared_libraries_needed(python_dir: str, provided: frozenset[str]) -> dict[str, str]:
-    """{soname: host path} of the libraries the layer's extension modules
-    need from outside the layer that the sandbox's runtime does not hold
-    (a manylinux wheel may use the system's libstdc++ and libgcc_s)."""
-    roots = [
-        os.path.join(directory, name)
-        for directory, _dirs, files in os.walk(python_dir)
-        for name in files
-        if name.endswith(".so") or ".so." in name
-    ]
-    inside = os.path.realpath(python_dir) + os.sep
-    needed = elf.closure(roots, elf.loader_dirs()) if roots else {}
-    return {
-        soname: path
-        for soname, path in needed.items()
-        if not os.path.realpath(path).startswith(inside) and soname not in provided
-    }
 
 
 def top_level_modules(python_dir: str, names: set[str]) -> tuple[str, ...]:

@@ -32,7 +32,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from sandbox import hostfs
+from sandbox.api import layer_libraries
 
 from . import layer_build
 from .errors import LayerBuildFailed
@@ -99,14 +99,15 @@ class LayerStore:
         root: str,
         limit_bytes: int = DEFAULT_LAYER_LIMIT_BYTES,
         build_timeout_s: float = DEFAULT_BUILD_TIMEOUT_S,
-        provided_libraries: Callable[[], frozenset[str]] = frozenset,
+        libraries: Callable[[str], dict[str, str]] = lambda _python_dir: {},
         target: TargetPython | None = None,
     ) -> None:
         self.root = root
         self.limit_bytes = limit_bytes
         self.build_timeout_s = build_timeout_s
-        # Sonames the sandbox's runtime holds already (no copy in a layer).
-        self._provided_libraries = provided_libraries
+        # The shared libraries a layer's packages need that a sandbox lacks:
+        # {soname: host path} of those under a python directory.
+        self._libraries = libraries
         self.target = target or TargetPython.current()
         self.layers: dict[str, Layer] = {}
         # In flight: resolutions by requirements, installs by layer id.
@@ -120,7 +121,7 @@ class LayerStore:
             os.path.join(data_dir, "layers"),
             limit_bytes,
             build_timeout_s,
-            lambda: hostfs.runtime_libraries(data_dir),
+            lambda python_dir: layer_libraries(python_dir, data_dir),
         )
 
     def load(self) -> None:
@@ -205,9 +206,7 @@ class LayerStore:
         layer_build.tidy(python_dir)
         lib_dir = os.path.join(staging, LIB_DIR)
         os.makedirs(lib_dir)
-        for soname, path in layer_build.shared_libraries_needed(
-            python_dir, self._provided_libraries()
-        ).items():
+        for soname, path in self._libraries(python_dir).items():
             shutil.copyfile(path, os.path.join(lib_dir, soname))
         size = layer_build.tree_size(staging)
         if size > self.limit_bytes:

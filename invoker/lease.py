@@ -12,8 +12,6 @@ from sandbox.api import Sandbox
 @dataclass(eq=False)
 class Lease:
     sandbox: Sandbox
-    # Which deploy of its function the sandbox runs: a redeploy retires it.
-    generation: int
     # The code directory it was specialized from: kept on disk while it lives.
     code_dir: str
     # Memory it holds, for the warm-memory budget (its last call's peak).

@@ -15,7 +15,7 @@ import os
 import time
 from typing import IO
 
-from sandbox.runtime import LOG_CAP_BYTES, TRUNCATION_MARKER
+from sandbox.api import LOG_CAP_BYTES, TRUNCATION_MARKER
 
 MEMORY_CAP_BYTES = 2 * 1024 * 1024
 FILE_CAP_BYTES = 16 * 1024 * 1024

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,6 +28,8 @@ class FunctionConfig:
     files: tuple[str, ...] = ()
     created_at: float = 0.0
     updated_at: float = 0.0
+    # Names of the secrets mounted at /var/openfaas/secrets/NAME (never their values).
+    secrets: tuple[str, ...] = ()
     # The layer its requirements.txt resolved to ("": none; invoker/layers.py)
     # and what the deploy spent resolving and building it (None: no requirements).
     layer_id: str = ""
@@ -53,6 +56,7 @@ class FunctionConfig:
             "files": list(self.files),
             "created_at": _iso(self.created_at),
             "updated_at": _iso(self.updated_at),
+            "secrets": list(self.secrets),
             "layer": (
                 {
                     "id": self.layer_id,
@@ -64,6 +68,21 @@ class FunctionConfig:
             ),
             "build_ms": None if self.build_ms is None else round(self.build_ms, 1),
         }
+
+    def same_deploy(self, other: FunctionConfig) -> bool:
+        """Whether two configs are the same code and configuration: a deploy
+        identical to the newest version makes no new one."""
+        blank = dict.fromkeys(DEPLOY_BOOKKEEPING, 0)
+        return dataclasses.replace(self, **blank) == dataclasses.replace(other, **blank)
+
+
+# FunctionConfig's fields that say when and as what a version was made, not
+# what it runs: left out when deciding whether a deploy changed anything (a
+# field such as a build's duration belongs here too). The layer is made from
+# requirements.txt, one of the files: the same files resolve to it again.
+DEPLOY_BOOKKEEPING = (
+    "version", "created_at", "updated_at", "layer_id", "layer_size_bytes", "layer_packages", "build_ms",
+)  # fmt: skip
 
 
 def _iso(ts: float) -> str:
@@ -92,6 +111,8 @@ class InvocationResult:
     cold: bool
     billed_ms: int
     init_ms: float | None
+    # The function version that ran (X-Faas-Version).
+    version: int = 0
 
     @property
     def status(self) -> int:
@@ -117,3 +138,66 @@ class UsageQuery:
     since: float | None = None
     until: float | None = None
     function: str | None = None
+
+
+# -- versions, aliases, secrets ------------------------------------------------
+
+LIVE = "live"
+# On every answer from a sandbox: the version that ran.
+VERSION_HEADER = "X-Faas-Version"
+
+
+@dataclass(frozen=True)
+class Alias:
+    """Where an alias sends calls: `version`, or a share `weight` of them to
+    `canary` (a split between two versions). `live` with version None
+    follows the newest version (it is not pinned)."""
+
+    name: str
+    version: int | None
+    canary: int | None = None
+    weight: float = 0.0
+
+    @property
+    def targets(self) -> frozenset[int]:
+        """The versions it may send a call to (None: the newest)."""
+        return frozenset(v for v in (self.version, self.canary) if v is not None)
+
+    def to_record(self, newest: int) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "version": newest if self.version is None else self.version,
+            "weights": {} if self.canary is None else {str(self.canary): self.weight},
+            "follows_newest": self.version is None,
+        }
+
+
+@dataclass(frozen=True)
+class Deployed:
+    """What a deploy did: the version it made (or the newest, when nothing
+    changed), whether the function is new, and whether a version was made."""
+
+    config: FunctionConfig
+    created: bool
+    changed: bool
+
+
+@dataclass(frozen=True)
+class SecretInfo:
+    """A secret's metadata: what the API shows. Its value is never here."""
+
+    name: str
+    size_bytes: int
+    created_at: float
+    updated_at: float
+    encrypted: bool
+
+    def to_record(self, used_by: dict[str, list[int]]) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "size_bytes": self.size_bytes,
+            "created_at": _iso(self.created_at),
+            "updated_at": _iso(self.updated_at),
+            "encrypted": self.encrypted,
+            "used_by": used_by,
+        }

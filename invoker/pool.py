@@ -49,12 +49,21 @@ class Pool(Generic[S]):
                 self.instances += 1
                 return START
         if len(self.waiters) >= self.max_queue:
-            raise TooManyRequests(
-                f"concurrency limit of {self.max_instances} reached and {len(self.waiters)} calls already waiting"
-            )
+            raise self._full()
         fut: asyncio.Future[S | _Start] = asyncio.get_running_loop().create_future()
         self.waiters.append(fut)
         return fut
+
+    def check_room(self) -> None:
+        """TooManyRequests if a call arriving now would find no sandbox, no
+        slot and no place in the queue: asked before its body is read."""
+        if len(self.waiters) >= self.max_queue and not self.idle and self.instances >= self.max_instances:
+            raise self._full()
+
+    def _full(self) -> TooManyRequests:
+        return TooManyRequests(
+            f"concurrency limit of {self.max_instances} reached and {len(self.waiters)} calls already waiting"
+        )
 
     def _hand_over(self, item: S | _Start) -> bool:
         while self.waiters:

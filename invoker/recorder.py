@@ -7,8 +7,7 @@ from __future__ import annotations
 
 import asyncio
 
-from sandbox.api import Usage
-from sandbox.spec import FunctionSpec
+from sandbox.api import FunctionSpec, Usage
 
 from .errors import Unavailable
 from .ledger import Ledger

@@ -1,5 +1,6 @@
-"""The function registry: configs and code in SQLite under the data
-directory, and each version's code materialized on disk for the sandboxes.
+"""The function registry: every retained version (config and code) and the
+aliases in SQLite under the data directory, and each version's code
+materialized on disk for the sandboxes.
 
 Behind the `Registry` interface so a cluster can put a shared database there.
 """
@@ -15,25 +16,46 @@ import sqlite3
 import threading
 import uuid
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
 
 import msgpack
 
-from .model import FunctionConfig
+from .model import Alias, FunctionConfig
 
 
 class Registry(ABC):
-    @abstractmethod
-    def load_all(self) -> list[FunctionConfig]: ...
+    """Every retained version of every function (config and code) and the
+    aliases pointing at them. Versions are immutable: put adds one, and only
+    retention (delete_versions) or a function's deletion removes them."""
 
     @abstractmethod
-    def files(self, name: str) -> dict[str, bytes]: ...
+    def load_all(self) -> list[FunctionConfig]:
+        """Every stored version, by name then version."""
 
     @abstractmethod
-    def put(self, config: FunctionConfig, files: dict[str, bytes]) -> FunctionConfig:
-        """Store a new version; returns the config with its version and created_at set."""
+    def load_aliases(self) -> list[tuple[str, Alias]]:
+        """(function, alias) for every stored alias; `live` is stored only while pinned."""
 
     @abstractmethod
-    def delete(self, name: str) -> bool: ...
+    def files(self, name: str, version: int) -> dict[str, bytes]: ...
+
+    @abstractmethod
+    def put(self, config: FunctionConfig, files: dict[str, bytes]) -> tuple[FunctionConfig, bool]:
+        """Store a new version, numbered after the newest, unless it is the
+        same deploy as the newest; (the version's config, whether it is new)."""
+
+    @abstractmethod
+    def delete_versions(self, name: str, versions: list[int]) -> None: ...
+
+    @abstractmethod
+    def set_alias(self, name: str, alias: Alias) -> None: ...
+
+    @abstractmethod
+    def delete_alias(self, name: str, alias: str) -> None: ...
+
+    @abstractmethod
+    def delete(self, name: str) -> bool:
+        """Remove the function: every version and alias."""
 
     @abstractmethod
     def close(self) -> None: ...
@@ -45,49 +67,100 @@ class SqliteRegistry(Registry):
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
-        self._db.execute(
-            "CREATE TABLE IF NOT EXISTS functions ("
-            " name TEXT PRIMARY KEY, version INTEGER NOT NULL, config TEXT NOT NULL, files BLOB NOT NULL)"
-        )
+        with self._transaction():
+            self._db.execute(
+                "CREATE TABLE IF NOT EXISTS versions (name TEXT NOT NULL, version INTEGER NOT NULL,"
+                " config TEXT NOT NULL, files BLOB NOT NULL, PRIMARY KEY (name, version))"
+            )
+            self._db.execute(
+                "CREATE TABLE IF NOT EXISTS aliases (name TEXT NOT NULL, alias TEXT NOT NULL,"
+                " version INTEGER NOT NULL, canary INTEGER, weight REAL NOT NULL DEFAULT 0,"
+                " PRIMARY KEY (name, alias))"
+            )
+            # A registry from before versions: one row per function, its only version.
+            if self._db.execute(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'functions'"
+            ).fetchone():
+                self._db.execute(
+                    "INSERT OR IGNORE INTO versions (name, version, config, files)"
+                    " SELECT name, version, config, files FROM functions"
+                )
+                self._db.execute("DROP TABLE functions")
 
-    def load_all(self) -> list[FunctionConfig]:
-        with self._lock:
-            rows = self._db.execute("SELECT config FROM functions ORDER BY name").fetchall()
-        return [_config_from_json(row[0]) for row in rows]
-
-    def files(self, name: str) -> dict[str, bytes]:
-        with self._lock:
-            row = self._db.execute("SELECT files FROM functions WHERE name = ?", (name,)).fetchone()
-        if row is None:
-            raise KeyError(name)
-        return msgpack.unpackb(row[0])
-
-    def put(self, config: FunctionConfig, files: dict[str, bytes]) -> FunctionConfig:
-        blob = msgpack.packb(files, use_bin_type=True)
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[None]:
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
-                row = self._db.execute(
-                    "SELECT config FROM functions WHERE name = ?", (config.name,)
-                ).fetchone()
-                if row is not None:
-                    old = _config_from_json(row[0])
-                    config = dataclasses.replace(config, version=old.version + 1, created_at=old.created_at)
-                else:
-                    config = dataclasses.replace(config, version=1)
-                self._db.execute(
-                    "INSERT OR REPLACE INTO functions (name, version, config, files) VALUES (?, ?, ?, ?)",
-                    (config.name, config.version, json.dumps(dataclasses.asdict(config)), blob),
-                )
+                yield
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
-        return config
+
+    def load_all(self) -> list[FunctionConfig]:
+        with self._lock:
+            rows = self._db.execute("SELECT config FROM versions ORDER BY name, version").fetchall()
+        return [_config_from_json(row[0]) for row in rows]
+
+    def load_aliases(self) -> list[tuple[str, Alias]]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT name, alias, version, canary, weight FROM aliases ORDER BY name, alias"
+            ).fetchall()
+        return [
+            (name, Alias(alias, version, canary, weight)) for name, alias, version, canary, weight in rows
+        ]
+
+    def files(self, name: str, version: int) -> dict[str, bytes]:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT files FROM versions WHERE name = ? AND version = ?", (name, version)
+            ).fetchone()
+        if row is None:
+            raise KeyError((name, version))
+        return msgpack.unpackb(row[0])
+
+    def put(self, config: FunctionConfig, files: dict[str, bytes]) -> tuple[FunctionConfig, bool]:
+        blob = msgpack.packb(files, use_bin_type=True)
+        with self._transaction():
+            row = self._db.execute(
+                "SELECT config FROM versions WHERE name = ? ORDER BY version DESC LIMIT 1", (config.name,)
+            ).fetchone()
+            if row is not None:
+                newest = _config_from_json(row[0])
+                if newest.same_deploy(config):
+                    return newest, False
+                config = dataclasses.replace(config, version=newest.version + 1, created_at=newest.created_at)
+            else:
+                config = dataclasses.replace(config, version=1)
+            self._db.execute(
+                "INSERT INTO versions (name, version, config, files) VALUES (?, ?, ?, ?)",
+                (config.name, config.version, json.dumps(dataclasses.asdict(config)), blob),
+            )
+        return config, True
+
+    def delete_versions(self, name: str, versions: list[int]) -> None:
+        with self._transaction():
+            self._db.executemany(
+                "DELETE FROM versions WHERE name = ? AND version = ?", [(name, v) for v in versions]
+            )
+
+    def set_alias(self, name: str, alias: Alias) -> None:
+        with self._transaction():
+            self._db.execute(
+                "INSERT OR REPLACE INTO aliases (name, alias, version, canary, weight) VALUES (?, ?, ?, ?, ?)",
+                (name, alias.name, alias.version, alias.canary, alias.weight),
+            )
+
+    def delete_alias(self, name: str, alias: str) -> None:
+        with self._transaction():
+            self._db.execute("DELETE FROM aliases WHERE name = ? AND alias = ?", (name, alias))
 
     def delete(self, name: str) -> bool:
-        with self._lock:
-            cur = self._db.execute("DELETE FROM functions WHERE name = ?", (name,))
+        with self._transaction():
+            cur = self._db.execute("DELETE FROM versions WHERE name = ?", (name,))
+            self._db.execute("DELETE FROM aliases WHERE name = ?", (name,))
         return cur.rowcount > 0
 
     def close(self) -> None:
@@ -99,6 +172,7 @@ def _config_from_json(text: str) -> FunctionConfig:
     data = json.loads(text)
     data["env"] = tuple(tuple(kv) for kv in data["env"])
     data["files"] = tuple(data["files"])
+    data["secrets"] = tuple(data.get("secrets", ()))
     data["layer_packages"] = tuple(tuple(p) for p in data.get("layer_packages", ()))
     return FunctionConfig(**data)
 

@@ -10,7 +10,7 @@ import fcntl
 import itertools
 import os
 
-from sandbox.spec import UidMapping
+from sandbox.api import UidMapping
 
 from .errors import StartupError
 

@@ -18,6 +18,7 @@ from typing import Any
 from .errors import BadRequest
 from .fields import BY_NAME, DEPLOY_FIELDS, FIELD_NAMES, DeployField
 from .model import FunctionConfig
+from .release_validate import validate_secret_names
 
 NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -222,6 +223,7 @@ def validate_deploy(
     for key, value in env.items():
         if not ENV_NAME_RE.match(key) or not isinstance(value, str) or "\x00" in value:
             raise BadRequest(f"env {key!r}: names must match [A-Za-z_][A-Za-z0-9_]* and values be strings")
+    secrets = validate_secret_names(body.get("secrets"))
     files = decode_files(body.get("files"), limits.code_limit_bytes)
     module, func = _pick_module(files, entry)
     check_code(files, module, func)
@@ -240,6 +242,7 @@ def validate_deploy(
         files=tuple(sorted(files)),
         created_at=now,
         updated_at=now,
+        secrets=secrets,
     )
     return config, files
 

@@ -18,9 +18,52 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from .cgroups import CgroupLimits
-from .protocol import Call, Result, Stamps
-from .spec import FunctionSpec, LayerImage
+from .cgroups import CgroupLimits, CgroupUnavailable
+from .errors import (
+    CallTimedOut,
+    CpuBudgetExceeded,
+    FaasError,
+    InitError,
+    SandboxDied,
+    SandboxError,
+    SetupError,
+    SpawnError,
+)
+from .hostfs import layer_libraries
+from .protocol import LOG_CAP_BYTES, TRUNCATION_MARKER, Call, Result, Secrets, StageTimes, Stamps
+from .spec import FunctionSpec, LayerImage, UidMapping
+
+# The whole contract in one import: the invoker needs sandbox.api and
+# sandbox.factory, nothing else of this package.
+__all__ = [
+    "LOG_CAP_BYTES",
+    "NO_USAGE",
+    "TRUNCATION_MARKER",
+    "Call",
+    "CallResult",
+    "CallTimedOut",
+    "CgroupLimits",
+    "CgroupUnavailable",
+    "CpuBudgetExceeded",
+    "FaasError",
+    "FunctionSpec",
+    "InitError",
+    "LayerImage",
+    "Result",
+    "Sandbox",
+    "SandboxDied",
+    "SandboxError",
+    "SandboxFactory",
+    "SandboxState",
+    "SetupError",
+    "SpawnError",
+    "StageTimes",
+    "StateError",
+    "UidMapping",
+    "Usage",
+    "check_transition",
+    "layer_libraries",
+]
 
 
 class SandboxState(enum.Enum):
@@ -97,7 +140,10 @@ class Sandbox(Protocol):
         """False once destroyed or once its channel hit EOF (it died idle)."""
         ...
 
-    async def specialize(self, function: FunctionSpec, timeout_s: float) -> None: ...
+    async def specialize(self, function: FunctionSpec, timeout_s: float, secrets: Secrets = ()) -> None:
+        """Become an instance of `function`; `secrets` (name, value) are its
+        files in /var/openfaas/secrets, readable by its uid only."""
+        ...
 
     async def call(self, call: Call, cpu_budget_ms: float | None = None) -> CallResult:
         """Run one call until call.deadline. Between calls the sandbox is

@@ -25,16 +25,24 @@ def limit_resources(open_files_max: int, file_size_bytes: int | None) -> None:
         resource.setrlimit(resource.RLIMIT_FSIZE, (file_size_bytes, file_size_bytes))
 
 
-def drop_privileges(spec: FunctionSpec) -> None:
-    if spec.uid <= 0 or spec.gid <= 0:
-        raise ValueError(f"refusing to run a function as uid {spec.uid}, gid {spec.gid}")
-    os.setgroups([])
+def empty_bounding_set() -> None:
+    """No capability can ever be gained again (not by exec, not by a setuid
+    file). Done while the sandbox is blank, off the cold path: the bounding
+    set only limits what may be gained later; the root the specialize step
+    still needs keeps its effective capabilities until drop_privileges."""
     for cap in range(linux.last_capability() + 1):
         linux.prctl(linux.PR_CAPBSET_DROP, cap)
     try:
         linux.prctl(linux.PR_CAP_AMBIENT, linux.PR_CAP_AMBIENT_CLEAR_ALL)
     except OSError:
         pass  # kernels before 4.3 have no ambient set to clear
+
+
+def drop_privileges(spec: FunctionSpec) -> None:
+    """After empty_bounding_set: an unprivileged uid, no capability left."""
+    if spec.uid <= 0 or spec.gid <= 0:
+        raise ValueError(f"refusing to run a function as uid {spec.uid}, gid {spec.gid}")
+    os.setgroups([])
     os.setresgid(spec.gid, spec.gid, spec.gid)
     # Leaving uid 0 without SECBIT_KEEP_CAPS clears the permitted and effective sets.
     os.setresuid(spec.uid, spec.uid, spec.uid)

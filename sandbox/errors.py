@@ -25,6 +25,8 @@ class SandboxError(FaasError):
 
     usage_status = "crash"
     kill_reason: str | None = "crash"
+    # What the call printed before it failed (the sandbox's output area).
+    output = ""
 
 
 class SpawnError(SandboxError):

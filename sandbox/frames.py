@@ -66,15 +66,17 @@ def recv_with_fds(sock: socket.socket, max_fds: int = 4) -> tuple[dict[str, Any]
     return decode_payload(payload), list(fds)
 
 
-def send_with_fds(fileno: int, frame: bytes, fds: list[int]) -> None:
-    """Send one encoded frame with file descriptors on a socket's fd. For the
-    invoker's non-blocking channel: the frame must fit in the socket buffer
-    (a specialize message does, on a channel with nothing else in flight)."""
+def send_with_fds(fileno: int, frame: bytes, fds: list[int]) -> int:
+    """Send the start of one encoded frame with file descriptors on a
+    socket's fd; how many bytes went. For the invoker's non-blocking
+    channel: what does not fit in the socket buffer (a frame carrying large
+    secrets) the caller writes after it."""
     sock = socket.socket(fileno=os.dup(fileno))
     try:
         sent = sock.sendmsg([frame], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))])
-        if sent != len(frame):
-            raise ProtocolError(f"channel took {sent} of {len(frame)} bytes")
+        if sent <= 0:
+            raise ProtocolError(f"channel took none of {len(frame)} bytes")
+        return sent
     finally:
         sock.close()
 

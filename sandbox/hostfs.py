@@ -122,13 +122,28 @@ def sandbox_root_plan(data_dir: str) -> RootPlan:
     )
 
 
-def runtime_libraries(data_dir: str) -> frozenset[str]:
-    """The shared libraries (sonames) a sandbox finds in /usr/lib: a layer
-    needs its own copy only of the others."""
+def layer_libraries(python_dir: str, data_dir: str) -> dict[str, str]:
+    """{soname: host path} of the shared libraries a layer's extension
+    modules (under `python_dir`) need from outside the layer and a sandbox
+    does not find in /usr/lib (a manylinux wheel may use the system's
+    libstdc++ and libgcc_s): the layer carries copies of these."""
     try:
-        return frozenset(os.listdir(os.path.join(data_dir, "runtime", "usrlib")))
+        provided = set(os.listdir(os.path.join(data_dir, "runtime", "usrlib")))
     except OSError:
-        return frozenset()
+        provided = set()
+    roots = [
+        os.path.join(directory, name)
+        for directory, _dirs, files in os.walk(python_dir)
+        for name in files
+        if name.endswith(".so") or ".so." in name
+    ]
+    inside = os.path.realpath(python_dir) + os.sep
+    needed = elf.closure(roots, elf.loader_dirs()) if roots else {}
+    return {
+        soname: path
+        for soname, path in needed.items()
+        if not os.path.realpath(path).startswith(inside) and soname not in provided
+    }
 
 
 def _lib_dynload(stdlib: str) -> str:

@@ -86,7 +86,7 @@ class LayerZygote:
             )
             layer_mount = linux.clone_mount_readonly(image.layer_dir)
             try:
-                own.send_frame(protocol.encode(become.to_wire()), [layer_mount, theirs.fileno()])
+                _send_whole(own, protocol.encode(become.to_wire()), [layer_mount, theirs.fileno()])
             finally:
                 os.close(layer_mount)
                 theirs.close()
@@ -96,7 +96,7 @@ class LayerZygote:
             for name in ("uid_map", "gid_map"):
                 with open(f"/proc/{own.pid}/{name}", "w") as f:
                     f.write(image.uids.lines())
-            own.send_frame(protocol.encode(layer_protocol.simple(layer_protocol.USERNS_MAPPED)), [])
+            _send_whole(own, protocol.encode(layer_protocol.simple(layer_protocol.USERNS_MAPPED)), [])
             raw = _expect(
                 await own.receive_frame(deadline, "the layer's imports"), layer_protocol.LAYER_READY
             )
@@ -188,6 +188,12 @@ class LayerZygote:
             self._fail("the layer zygote was stopped")
         self._control.close()
         await self.own.destroy()
+
+
+def _send_whole(own: Sandbox, frame: bytes, fds: list[int]) -> None:
+    """A small frame, which the socket buffer takes at once."""
+    if own.send_frame(frame, fds) != len(frame):
+        raise protocol.ProtocolError("the layer zygote's channel took part of a frame")
 
 
 def _expect(message: dict[str, Any], kind: str) -> dict[str, Any]:

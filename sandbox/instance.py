@@ -18,7 +18,7 @@ from . import frames, linux, procfs, protocol
 from .api import CallResult, SandboxState, Usage, check_transition
 from .cgroups import CgroupLimits, SandboxCgroup
 from .errors import CallTimedOut, CpuBudgetExceeded, InitError, SandboxDied, SandboxError, SetupError
-from .protocol import Call, Stamps
+from .protocol import Call, Secrets, Stamps
 from .spec import FunctionSpec, SandboxSpec
 from .zygote_client import Zygote
 
@@ -50,6 +50,12 @@ class Sandbox:
         self._writer: asyncio.StreamWriter | None = None
         self._oom_baseline = 0
         self._cpu_exceeded_ms: float | None = None
+        # The output area (a memfd shared with the sandbox), from specialize on.
+        self._output_fd = -1
+        # Its PID 1's /proc/PID/stat, kept open (see alive()).
+        self._stat: procfs.ProcessStat | None = None
+        # Set when a call's deadline passed: the channel was cut (see _receive).
+        self._expired = False
         # The layer it was forked with, already mounted and imported (a layer
         # zygote's sandbox, sandbox/import_cache.py); "": none.
         self.preloaded_layer = ""
@@ -69,7 +75,12 @@ class Sandbox:
         if self._state is SandboxState.DEAD or self._reader is None or self._reader.at_eof():
             return False
         # Frozen and idle, it may have been killed without knowing it yet.
-        return not (self._freeze_idle and self._state is SandboxState.IDLE and procfs.killed(self.pid))
+        return not (
+            self._freeze_idle
+            and self._state is SandboxState.IDLE
+            and self._stat is not None
+            and self._stat.killed()
+        )
 
     def set_limits(self, limits: CgroupLimits) -> None:
         if limits != self.cgroup_limits:
@@ -91,6 +102,7 @@ class Sandbox:
         try:
             try:
                 self.pid = await zygote.spawn(self.spec, theirs, timeout_s)
+                self._stat = procfs.ProcessStat(self.pid)
             finally:
                 theirs.close()
             self._reader, self._writer = await asyncio.open_unix_connection(sock=ours, limit=1 << 20)
@@ -106,10 +118,10 @@ class Sandbox:
             await self.destroy()
             raise
 
-    async def specialize(self, function: FunctionSpec, timeout_s: float) -> None:
+    async def specialize(self, function: FunctionSpec, timeout_s: float, secrets: Secrets = ()) -> None:
         """Turn the blank sandbox into an instance of `function`: send its
-        spec and a read-only clone of its code's mount, wait for its init
-        (the handler's import). The cgroup's limits are the caller's to set.
+        spec, its secrets and a read-only clone of its code's mount, wait for
+        its init (the handler's import). The cgroup's limits are the caller's to set.
 
         Raises SetupError, InitError, SandboxDied or CallTimedOut; the
         sandbox is destroyed in every case.
@@ -122,14 +134,19 @@ class Sandbox:
         try:
             if self.preloaded_layer and function.layer_dir != self.preloaded_layer:
                 raise SetupError(f"a sandbox of layer {self.preloaded_layer} cannot run this function")
+            self._output_fd = os.memfd_create("faas-output", os.MFD_CLOEXEC)
+            os.ftruncate(self._output_fd, protocol.OUTPUT_AREA_BYTES)
             mounts = [linux.clone_mount_readonly(function.code_dir)]
             try:
                 if function.layer_dir and not self.preloaded_layer:
                     mounts.append(linux.clone_mount_readonly(function.layer_dir))
-                self.send_frame(protocol.pack(protocol.Specialize(function)), mounts)
+                frame = protocol.pack(protocol.Specialize(function, secrets))
+                sent = self.send_frame(frame, [mounts[0], self._output_fd, *mounts[1:]])
             finally:
                 for fd in mounts:
                     os.close(fd)
+            if sent < len(frame):
+                await self._send_rest(frame[sent:], t0 + timeout_s)
             msg = await self._receive(t0 + timeout_s, "init")
             if isinstance(msg, protocol.SetupFailed):
                 raise SetupError(f"sandbox setup failed: {msg.error}")
@@ -153,34 +170,58 @@ class Sandbox:
                 raise SandboxDied(exc.reason, f"sandbox died during init: {exc.message}") from None
             raise
 
-    def send_frame(self, frame: bytes, fds: list[int]) -> None:
-        """One encoded frame with file descriptors (the frame must fit in the
-        socket's buffer: nothing else is in flight while it is sent)."""
+    async def _send_rest(self, data: bytes, deadline: float) -> None:
+        """The part of a frame the socket buffer did not take at once."""
         assert self._writer is not None
-        frames.send_with_fds(self._writer.get_extra_info("socket").fileno(), frame, fds)
-
-    async def receive_frame(self, deadline: float, what: str) -> dict[str, Any]:
-        """The next frame, decoded, not yet parsed as a message: for a blank
-        turned into something else than a function (a layer zygote)."""
-        assert self._reader is not None
+        self._writer.write(data)
         try:
             async with asyncio.timeout_at(_loop_time(deadline)):
-                header = await self._reader.readexactly(protocol.HEADER.size)
-                (length,) = protocol.HEADER.unpack(header)
-                payload = await self._reader.readexactly(protocol.check_length(length))
-            return protocol.decode_payload(payload)
+                await self._writer.drain()
         except TimeoutError:
-            raise CallTimedOut(f"{what} timed out") from None
-        except (asyncio.IncompleteReadError, ConnectionError, OSError):
+            raise CallTimedOut("init timed out") from None
+        except (ConnectionError, OSError):
             raise self._death() from None
-        except protocol.ProtocolError as exc:
-            raise _protocol_error(str(exc)) from None
+
+    def send_frame(self, frame: bytes, fds: list[int]) -> int:
+        """The start of one encoded frame, with file descriptors; how many
+        bytes went (a large frame's rest: _send_rest)."""
+        assert self._writer is not None
+        return frames.send_with_fds(self._writer.get_extra_info("socket").fileno(), frame, fds)
 
     async def _receive(self, deadline: float, what: str) -> protocol.Message:
+        """The next message, by `deadline`."""
         try:
             return protocol.parse_from_sandbox(await self.receive_frame(deadline, what))
         except protocol.ProtocolError as exc:
             raise _protocol_error(str(exc)) from None
+
+    async def receive_frame(self, deadline: float, what: str) -> dict[str, Any]:
+        """The next frame by `deadline`, decoded but not parsed as a message
+        (a blank turned into a layer zygote sends its own). Past the deadline
+        the channel is cut: one timer per message, not a cancellation scope
+        (a third of the cost)."""
+        assert self._reader is not None and self._writer is not None
+        loop = asyncio.get_running_loop()
+        timer = loop.call_at(_loop_time(deadline), self._expire)
+        try:
+            header = await self._reader.readexactly(protocol.HEADER.size)
+            (length,) = protocol.HEADER.unpack(header)
+            payload = await self._reader.readexactly(protocol.check_length(length))
+            return protocol.decode_payload(payload)
+        except (asyncio.IncompleteReadError, ConnectionError, OSError):
+            if self._expired:
+                raise CallTimedOut(f"{what} timed out") from None
+            raise self._death() from None
+        except protocol.ProtocolError as exc:
+            raise _protocol_error(str(exc)) from None
+        finally:
+            timer.cancel()
+
+    def _expire(self) -> None:
+        """The deadline passed: cut the channel, so the read waiting on it ends."""
+        self._expired = True
+        if self._writer is not None:
+            self._writer.transport.abort()
 
     def _death(self) -> SandboxError:
         if self._cpu_exceeded_ms is not None:
@@ -219,9 +260,13 @@ class Sandbox:
                 raise _protocol_error("a result for another call")
         except BaseException as exc:
             self.last_usage = self._usage(t0, cpu_before)
+            output = self._output_of_failed_call()
             await self.destroy()
             if isinstance(exc, CallTimedOut):
-                raise CallTimedOut(f"timed out after {self.function.timeout_s:g} s") from None
+                exc = CallTimedOut(f"timed out after {self.function.timeout_s:g} s")
+            if isinstance(exc, SandboxError):
+                exc.output = output
+                raise exc from None
             raise
         finally:
             if watchdog is not None:
@@ -231,6 +276,19 @@ class Sandbox:
         usage = self._usage(t0, cpu_before)
         self._to(SandboxState.IDLE)
         return CallResult(msg, usage)
+
+    def _output_of_failed_call(self) -> str:
+        """What the call printed before it failed, from the output area (the
+        sandbox may have written anything there: bounded, decoded leniently)."""
+        if self._output_fd < 0:
+            return ""
+        try:
+            header = os.pread(self._output_fd, protocol.OUTPUT_LENGTH.size, 0)
+            (length,) = protocol.OUTPUT_LENGTH.unpack(header)
+            data = os.pread(self._output_fd, min(length, protocol.LOG_CAP_BYTES), protocol.OUTPUT_LENGTH.size)
+        except (OSError, ValueError):
+            return ""
+        return data.decode("utf-8", "replace")
 
     def memory_bytes(self) -> int:
         """What the sandbox holds now (its cgroup's memory)."""
@@ -274,6 +332,11 @@ class Sandbox:
         self._to(SandboxState.DEAD)
         if self._writer is not None:
             self._writer.close()
+        if self._output_fd >= 0:
+            os.close(self._output_fd)
+            self._output_fd = -1
+        if self._stat is not None:
+            self._stat.close()
         # remove() waits for the kernel to empty the cgroup: keep that off the loop.
         await asyncio.to_thread(self.cgroup.remove)
 

@@ -69,7 +69,6 @@ SANDBOX_NAMESPACES = (
 # zygote must stay one thread to fork safely, and its sandboxes (a core or
 # less each) gain nothing from them.
 SINGLE_THREADED_ENV = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-ETC_SIZE = "size=64k,nr_inodes=64,mode=0755"
 
 
 def become(
@@ -219,40 +218,18 @@ def _run_sandbox(
     """A blank sandbox of this layer: what is its own besides the zygote's
     read-only root (/proc, /tmp, /etc, its loopback), then as any blank."""
     try:
-        linux.mount("proc", "/proc", "proc", linux.MS_NOSUID | linux.MS_NODEV | linux.MS_NOEXEC)
-        linux.mount("tmpfs", "/tmp", "tmpfs", mounts.TMP_FLAGS, f"size={spec.tmp_size_mb}m,mode=1777")
-        linux.mount("tmpfs", "/etc", "tmpfs", linux.MS_NOSUID | linux.MS_NODEV | linux.MS_NOEXEC, ETC_SIZE)
+        mounts.enter_layer_zygote_blank(spec.tmp_size_mb)
         if "net" in spec.namespaces:
             namespaces.bring_loopback_up()
         stamps.append(("mounts", time.monotonic()))
         channel = setup.isolate_fds(channel_fd)
+        creds.empty_bounding_set()
     except BaseException as exc:
         setup.report_setup_error(channel_fd, exc)
         os._exit(70)
 
-    def attach(function: FunctionSpec, fds: list[int]) -> FunctionSpec:
-        return _specialize_mounts(function, fds, uids)
+    def inside(function: FunctionSpec) -> FunctionSpec:
+        """Its uid and gid as the zygote's user namespace numbers them."""
+        return dataclasses.replace(function, uid=uids.inside(function.uid), gid=uids.inside(function.gid))
 
-    setup.serve_blank(spec, channel, stamps, programs, {}, attach)
-
-
-def _specialize_mounts(function: FunctionSpec, fds: list[int], uids: UidMapping) -> FunctionSpec:
-    """The function's code at /var/task (its layer is ours already), /tmp
-    sized, /etc written and sealed; its uid and gid as our user namespace
-    numbers them."""
-    if len(fds) != 1:
-        raise ValueError("a layer zygote's sandbox takes the code's mount only")
-    inside = dataclasses.replace(function, uid=uids.inside(function.uid), gid=uids.inside(function.gid))
-    linux.move_mount(fds[0], "/var/task")
-    linux.mount(
-        None, "/tmp", None, linux.MS_REMOUNT | mounts.TMP_FLAGS, f"size={function.tmp_size_mb}m,mode=1777"
-    )
-    mounts.write_etc("/", inside)
-    linux.mount(
-        None,
-        "/etc",
-        None,
-        linux.MS_REMOUNT | linux.MS_RDONLY | linux.MS_NOSUID | linux.MS_NODEV | linux.MS_NOEXEC,
-        ETC_SIZE,
-    )
-    return inside
+    setup.serve_blank(spec, channel, stamps, programs, {}, uids=inside)

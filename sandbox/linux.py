@@ -138,6 +138,21 @@ def fork_into_namespaces(flags: int) -> int:
     return pid
 
 
+_libc.setfsuid.argtypes = [ctypes.c_uint]
+_libc.setfsgid.argtypes = [ctypes.c_uint]
+
+
+def set_filesystem_ids(uid: int, gid: int) -> None:
+    """The uid and gid files are made and checked as (setfsuid, setfsgid),
+    capabilities kept; both calls answer the previous id, so each is read
+    back to see it took."""
+    for call in (_libc.setfsgid, _libc.setfsuid):
+        wanted = gid if call is _libc.setfsgid else uid
+        call(wanted)
+        if call(wanted) != wanted:
+            raise PermissionError(f"{call.__name__}({wanted}) was refused")
+
+
 def last_capability() -> int:
     try:
         with open("/proc/sys/kernel/cap_last_cap") as f:

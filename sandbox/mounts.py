@@ -12,6 +12,9 @@ DEVICES = ("null", "zero", "random", "urandom")
 # A function may write files to /tmp, never run them: no program but the
 # runtime's own interpreter runs inside.
 TMP_FLAGS = linux.MS_NOSUID | linux.MS_NODEV | linux.MS_NOEXEC
+# Where a function finds its secrets, one file each (OpenFaaS's place for them).
+SECRETS_DIR = "/var/openfaas/secrets"
+PAGE = 4096
 # The mount namespace of the zygote (the host's), recorded before any fork.
 HOST_MOUNT_NS = [0]
 # Where a function's layer is mounted; its packages are /opt/python.
@@ -82,6 +85,7 @@ def enter_root(spec: SandboxSpec) -> None:
         os.makedirs(os.path.dirname(root + path), exist_ok=True)
         os.symlink(points_to, root + path)
     os.makedirs(os.path.join(root, "var/task"))
+    os.makedirs(root + SECRETS_DIR)
     os.makedirs(os.path.join(root, "etc"))
 
     for name in DEVICES:
@@ -132,3 +136,71 @@ def specialize(function: FunctionSpec, code_mount_fd: int, layer_mount_fd: int |
     )
     write_etc("/", function)
     linux.mount(None, "/", None, linux.MS_REMOUNT | linux.MS_RDONLY | linux.MS_NOSUID | linux.MS_NODEV)
+
+
+# A layer zygote's sandbox: its own /etc over the zygote's read-only root.
+ETC_OPTIONS = "size=64k,nr_inodes=64,mode=0755"
+ETC_FLAGS = linux.MS_NOSUID | linux.MS_NODEV | linux.MS_NOEXEC
+
+
+def enter_layer_zygote_blank(tmp_size_mb: int) -> None:
+    """What a sandbox a layer zygote forked has of its own besides the
+    zygote's read-only root (which holds the layer already): /proc of its
+    pid namespace, a new /tmp, and an /etc to write at specialize."""
+    linux.mount("proc", "/proc", "proc", linux.MS_NOSUID | linux.MS_NODEV | linux.MS_NOEXEC)
+    linux.mount("tmpfs", "/tmp", "tmpfs", TMP_FLAGS, f"size={tmp_size_mb}m,mode=1777")
+    linux.mount("tmpfs", "/etc", "tmpfs", ETC_FLAGS, ETC_OPTIONS)
+
+
+def specialize_in_layer_zygote(function: FunctionSpec, code_mount_fd: int) -> None:
+    """specialize() for a sandbox a layer zygote forked: the code at
+    /var/task, /tmp sized, its /etc written and made read-only."""
+    linux.move_mount(code_mount_fd, "/var/task")
+    linux.mount(None, "/tmp", None, linux.MS_REMOUNT | TMP_FLAGS, f"size={function.tmp_size_mb}m,mode=1777")
+    write_etc("/", function)
+    linux.mount(None, "/etc", None, linux.MS_REMOUNT | linux.MS_RDONLY | ETC_FLAGS, ETC_OPTIONS)
+
+
+def install_secrets(
+    secrets: tuple[tuple[str, bytes], ...], uid: int, gid: int, as_owner: bool = False
+) -> None:
+    """The function's secrets as files in SECRETS_DIR, on a tmpfs of their
+    own in this sandbox's mount namespace (no other sandbox, and no file on
+    the host, holds them): owned by the function's uid, mode 0400, then the
+    whole mount read-only. Runs after `specialize`, still as root.
+
+    as_owner: the files are made by the function's own uid (setfsuid), for a
+    root that lacks CAP_CHOWN and CAP_DAC_OVERRIDE (a layer zygote's sandbox)."""
+    if not secrets:
+        return
+    pages = 1 + sum(-(-len(value) // PAGE) for _, value in secrets)
+    mode = "0700" if as_owner else "0500"
+    options = f"size={pages * PAGE},nr_inodes={len(secrets) + 2},mode={mode},uid={uid},gid={gid}"
+    linux.mount("tmpfs", SECRETS_DIR, "tmpfs", TMP_FLAGS, options)
+    if as_owner:
+        linux.set_filesystem_ids(uid, gid)
+    try:
+        _write_secrets(secrets, uid, gid)
+        if as_owner:
+            os.chmod(SECRETS_DIR, 0o500)
+    finally:
+        if as_owner:
+            linux.set_filesystem_ids(0, 0)
+    linux.mount(None, SECRETS_DIR, None, linux.MS_REMOUNT | linux.MS_RDONLY | TMP_FLAGS)
+
+
+def _write_secrets(secrets: tuple[tuple[str, bytes], ...], uid: int, gid: int) -> None:
+    for name, value in secrets:
+        if "/" in name or name in ("", ".", ".."):
+            raise ValueError("a secret's name must be a plain file name")
+        fd = os.open(
+            os.path.join(SECRETS_DIR, name), os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o400
+        )
+        try:
+            view = memoryview(value)
+            while view:
+                view = view[os.write(fd, view) :]
+            os.fchown(fd, uid, gid)
+            os.fchmod(fd, 0o400)
+        finally:
+            os.close(fd)

@@ -46,8 +46,32 @@ def killed(pid: int) -> bool:
     frozen still looks alive until then: this tells it before a call does."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
-            stat = f.read()
+            return _stat_says_killed(f.read())
     except OSError:
         return True
+
+
+class ProcessStat:
+    """/proc/PID/stat of one process kept open: `killed()` is one pread,
+    cheap enough for every warm call."""
+
+    def __init__(self, pid: int) -> None:
+        self._fd = os.open(f"/proc/{pid}/stat", os.O_RDONLY | os.O_CLOEXEC)
+
+    def killed(self) -> bool:
+        if self._fd < 0:
+            return True
+        try:
+            return _stat_says_killed(os.pread(self._fd, 1024, 0))
+        except OSError:  # ESRCH: the process is gone
+            return True
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+
+def _stat_says_killed(stat: bytes) -> bool:
     fields = stat[stat.rindex(b")") + 2 :].split()
     return len(fields) <= 28 or bool(int(fields[28]) & SIGKILL_BIT)

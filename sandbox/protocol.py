@@ -16,7 +16,7 @@ imports nothing of the host side.
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import msgpack
@@ -39,8 +39,19 @@ MAX_CONTAINER_LEN = 16384
 MAX_STR_LEN = 256 * 1024
 # A zygote request is a SandboxSpec: a few KiB.
 MAX_CONTROL_BYTES = 1 << 20
+# What a call may print that is kept (then one truncation marker line).
+LOG_CAP_BYTES = 64 * 1024
+TRUNCATION_MARKER = "[faas] log output truncated: more than 64 KiB in this call\n"
+# The output area: a memfd the invoker hands a sandbox with Specialize. The
+# runtime mirrors what the current call printed there (a little-endian
+# length, then the bytes), so what a call printed before its sandbox was
+# killed (timeout, out of memory) is not lost with it.
+OUTPUT_LENGTH = struct.Struct("<I")
+OUTPUT_AREA_BYTES = OUTPUT_LENGTH.size + LOG_CAP_BYTES
 
 Stamps = tuple[tuple[str, float], ...]
+# A function's secrets as (name, value): they travel only in Specialize.
+Secrets = tuple[tuple[str, bytes], ...]
 
 
 class StageTimes:
@@ -63,8 +74,13 @@ class ProtocolError(Exception):
 # -- framing --------------------------------------------------------------
 
 
+# One packer for the process (packb makes a new one per call); both sides
+# pack on one thread.
+_PACKER = msgpack.Packer(use_bin_type=True)
+
+
 def encode(message: dict[str, Any]) -> bytes:
-    payload = msgpack.packb(message, use_bin_type=True)
+    payload = _PACKER.pack(message)
     if len(payload) > MAX_FRAME_BYTES:
         raise ProtocolError(f"frame of {len(payload)} bytes exceeds {MAX_FRAME_BYTES}")
     return HEADER.pack(len(payload)) + payload
@@ -215,13 +231,19 @@ def _result(msg: dict[str, Any]) -> Result:
 
 @dataclass(frozen=True, slots=True)
 class Specialize:
-    """Become an instance of `function`; the code's read-only mount travels
-    with it as a file descriptor."""
+    """Become an instance of `function`; the code's read-only mount and the
+    output area travel with it as file descriptors, in that order."""
 
     function: FunctionSpec
+    # Never shown: not in a repr, a log line or an error.
+    secrets: Secrets = field(default=(), repr=False)
 
     def to_wire(self) -> dict[str, Any]:
-        return {"t": "specialize", "function": self.function.to_wire()}
+        return {
+            "t": "specialize",
+            "function": self.function.to_wire(),
+            "secrets": [list(secret) for secret in self.secrets],
+        }
 
 
 @dataclass(frozen=True, slots=True)
@@ -282,7 +304,8 @@ def parse_from_invoker(msg: dict[str, Any]) -> Specialize | Call:
             float(msg["deadline"]),
         )
     if msg["t"] == "specialize":
-        return Specialize(FunctionSpec.from_wire(msg["function"]))
+        secrets = tuple((name, value) for name, value in msg.get("secrets", ()))
+        return Specialize(FunctionSpec.from_wire(msg["function"]), secrets)
     raise ProtocolError(f"unexpected message {msg['t']!r}")
 
 

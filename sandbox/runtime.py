@@ -7,6 +7,7 @@ import importlib.util
 import io
 import json
 import logging
+import mmap
 import os
 import socket
 import sys
@@ -17,33 +18,38 @@ from typing import Any
 
 from . import frames, procfs, protocol
 from .event import Context, Event, Headers
+from .protocol import LOG_CAP_BYTES, OUTPUT_LENGTH, TRUNCATION_MARKER
 from .response import UnsupportedReturn, to_http
 from .spec import FunctionSpec
-
-LOG_CAP_BYTES = 64 * 1024
-TRUNCATION_MARKER = "[faas] log output truncated: more than 64 KiB in this call\n"
 
 
 class LogBuffer:
     """Output of one call (or of init), capped at LOG_CAP_BYTES."""
 
-    def __init__(self, cap: int = LOG_CAP_BYTES) -> None:
+    def __init__(self, cap: int = LOG_CAP_BYTES, area: mmap.mmap | None = None) -> None:
         self._parts: list[str] = []
         self._size = 0
         self._cap = cap
         self.truncated = False
+        # The output area shared with the invoker (None in init and warm-up).
+        self._area = area
+        if area is not None:
+            OUTPUT_LENGTH.pack_into(area, 0, 0)
 
     def write(self, text: str) -> None:
         if self.truncated or not text:
             return
-        size = len(text.encode("utf-8", "replace"))
-        if self._size + size > self._cap:
-            room = self._cap - self._size
-            self._parts.append(text.encode("utf-8", "replace")[:room].decode("utf-8", "ignore"))
+        data = text.encode("utf-8", "replace")
+        if self._size + len(data) > self._cap:
+            data = data[: self._cap - self._size]
+            text = data.decode("utf-8", "ignore")
             self.truncated = True
-            return
         self._parts.append(text)
-        self._size += size
+        if self._area is not None:
+            start = OUTPUT_LENGTH.size + self._size
+            self._area[start : start + len(data)] = data
+            OUTPUT_LENGTH.pack_into(self._area, 0, self._size + len(data))
+        self._size += len(data)
 
     def text(self) -> str:
         out = "".join(self._parts)
@@ -125,9 +131,14 @@ def _error_body(message: str, call_id: str) -> bytes:
 
 class Runtime:
     def __init__(
-        self, spec: FunctionSpec, channel: socket.socket, stamps: list[tuple[str, float]] | None = None
+        self,
+        spec: FunctionSpec,
+        channel: socket.socket,
+        stamps: list[tuple[str, float]] | None = None,
+        output_area: mmap.mmap | None = None,
     ) -> None:
         self.spec = spec
+        self._output_area = output_area
         self.stamps = stamps if stamps is not None else []
         self.channel = channel
         self.handler: Any = None
@@ -184,7 +195,7 @@ class Runtime:
 
     def call(self, msg: protocol.Call) -> protocol.Result:
         call_id = msg.id
-        self.logs = LogBuffer()
+        self.logs = LogBuffer(area=self._output_area)
         event = Event(
             method=msg.method, path=msg.path, query=msg.query, headers=Headers(msg.headers), body=msg.body
         )

@@ -15,6 +15,7 @@ Runs in a child of the zygote after unshare(); never returns.
 from __future__ import annotations
 
 import importlib
+import mmap
 import os
 import socket
 import sys
@@ -30,9 +31,6 @@ CHANNEL_FD = 3
 # A role a blank may be given instead of a function: (spec, channel, the
 # request, its fds, the seccomp programs); never returns.
 Role = Callable[[SandboxSpec, socket.socket, dict[str, Any], list[int], seccomp.Programs], None]
-# Attaches a function's mounts (the request's fds) and says what its
-# credentials are inside (a layer zygote's sandboxes number uids their own way).
-Attach = Callable[[FunctionSpec, list[int]], FunctionSpec]
 
 
 def isolate_fds(channel_fd: int) -> socket.socket:
@@ -110,15 +108,11 @@ def run_sandbox(
         mounts.enter_root(spec)
         _stamp(stamps, "mounts")
         channel = isolate_fds(channel_fd)
+        creds.empty_bounding_set()
     except BaseException as exc:
         report_setup_error(channel_fd, exc)
         os._exit(70)
-    serve_blank(spec, channel, stamps, seccomp_programs, roles, _attach_mounts)
-
-
-def _attach_mounts(function: FunctionSpec, fds: list[int]) -> FunctionSpec:
-    mounts.specialize(function, fds[0], fds[1] if len(fds) > 1 else None)
-    return function
+    serve_blank(spec, channel, stamps, seccomp_programs, roles)
 
 
 def serve_blank(
@@ -127,10 +121,11 @@ def serve_blank(
     stamps: list[tuple[str, float]],
     seccomp_programs: seccomp.Programs,
     roles: Mapping[str, Role],
-    attach: Attach,
+    uids: Callable[[FunctionSpec], FunctionSpec] | None = None,
 ) -> NoReturn:
     """Report "blank", wait for the request that says what to become, and
-    become it: a function (attached by `attach`), or one of `roles`."""
+    become it: a function, or one of `roles`. A blank a layer zygote forked
+    has the layer already and its own way of numbering uids (`uids`)."""
     runtime.warm_up()
     _stamp(stamps, "warm_up")
     try:
@@ -145,15 +140,24 @@ def serve_blank(
     if role is not None:
         role(spec, channel, raw, fds, seccomp_programs)
         os._exit(1)
-    if raw["t"] != "specialize" or len(fds) not in (1, 2):
+    if raw["t"] != "specialize" or len(fds) != _specialize_fds(raw, layer_preloaded=uids is not None):
         os._exit(1)
+    code_fd, output_fd, *layer_fd = fds
     stamps = [("specialize", time.monotonic())]
     try:
         message = protocol.parse_from_invoker(raw)
         assert isinstance(message, protocol.Specialize)
-        function = attach(message.function, fds)
-        for fd in fds:
+        function = message.function
+        if uids is not None:
+            function = uids(function)
+            mounts.specialize_in_layer_zygote(function, code_fd)
+        else:
+            mounts.specialize(function, code_fd, *layer_fd)
+        for fd in (code_fd, *layer_fd):
             os.close(fd)
+        mounts.install_secrets(message.secrets, function.uid, function.gid, as_owner=uids is not None)
+        output_area = mmap.mmap(output_fd, protocol.OUTPUT_AREA_BYTES)
+        os.close(output_fd)
         _stamp(stamps, "code_mounted")
         namespaces.specialize(spec, function)
         creds.set_rlimits(function)
@@ -167,10 +171,17 @@ def serve_blank(
         os._exit(70)
     status = 0
     try:
-        runtime.Runtime(function, channel, stamps).serve()
+        runtime.Runtime(function, channel, stamps, output_area).serve()
     except BaseException:
         status = 1
     os._exit(status)
+
+
+def _specialize_fds(raw: dict[str, Any], layer_preloaded: bool) -> int:
+    """How many fds a specialize request carries: the code's mount, the output
+    area, and the layer's mount if the function has one the blank has not."""
+    layer = bool((raw.get("function") or {}).get("layer_dir"))
+    return 3 if layer and not layer_preloaded else 2
 
 
 def report_setup_error(fd: int, exc: BaseException) -> None:

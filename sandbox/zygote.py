@@ -80,10 +80,24 @@ def serve(control: socket.socket, seccomp_programs: seccomp.Programs) -> None:
     signal.signal(signal.SIGCHLD, procfs.reap_exited_children)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the server decides when we stop
     thaw_commands = ThawCommands()
+    try:
+        _serve_requests(control, seccomp_programs, thaw_commands)
+    finally:
+        # However the loop ended (the server closed the socket, or died so
+        # that the socket broke mid-request), no sandbox outlives its server.
+        _kill_sandboxes(thaw_commands)
+
+
+def _serve_requests(
+    control: socket.socket, seccomp_programs: seccomp.Programs, thaw_commands: ThawCommands
+) -> None:
     while True:
-        request = frames.recv_datagram_with_fds(control, MAX_CONTROL_BYTES)
+        try:
+            request = frames.recv_datagram_with_fds(control, MAX_CONTROL_BYTES)
+        except OSError:
+            return  # the server is gone
         if request is None:
-            break
+            return
         payload, fds = request
         request_id = None
         try:
@@ -94,10 +108,16 @@ def serve(control: socket.socket, seccomp_programs: seccomp.Programs) -> None:
             _spawn(control, request_id, message.spec, fds[0], seccomp_programs)
             thaw_commands.add(message.spec.thaw_command)
         except Exception as exc:
-            control.send(SpawnReply(request_id, error=f"{type(exc).__name__}: {exc}").pack())
+            try:
+                control.send(SpawnReply(request_id, error=f"{type(exc).__name__}: {exc}").pack())
+            except OSError:
+                return
         finally:
             for fd in fds:
                 os.close(fd)
+
+
+def _kill_sandboxes(thaw_commands: ThawCommands) -> None:
     # Killing a sandbox's PID 1 takes down its whole PID namespace. Reap
     # them before leaving, so no zombie is handed to the host's init.
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)

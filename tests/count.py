@@ -2,9 +2,10 @@
 
     python -m tests.count [PYTEST ARGS...]
 
-unit: no root needed (`pytest -m "not root"`); in-process: needs root but
-runs the machinery inside the test process (no server); end-to-end: a real
-server in a subprocess (tests/e2e, tests/security).
+unit: a pure module, no root (`pytest -m "not root"`); in-process: the
+machinery itself inside the test process, no server (marked `inprocess`: the
+Invoker on a fake sandbox factory, real cgroups); end-to-end: a real server
+in a subprocess (tests/e2e, tests/security).
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ from tests.conftest import ROOT_DIRECTORIES
 def kind(item: pytest.Item) -> str:
     if any(Path(str(item.path)).is_relative_to(d) for d in ROOT_DIRECTORIES):
         return "end-to-end"
-    return "in-process" if item.get_closest_marker("root") is not None else "unit"
+    marked = item.get_closest_marker("inprocess") or item.get_closest_marker("root")
+    return "in-process" if marked is not None else "unit"
 
 
 class Counter:

@@ -13,7 +13,13 @@ from invoker.model import FunctionConfig
 
 
 def _record(invoker: Invoker, config: FunctionConfig) -> dict[str, Any]:
-    return {**config.to_record(), "instances": invoker.warm_count(config.name)}
+    """The function record: its newest version, its warm sandboxes (all
+    versions) and its aliases."""
+    return {
+        **config.to_record(),
+        "instances": invoker.warm_count(config.name),
+        "aliases": invoker.aliases(config.name),
+    }
 
 
 async def read_json(request: web.Request) -> Any:
@@ -41,8 +47,9 @@ class FunctionRoutes:
         return web.json_response([_record(self.invoker, c) for c in self.invoker.functions()])
 
     async def deploy(self, request: web.Request) -> web.Response:
-        config, created = await self.invoker.deploy(await read_json(request))
-        return web.json_response(_record(self.invoker, config), status=201 if created else 200)
+        deployed = await self.invoker.deploy_version(await read_json(request))
+        record = {**_record(self.invoker, deployed.config), "changed": deployed.changed}
+        return web.json_response(record, status=201 if deployed.created else 200)
 
     async def describe(self, request: web.Request) -> web.Response:
         return web.json_response(_record(self.invoker, self.invoker.get(request.match_info["name"])))

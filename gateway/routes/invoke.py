@@ -1,4 +1,5 @@
-"""ANY /function/{name}[/{path}]: a synchronous invocation."""
+"""ANY /function/{name}[/{path}]: a synchronous invocation. `name` may be
+NAME@VERSION or NAME@ALIAS (the invoker routes it)."""
 
 from __future__ import annotations
 
@@ -7,11 +8,12 @@ import time
 
 from aiohttp import web
 
-from invoker.errors import FaasError, PayloadTooLarge
+from invoker.errors import FaasError
 from invoker.invoker import Invoker
 from invoker.metrics import Metrics
-from invoker.model import Invocation
+from invoker.model import VERSION_HEADER, Invocation
 
+from ..bodies import BufferedBodies
 from ..errors import http_status
 
 # Set by aiohttp for the response it writes; a function may not override them.
@@ -62,52 +64,39 @@ def _carries(value: str, expected: bytes) -> bool:
     return bare or bearer
 
 
-async def read_body(request: web.Request, limit: int) -> bytes:
-    if request.content_length is not None and request.content_length > limit:
-        raise PayloadTooLarge(
-            f"request body of {request.content_length} bytes is over the limit of {limit} bytes"
-        )
-    chunks = []
-    size = 0
-    async for chunk in request.content.iter_chunked(65536):
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLarge(f"request body is over the limit of {limit} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
 def make_invoke_handler(
-    invoker: Invoker, metrics: Metrics, max_body_bytes: int, token: str | None = None
+    invoker: Invoker, metrics: Metrics, bodies: BufferedBodies, max_body_bytes: int, token: str | None = None
 ) -> web.RequestHandler:  # type: ignore[name-defined]
     async def invoke(request: web.Request) -> web.StreamResponse:
         received = time.monotonic()
         name = request.match_info["name"]
         call_id: str = request["call_id"]
-        invoker.admit(name)  # 503 while draining, 404 before reading a body for no such function
+        # 503 while draining, 404 for no such function, version or alias, 429
+        # when full: all before a byte of the body is read.
+        function = invoker.admit(name).name
         code = 500
         try:
-            body = await read_body(request, max_body_bytes)
-            result = await invoker.invoke(
-                Invocation(
-                    function=name,
-                    call_id=call_id,
-                    method=request.method,
-                    path="/" + request.match_info.get("path", ""),
-                    query={k: _text(v) for k, v in request.query.items()},
-                    headers=without_server_token(
-                        tuple((k, _text(v)) for k, v in request.headers.items()), token
-                    ),
-                    body=body,
-                    received_at=received,
+            async with bodies.read(request, max_body_bytes) as body:
+                result = await invoker.invoke(
+                    Invocation(
+                        function=name,
+                        call_id=call_id,
+                        method=request.method,
+                        path="/" + request.match_info.get("path", ""),
+                        query={k: _text(v) for k, v in request.query.items()},
+                        headers=without_server_token(
+                            tuple((k, _text(v)) for k, v in request.headers.items()), token
+                        ),
+                        body=body,
+                        received_at=received,
+                    )
                 )
-            )
             code = result.status
         except FaasError as exc:
             code = http_status(exc)
             raise
         finally:
-            metrics.invocation_done(name, code, time.monotonic() - received)
+            metrics.invocation_done(function, code, time.monotonic() - received)
         response = web.Response(status=result.status, body=result.body)
         for key, value in result.headers:
             if key.lower() not in HOP_BY_HOP:
@@ -116,6 +105,7 @@ def make_invoke_handler(
         response.headers["X-Duration-Ms"] = f"{result.wall_ms:.3f}"
         response.headers["X-Billed-Duration-Ms"] = str(result.billed_ms)
         response.headers["X-Cold-Start"] = "true" if result.cold else "false"
+        response.headers[VERSION_HEADER] = str(result.version)
         return response
 
     return invoke

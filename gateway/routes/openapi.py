@@ -17,6 +17,7 @@ from invoker.metering import TIME_FORMAT_HELP
 from ..config import ServerConfig
 from .logs import MAX_TAIL
 from .openapi_schemas import JSON, Obj, component_schemas, error_responses, json_body, ref
+from .openapi_versions import release_paths, release_schemas
 from .usage import MAX_LIMIT
 
 # What a `*` route (an invocation) is documented with.
@@ -47,7 +48,12 @@ def _name_param(description: str) -> Obj:
 
 
 def _invoke_ops(prefix: str, with_path: bool, max_body_bytes: int) -> Obj:
-    params = [_name_param("The function.")]
+    params = [
+        {
+            **_name_param("The function (its live alias), NAME@VERSION or NAME@ALIAS."),
+            "schema": ref("QualifiedName"),
+        }
+    ]
     if with_path:
         params.append(
             {
@@ -226,6 +232,7 @@ def build_document(config: ServerConfig, host_cores: float) -> Obj:
         "/metrics": _ops("metrics", "Prometheus metrics (docs/METRICS.md)", text),
         "/openapi.json": _ops("openapi", "This document", json_body({"type": "object"}, "OpenAPI 3.")),
     }
+    paths.update(release_paths(_system, _errors, name))
     paths["/readyz"]["get"]["responses"]["503"] = json_body({"type": "object"}, "Not ready yet.")
     for path, item in paths.items():
         for op in item.values():
@@ -245,7 +252,7 @@ def build_document(config: ServerConfig, host_cores: float) -> Obj:
         "tags": [{"name": t} for t in ("invocation", "management", "operations")],
         "paths": paths,
         "components": {
-            "schemas": component_schemas(host_cores, config.code_limit_bytes),
+            "schemas": component_schemas(host_cores, config.code_limit_bytes) | release_schemas(),
             "responses": error_responses(),
             "securitySchemes": {"bearerAuth": {"type": "http", "scheme": "bearer"}},
         },

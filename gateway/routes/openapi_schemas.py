@@ -7,6 +7,7 @@ from typing import Any
 
 from invoker.fields import BY_NAME, DEPLOY_FIELDS, DeployField
 from invoker.metering import STATUSES
+from invoker.release_validate import MAX_SECRETS_PER_FUNCTION, SECRET_NAME_RE
 from invoker.validate import MAX_FILES, NAME_RE
 
 JSON = "application/json"
@@ -26,6 +27,10 @@ EXTRA_SCHEMA: dict[str, Obj] = {
     "entry": {"nullable": True},
     "env": {"additionalProperties": {"type": "string"}},
     "cpu_ms_per_call": {"nullable": True},
+    "secrets": {
+        "items": {"type": "string", "pattern": SECRET_NAME_RE.pattern},
+        "maxItems": MAX_SECRETS_PER_FUNCTION,
+    },
 }
 
 
@@ -74,6 +79,8 @@ def component_schemas(host_cores: float, code_limit_bytes: int) -> Obj:
         **{k: integer for k in ("version", "memory_mb", "max_instances", "max_queue", "code_size_bytes")},
         **{"timeout_s": number, "cpu": number, "cpu_ms_per_call": nullable_int, "env": env, "files": strings},
         "instances": integer,
+        "secrets": strings,
+        "aliases": {"type": "array", "items": ref("Alias")},
         "layer": {
             "type": "object",
             "nullable": True,
@@ -92,7 +99,8 @@ def component_schemas(host_cores: float, code_limit_bytes: int) -> Obj:
         "Function": {
             "type": "object",
             "required": list(record),
-            "properties": record,
+            # `changed`: in a deploy's answer, whether it made a new version.
+            "properties": {**record, "changed": {"type": "boolean"}},
         },
         "Layer": {
             "type": "object",
@@ -146,6 +154,7 @@ ERROR_TEXT = {
     404: "No such function or route.",
     405: "Method not allowed (Allow lists the allowed ones).",
     408: "The request body did not arrive in time.",
+    409: "Conflict: the secret is used by a version an alias points at.",
     413: "Request body over the limit.",
     414: "Request target too long.",
     415: "A request that changes state must have Content-Type: application/json.",

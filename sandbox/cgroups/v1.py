@@ -18,8 +18,6 @@ import os
 from .base import (
     CgroupBackend,
     CgroupLimits,
-    Freezer,
-    OpenFile,
     SandboxCgroup,
     kill_pids,
     read_int,
@@ -31,6 +29,7 @@ from .base import (
     rmdir_when_empty,
     write_text,
 )
+from .files import Freezer, OpenFile
 
 CONTROLLERS = ("cpu", "cpuacct", "memory", "pids")
 # Used where mounted; without it sandboxes are not frozen between calls.
@@ -142,6 +141,7 @@ class CgroupV1Backend(CgroupBackend):
         self._parents = {c: os.path.join(controller_dirs[c], parent_name) for c in used}
         self.parent_paths = tuple(dict.fromkeys(self._parents.values()))
         self._own_dirs = tuple(dict.fromkeys(controller_dirs[c] for c in used))
+        self._freezer_own = controller_dirs.get(FREEZER)
         for d in self.parent_paths:
             self._mkdir(d, exist_ok=True)
         if self.can_freeze:
@@ -174,7 +174,10 @@ class CgroupV1Backend(CgroupBackend):
             raise
 
     def remove_stale(self) -> int:
-        return remove_stale_parents(self._own_dirs)
+        # The freezer hierarchy first: a dead server's frozen sandboxes die of
+        # their SIGKILL only once thawed there, and until they are dead their
+        # cgroups in the other hierarchies cannot be removed (EBUSY).
+        return remove_stale_parents(tuple(sorted(self._own_dirs, key=lambda d: d != self._freezer_own)))
 
     def close(self) -> None:
         for d in self.parent_paths:

@@ -23,8 +23,6 @@ from .base import (
     CgroupBackend,
     CgroupLimits,
     CgroupUnavailable,
-    Freezer,
-    OpenFile,
     SandboxCgroup,
     kill_pids,
     read_keyed,
@@ -34,6 +32,7 @@ from .base import (
     rmdir_when_empty,
     write_text,
 )
+from .files import Freezer, OpenFile
 
 CONTROLLERS = ("cpu", "memory", "pids")
 SUPERVISOR = "supervisor"

@@ -47,7 +47,9 @@ def test_deploy_creates_then_updates(server: Server) -> None:
     first = ok(server.url, "deploy", str(EXAMPLES / "hello.py"))
     assert first.startswith("deployed hello version ") and first.rstrip().endswith("(created)"), first
     v1 = int(first.split()[3])
-    second = ok(server.url, "deploy", str(EXAMPLES / "hello.py"))
+    same = ok(server.url, "deploy", str(EXAMPLES / "hello.py"))
+    assert same.strip() == f"deployed hello version {v1} (unchanged)", same
+    second = ok(server.url, "deploy", str(EXAMPLES / "hello.py"), "--memory", "256")
     assert second.strip() == f"deployed hello version {v1 + 1} (updated)", second
     assert server.request("GET", "/system/functions/hello").json()["version"] == v1 + 1
 

@@ -121,6 +121,31 @@ def _own_cgroups(paths: list[str]) -> list[str]:
     return managed
 
 
+SECRET_READER = """
+import os, sys
+PRELOADED = "numpy" in sys.modules
+
+def handle(event, context):
+    path = "/var/openfaas/secrets/db-password"
+    st = os.stat(path)
+    return {"preloaded": PRELOADED, "value": open(path).read(), "mine": st.st_uid == os.getuid(),
+            "mode": oct(st.st_mode & 0o777), "dir_mode": oct(os.stat(os.path.dirname(path)).st_mode & 0o777)}
+"""
+
+
+def test_a_layer_zygotes_sandbox_gets_its_secrets(server: Server) -> None:
+    resp = server.request("POST", "/system/secrets", json_body={"name": "db-password", "value": "s3cret"})
+    assert resp.status in (200, 201), resp.text
+    files = {"handler.py": SECRET_READER, "requirements.txt": "numpy\n"}
+    body = files_body("numpy-secret", files, secrets=["db-password"])
+    resp = server.request("POST", "/system/functions", json_body=body, timeout=BUILD_TIMEOUT_S)
+    assert resp.status == 201, resp.text
+    out = server.invoke("numpy-secret").json()
+    assert out == {"preloaded": True, "value": "s3cret", "mine": True, "mode": "0o400", "dir_mode": "0o500"}
+    assert server.request("DELETE", "/system/functions/numpy-secret").status == 200
+    assert server.request("DELETE", "/system/secrets/db-password").status == 200
+
+
 def _layer_zygotes(server: Server) -> list[int]:
     """Host pids of the server's layer zygotes: in a user namespace whose root
     is an unprivileged uid, PID 1 of a pid namespace right below the host's

@@ -208,7 +208,7 @@ def test_keepalive_retires_idle_sandboxes(tmp_path: Path) -> None:
 # ---------------------------------------------------------------- redeploy
 
 
-def test_redeploy_replaces_the_warm_sandbox(server: Server) -> None:
+def test_redeploy_runs_a_new_sandbox_and_keeps_the_old_one_warm(server: Server) -> None:
     server.deploy_ok("token", TOKEN_FN)
     one = server.invoke("token")
     two = server.invoke("token")
@@ -219,7 +219,10 @@ def test_redeploy_replaces_the_warm_sandbox(server: Server) -> None:
     assert instances(server, "token") == 1
 
     version = server.request("GET", "/system/functions/token").json()["version"]
-    resp = server.deploy("token", TOKEN_FN)
+    same = server.deploy("token", TOKEN_FN)  # identical: no new version, the sandbox stays
+    assert same.status == 200 and same.json()["version"] == version and same.json()["changed"] is False
+    assert server.invoke("token").json() == {"token": one.json()["token"], "cold": False}
+    resp = server.deploy("token", TOKEN_FN, env={"ROUND": "2"})
     assert resp.status == 200 and resp.json()["version"] == version + 1, resp.text
 
     three = server.invoke("token")
@@ -227,11 +230,13 @@ def test_redeploy_replaces_the_warm_sandbox(server: Server) -> None:
     assert three.headers["X-Cold-Start"] == "true"
     assert three.json()["cold"] is True
     assert three.json()["token"] != one.json()["token"], "the old version's sandbox answered"
-    # The old sandbox was destroyed, not leaked next to the new one.
-    assert instances(server, "token") == 1
+    # The old version's sandbox stays warm next to the new one (for a rollback), no more.
+    assert instances(server, "token") == 2
     four = server.invoke("token")
     assert four.json() == {"token": three.json()["token"], "cold": False}
-    assert instances(server, "token") == 1
+    old = server.invoke(f"token@{version}")
+    assert old.json() == {"token": one.json()["token"], "cold": False}
+    assert instances(server, "token") == 2
 
 
 # ---------------------------------------------------------------- concurrency

@@ -8,6 +8,7 @@ import signal
 import threading
 from pathlib import Path
 
+from sandbox import procfs
 from tests import leaks
 from tests.helpers import EXAMPLES, TEST_FUNCTIONS, Server, wait_until
 
@@ -132,12 +133,13 @@ def test_sandbox_that_died_while_idle_is_replaced(server: Server) -> None:
     assert victims, "no sandbox process found"
     for pid in victims:
         os.kill(pid, signal.SIGKILL)
-    # Dead and reaped (by the zygote, a subreaper): gone from /proc.
+    # Dead and reaped (by the zygote, a subreaper), or, frozen between calls
+    # (a frozen task acts on SIGKILL only once thawed), holding the SIGKILL.
     wait_until(
-        lambda: not any(os.path.exists(f"/proc/{pid}") for pid in victims),
+        lambda: all(procfs.killed(pid) for pid in victims),
         10,
-        "the killed sandboxes to be reaped",
-        detail=lambda: [pid for pid in victims if os.path.exists(f"/proc/{pid}")],
+        "the killed sandboxes to be dead or dying",
+        detail=lambda: [pid for pid in victims if not procfs.killed(pid)],
     )
     resp = server.invoke("sleeper", "?s=0")
     assert resp.status == 200, resp.text

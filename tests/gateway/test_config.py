@@ -128,6 +128,8 @@ def sample(value: Any) -> Any:
         return not value
     if isinstance(value, (int, float)):
         return value + 3
+    if value is None:  # a setting that is off unless given (a path)
+        return "/given"
     return value + "-other"
 
 

@@ -9,13 +9,17 @@ from __future__ import annotations
 import asyncio
 import itertools
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from invoker.config import InvokerConfig
+from invoker.invoker import Invoker
+from invoker.metrics import Metrics
 from sandbox.api import CallResult, SandboxState, Usage, check_transition
 from sandbox.cgroups import CgroupLimits
 from sandbox.errors import SandboxError
-from sandbox.protocol import Call, Result, Stamps
+from sandbox.protocol import Call, Result, Secrets, Stamps
 from sandbox.spec import FunctionSpec, LayerImage
 
 MIB = 1024 * 1024
@@ -39,6 +43,8 @@ class FakeSandbox:
         self.last_usage: Usage | None = None
         self.calls = 0
         self.crashed = False
+        # What specialize was given: secret name -> value.
+        self.secrets: dict[str, bytes] = {}
         self._state = SandboxState.BLANK
 
     @property
@@ -52,9 +58,10 @@ class FakeSandbox:
     def alive(self) -> bool:
         return self._state is not SandboxState.DEAD and not self.crashed
 
-    async def specialize(self, function: FunctionSpec, timeout_s: float) -> None:
+    async def specialize(self, function: FunctionSpec, timeout_s: float, secrets: Secrets = ()) -> None:
         self._state = check_transition(self._state, SandboxState.SPECIALIZING)
         self.function = function
+        self.secrets = dict(secrets)
         if self._factory.init_error is not None:
             self.last_usage = Usage(1.0, 100, MIB)
             await self.destroy()
@@ -139,3 +146,8 @@ class FakeFactory:
 
     def live(self) -> list[FakeSandbox]:
         return [s for s in self.made if s.state is not SandboxState.DEAD]
+
+
+def make_invoker(tmp_path: Path, factory: FakeFactory, **settings: Any) -> Invoker:
+    """An Invoker on `factory`, its data under `tmp_path`."""
+    return Invoker(InvokerConfig(data_dir=str(tmp_path), **settings), Metrics(), factory=factory)

@@ -84,7 +84,7 @@ def test_cli_has_one_flag_per_field_and_builds_the_body_from_them() -> None:
     parser = cli.build_parser()
     argv = ["deploy", "x.py", "--name", "n", "--entry", "go", "--memory", "64", "--timeout", "2.5"]
     argv += ["--cpu", "0.5", "--cpu-ms-per-call", "7", "--env", "A=1", "--env", "B=2=3"]
-    argv += ["--max-instances", "3", "--max-queue", "0"]
+    argv += ["--max-instances", "3", "--max-queue", "0", "--secret", "db", "--secret", "api-key"]
     options = cli.deploy_options(parser.parse_args(argv))
     assert options == {
         "name": "n",
@@ -96,6 +96,7 @@ def test_cli_has_one_flag_per_field_and_builds_the_body_from_them() -> None:
         "env": {"A": "1", "B": "2=3"},
         "max_instances": 3,
         "max_queue": 0,
+        "secrets": ["db", "api-key"],
     }
     assert set(options) == {f.name for f in DEPLOY_FIELDS if f.cli_flag}
     assert set(fields.FIELD_NAMES) - set(options) == {"files"}  # files come from PATH

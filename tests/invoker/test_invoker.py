@@ -7,21 +7,21 @@ from __future__ import annotations
 import asyncio
 import base64
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from invoker.config import InvokerConfig
 from invoker.errors import CallTimeout, NotFound, SandboxDied, TooManyRequests, Unavailable
 from invoker.invoker import Invoker
-from invoker.metrics import Metrics
 from invoker.model import Invocation, UsageQuery
 from sandbox.api import SandboxState
 from sandbox.protocol import Call, Result
 
-from .fakes import MIB, FakeFactory, FakeSandbox
+from .fakes import MIB, FakeFactory, FakeSandbox, make_invoker
+
+pytestmark = pytest.mark.inprocess
 
 HANDLER = base64.b64encode(b"def handle(event, context):\n    return 'hi'\n").decode()
 
@@ -44,23 +44,8 @@ async def until(condition: Callable[[], bool], what: str, turns: int = 1000) -> 
 
 
 def waiting(invoker: Invoker, name: str = "f") -> int:
-    """Calls of `name` queued for a sandbox."""
-    return len(invoker._functions[name].pool.waiters)
-
-
-@pytest.fixture
-def factory() -> FakeFactory:
-    return FakeFactory()
-
-
-def make_invoker(tmp_path: Path, factory: FakeFactory, **settings: Any) -> Invoker:
-    return Invoker(InvokerConfig(data_dir=str(tmp_path), **settings), Metrics(), factory=factory)
-
-
-@pytest.fixture
-async def invoker(tmp_path: Path, factory: FakeFactory) -> AsyncIterator[Invoker]:
-    async with make_invoker(tmp_path, factory) as inv:
-        yield inv
+    """Calls of `name` queued for a sandbox, all versions together."""
+    return sum(len(state.pool.waiters) for state in invoker.catalog.get(name).states.values())
 
 
 async def test_cold_then_warm_reuses_the_sandbox(invoker: Invoker, factory: FakeFactory) -> None:
@@ -94,7 +79,8 @@ async def test_every_call_is_recorded_with_its_status(invoker: Invoker, factory:
 async def test_raising_max_instances_lets_every_waiter_in_at_once(
     invoker: Invoker, factory: FakeFactory
 ) -> None:
-    """The resize case: from 1 to 5 with 3 calls waiting starts 3 sandboxes, not 1."""
+    """The resize case: from 1 to 5 with 3 calls waiting starts 3 sandboxes,
+    not 1: calls waiting for live follow it to the new version."""
     await invoker.deploy(deploy_body(max_instances=1))
     factory.gate = asyncio.Event()
     calls = [asyncio.create_task(invoker.invoke(invocation(call_id=str(i)))) for i in range(4)]
@@ -108,9 +94,10 @@ async def test_raising_max_instances_lets_every_waiter_in_at_once(
     factory.gate.set()
     results = await asyncio.gather(*calls)
     assert all(r.status == 200 for r in results)
-    # The sandbox of the old deploy is retired when its call ends.
-    assert factory.made[0].state is SandboxState.DEAD
-    assert sorted(s.id for s in factory.live()) == ["fake-2", "fake-3", "fake-4"]
+    assert [r.version for r in results] == [1, 2, 2, 2]
+    # Every sandbox stays warm, the old version's too (for a rollback).
+    assert sorted(s.id for s in factory.live()) == ["fake-1", "fake-2", "fake-3", "fake-4"]
+    assert [s.limits.memory_mb for s in factory.made] == [128, 256, 256, 256]
 
 
 async def test_full_queue_is_429_and_waiting_past_the_timeout_is_504(
@@ -130,16 +117,17 @@ async def test_full_queue_is_429_and_waiting_past_the_timeout_is_504(
     assert (await busy).status == 200
 
 
-async def test_redeploy_retires_idle_sandboxes_of_the_old_code(
+async def test_redeploy_runs_a_new_version_and_keeps_the_old_one_warm(
     invoker: Invoker, factory: FakeFactory
 ) -> None:
     await invoker.deploy(deploy_body())
     await invoker.invoke(invocation())
     config, created = await invoker.deploy(deploy_body(memory_mb=256))
-    assert not created and config.memory_mb == 256
-    assert factory.made[0].state is SandboxState.DEAD
+    assert not created and (config.version, config.memory_mb) == (2, 256)
+    assert factory.made[0].state is SandboxState.IDLE  # version 1's, warm for a rollback
     result = await invoker.invoke(invocation())
-    assert result.cold and factory.made[1].limits.memory_mb == 256
+    assert result.cold and result.version == 2 and factory.made[1].limits.memory_mb == 256
+    assert invoker.warm_count("f") == 2
 
 
 async def test_delete_fails_waiters_and_destroys_sandboxes(invoker: Invoker, factory: FakeFactory) -> None:

@@ -151,7 +151,7 @@ def test_a_start_keeps_complete_layers_only(tmp_path: Path) -> None:
     interrupted.mkdir(parents=True)
     (tmp_path / ".resolve-x2").mkdir()
     (tmp_path / ".remove-x3").mkdir()
-    store = LayerStore(str(tmp_path), provided_libraries=frozenset, target=TARGET)
+    store = LayerStore(str(tmp_path), target=TARGET)
     store.load()
     assert sorted(store.layers) == ["a" * 20]
     assert sorted(os.listdir(tmp_path)) == ["a" * 20]

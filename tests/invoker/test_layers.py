@@ -38,7 +38,7 @@ class PiplessLayerStore(LayerStore):
     package; a gate holds builds until the test opens it."""
 
     def __init__(self, root: str) -> None:
-        super().__init__(root, provided_libraries=frozenset)
+        super().__init__(root)
         self.builds: list[tuple[str, ...]] = []
         self.gate: asyncio.Event | None = None
 
@@ -143,10 +143,22 @@ async def test_a_layer_goes_with_its_last_function(invoker: Invoker, factory: Fa
     assert invoker.layers() == []
 
 
-async def test_a_redeploy_with_other_requirements_drops_the_old_layer(invoker: Invoker) -> None:
+async def test_a_layer_stays_while_a_retained_version_uses_it(invoker: Invoker) -> None:
     old, _ = await invoker.deploy(body("a", "six\n"))
     new, _ = await invoker.deploy(body("a", "pyyaml\n"))
-    assert old.layer_id != new.layer_id and layer_dirs(invoker) == [new.layer_id]
+    assert old.layer_id != new.layer_id
+    assert layer_dirs(invoker) == sorted([old.layer_id, new.layer_id])  # version 1 is retained
+    same, created = await invoker.deploy(body("a", "pyyaml\n"))  # identical: no version, no build
+    assert not created and same.version == new.version and store(invoker).builds == [("six",), ("pyyaml",)]
+
+
+async def test_a_layer_goes_with_the_last_version_using_it(tmp_path: Path, factory: FakeFactory) -> None:
+    inv = Invoker(InvokerConfig(data_dir=str(tmp_path), versions_kept=1), Metrics(), factory=factory)
+    inv.catalog.layers = PiplessLayerStore(os.path.join(tmp_path, "layers"))
+    async with inv:
+        old, _ = await inv.deploy(body("a", "six\n"))
+        new, _ = await inv.deploy(body("a", "pyyaml\n"))  # version 1 is let go
+        assert layer_dirs(inv) == [new.layer_id] and old.layer_id not in layer_dirs(inv)
 
 
 async def test_a_sandbox_holds_its_layer_until_it_goes(invoker: Invoker, factory: FakeFactory) -> None:

@@ -28,6 +28,8 @@ from sandbox.cgroups import (
 )
 from sandbox.cgroups.v2 import V2SandboxCgroup
 
+pytestmark = pytest.mark.inprocess
+
 BURN = "while True: pass"
 IDLE = "import sys; sys.stdin.read()"
 # Allocates (and touches) 50 MiB once told to, so it is charged to the cgroup it has joined by then.

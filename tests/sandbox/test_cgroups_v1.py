@@ -296,14 +296,6 @@ def test_remove_stale_removes_dead_servers_dirs(own: dict[str, Path]) -> None:
     assert (own["memory"] / "faas-not-a-pid").is_dir()
 
 
-def rmdir_once_empty(path: str) -> None:
-    """rmdir_when_empty on the fake cgroupfs: a cgroup that still holds tasks is a failure."""
-    if os.path.exists(os.path.join(path, "cgroup.procs")):
-        assert read(Path(path) / "cgroup.procs") == "", f"{path} still holds tasks"
-    strip_files(Path(path))
-    os.rmdir(path)
-
-
 def test_remove_stale_thaws_frozen_leftovers(own: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
     backend = backend_for(own, parent=parent_name_for(os.getpid()))
     sandbox = own["freezer"] / parent_name_for(DEAD_PID) / "sb-old"
@@ -320,37 +312,49 @@ def test_remove_stale_thaws_frozen_leftovers(own: dict[str, Path], monkeypatch: 
         if state == "THAWED":
             (sandbox / "cgroup.procs").write_text("")
 
+    def fake_rmdir(path: str) -> None:
+        if os.path.exists(os.path.join(path, "cgroup.procs")):
+            assert read(Path(path) / "cgroup.procs") == "", f"{path} still holds tasks"
+        strip_files(Path(path))
+        os.rmdir(path)
+
     monkeypatch.setattr(base, "kill_pids", fake_kernel_kill)
-    monkeypatch.setattr(base, "rmdir_when_empty", rmdir_once_empty)
+    monkeypatch.setattr(base, "rmdir_when_empty", fake_rmdir)
     assert backend.remove_stale() == 2
     assert signalled_in == ["FROZEN", "THAWED"]
     assert not (own["freezer"] / parent_name_for(DEAD_PID)).exists()
 
 
-def test_remove_stale_thaws_before_it_waits_in_other_hierarchies(
+def test_remove_stale_thaws_before_it_empties_the_other_hierarchies(
     own: dict[str, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A frozen task of a dead server is in every hierarchy: waiting for it
-    to leave the cpu hierarchy first would wait for ever (it dies only once
-    its freezer cgroup is thawed)."""
+    """A dead server's frozen sandbox is in every hierarchy: its cgroups can
+    go only once it is dead, which it is only once thawed in the freezer's."""
     backend = backend_for(own, parent=parent_name_for(os.getpid()))
-    sandboxes = {name: own[name] / parent_name_for(DEAD_PID) / "sb-old" for name in ("cpu", "freezer")}
-    for name, sandbox in sandboxes.items():
+    sandboxes = {c: p / parent_name_for(DEAD_PID) / "sb-old" for c, p in own.items()}
+    for controller, sandbox in sandboxes.items():
         sandbox.mkdir(parents=True)
-        populate_v1(sandbox, (name,))
+        populate_v1(sandbox, (controller,))
         (sandbox / "cgroup.procs").write_text("101\n")
     (sandboxes["freezer"] / "freezer.state").write_text("FROZEN\n")
-    monkeypatch.setattr(backend, "_own_dirs", (str(own["cpu"]), str(own["freezer"])))
 
     def fake_kernel_kill(pids: list[int]) -> None:
         if read(sandboxes["freezer"] / "freezer.state").strip() == "THAWED":
             for sandbox in sandboxes.values():
                 (sandbox / "cgroup.procs").write_text("")
 
+    def fake_rmdir(path: str) -> None:
+        procs = Path(path) / "cgroup.procs"
+        if procs.exists() and read(procs) != "":
+            raise OSError(16, "Device or resource busy", path)
+        strip_files(Path(path))
+        os.rmdir(path)
+
     monkeypatch.setattr(base, "kill_pids", fake_kernel_kill)
-    monkeypatch.setattr(base, "rmdir_when_empty", rmdir_once_empty)
-    assert backend.remove_stale() == 4
-    assert not any((own[name] / parent_name_for(DEAD_PID)).exists() for name in sandboxes)
+    monkeypatch.setattr(base, "rmdir_when_empty", fake_rmdir)
+    assert backend.remove_stale() == 2 * len(own)
+    for path in own.values():
+        assert not (path / parent_name_for(DEAD_PID)).exists()
 
 
 def test_close_removes_parents_and_anchor(own: dict[str, Path]) -> None:

@@ -111,11 +111,11 @@ def test_start_survives_a_stored_function_it_cannot_serve(fresh_server: Server) 
         handler = b"def handle(e, c):\n    return 'broken'\n"
         files = {"handler.py": handler, "a": b"x", "a/b": b"y"}
         registry.execute(
-            "UPDATE functions SET files = ? WHERE name = 'broken'", (msgpack.packb(files, use_bin_type=True),)
+            "UPDATE versions SET files = ? WHERE name = 'broken'", (msgpack.packb(files, use_bin_type=True),)
         )
     registry.close()
     server.start()
     assert server.invoke("good").text == "good"
     assert server.request("GET", "/system/functions/broken").status == 404
-    assert "function broken cannot be served" in server.log()
+    assert "function broken version 1 cannot be served" in server.log()
     assert json.loads(server.request("GET", "/system/functions").text)[0]["name"] == "good"
