@@ -254,6 +254,8 @@ class ImportCache:
         self._starting: dict[str, asyncio.Task[LayerZygote | None]] = {}
         self._ready: dict[str, LayerZygote] = {}
         self._failed: dict[str, str] = {}
+        # Dead zygotes being cleaned up (their blanks, their cgroup).
+        self._closing: set[asyncio.Future[None]] = set()
 
     def load(self, image: LayerImage) -> None:
         """Start the layer's zygote in the background (again, if it failed)."""
@@ -268,7 +270,9 @@ class ImportCache:
         if ready is not None:
             log.warning("the zygote of layer %s died; starting another", image.layer_dir)
             del self._ready[image.layer_dir]
-            asyncio.ensure_future(ready.close())
+            closing = asyncio.ensure_future(ready.close())
+            self._closing.add(closing)
+            closing.add_done_callback(self._closed)
         if image.layer_dir in self._failed:
             return None
         task = self._starting.get(image.layer_dir)
@@ -347,6 +351,12 @@ class ImportCache:
             return {"state": "failed", "error": self._failed[layer_dir]}
         return {"state": "stopped"}
 
+    def _closed(self, task: asyncio.Future[None]) -> None:
+        self._closing.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.warning("a dead layer zygote's cleanup failed: %s", task.exception())
+
     async def aclose(self) -> None:
         for layer_dir in list({*self._starting, *self._ready}):
             await self.unload(layer_dir)
+        await asyncio.gather(*self._closing, return_exceptions=True)
