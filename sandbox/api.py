@@ -30,7 +30,7 @@ from .errors import (
     SpawnError,
 )
 from .hostfs import layer_libraries
-from .protocol import LOG_CAP_BYTES, TRUNCATION_MARKER, Call, Result, Secrets, StageTimes, Stamps
+from .protocol import LOG_CAP_BYTES, TRUNCATION_MARKER, Call, Result, Secrets, Stamps
 from .spec import FunctionSpec, LayerImage, UidMapping
 
 # The whole contract in one import: the invoker needs sandbox.api and
@@ -57,7 +57,6 @@ __all__ = [
     "SandboxState",
     "SetupError",
     "SpawnError",
-    "StageTimes",
     "StateError",
     "UidMapping",
     "Usage",

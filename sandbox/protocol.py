@@ -54,18 +54,6 @@ Stamps = tuple[tuple[str, float], ...]
 Secrets = tuple[tuple[str, bytes], ...]
 
 
-class StageTimes:
-    """Where a start spent its time: "stage=ms" from each stamp to the next,
-    formatted only when shown (a log call at a level that is off costs nothing)."""
-
-    def __init__(self, stamps: Stamps) -> None:
-        self.stamps = stamps
-
-    def __str__(self) -> str:
-        pairs = zip(self.stamps, self.stamps[1:], strict=False)
-        return " ".join(f"{b[0]}={(b[1] - a[1]) * 1000:.2f}" for a, b in pairs)
-
-
 class ProtocolError(Exception):
     """The peer broke the protocol: bad length, bad msgpack, not a message,
     or a message whose fields do not have the types they must have."""
