@@ -1,7 +1,7 @@
 """Run every benchmark; write bench/results/<UTC timestamp>/results.json,
 chart.png and summary.md, and print the summary table.
 
-    python -m bench [--quick] [--only warm,cpu,cold,creation,density] [--out DIR]
+    python -m bench [--quick] [--only warm,cpu,cold,creation,density,imports] [--out DIR]
 
 Each figure comes with a baseline measured in the same run (the machine is
 shared and noisy, so only the ratio is meaningful), and with its target
@@ -43,10 +43,17 @@ from typing import Any
 
 from sandbox import procfs
 
-from . import cold, cpu, creation, density, report, warm
+from . import cold, cpu, creation, density, imports, report, warm
 from .common import REPO, leftover_cgroups
 
-BENCHMARKS = {"warm": warm, "cpu": cpu, "cold": cold, "creation": creation, "density": density}
+BENCHMARKS = {
+    "warm": warm,
+    "cpu": cpu,
+    "cold": cold,
+    "creation": creation,
+    "density": density,
+    "imports": imports,
+}
 
 
 def _on_sigterm(signum: int, frame: Any) -> None:

@@ -19,7 +19,7 @@ import sys
 import time
 from typing import Any
 
-from .common import HELLO, Client, FaasServer, summary_ms
+from .common import HELLO, Client, FaasServer, first_calls, summary_ms
 
 PAUSE_S = 0.020
 TARGET_P50_MS = 5.0
@@ -33,23 +33,13 @@ def faas_cold(n: int, log_path: str | None = None) -> dict[str, Any]:
             server.deploy(f"cold-{i}", HELLO)
         client = Client(server.port)
         try:
-            samples, cold_headers = [], 0
-            for i in range(n):
-                time.sleep(PAUSE_S)
-                t0 = time.perf_counter()
-                client.conn.request("GET", f"/function/cold-{i}")
-                resp = client.conn.getresponse()
-                body = resp.read()
-                samples.append(time.perf_counter() - t0)
-                if resp.status != 200:
-                    raise RuntimeError(f"cold-{i}: {resp.status} {body!r}")
-                cold_headers += resp.getheader("X-Cold-Start") == "true"
+            samples = [
+                seconds for seconds, _ in first_calls(client, [f"cold-{i}" for i in range(n)], PAUSE_S)
+            ]
         finally:
             client.close()
     finally:
         server.stop()
-    if cold_headers != n:
-        raise RuntimeError(f"only {cold_headers} of {n} first calls were cold starts")
     return summary_ms(samples) | {"samples_ms": [round(s * 1000, 3) for s in samples]}
 
 

@@ -66,6 +66,26 @@ class Client:
         self.conn.close()
 
 
+def first_calls(client: Client, names: list[str], pause_s: float) -> list[tuple[float, dict[str, str]]]:
+    """Call each function once, `pause_s` apart, over the client's keep-alive
+    connection: each call's time end to end, and its response headers.
+    RuntimeError for an answer that is not a 200 from a cold start."""
+    calls = []
+    for name in names:
+        time.sleep(pause_s)
+        t0 = time.perf_counter()
+        client.conn.request("GET", f"/function/{name}")
+        resp = client.conn.getresponse()
+        body = resp.read()
+        calls.append((time.perf_counter() - t0, dict(resp.getheaders())))
+        if resp.status != 200:
+            raise RuntimeError(f"{name}: {resp.status} {body!r}")
+    cold = sum(headers.get("X-Cold-Start") == "true" for _, headers in calls)
+    if cold != len(names):
+        raise RuntimeError(f"only {cold} of {len(names)} first calls were cold starts")
+    return calls
+
+
 def wait_http(port: int, path: str, timeout_s: float = 30) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -86,7 +106,10 @@ class FaasServer:
     log_path: where its stdout/stderr go (default: discarded).
     """
 
-    def __init__(self, *args: str, log_path: str | None = None) -> None:
+    def __init__(
+        self, *args: str, log_path: str | None = None, entry: tuple[str, ...] = ("-m", "gateway.cli")
+    ) -> None:
+        """entry: how the interpreter runs the CLI (a benchmark may wrap it)."""
         self.port = free_port()
         self.data_dir = tempfile.mkdtemp(prefix="faas-bench-")
         self._log = open(log_path, "ab") if log_path else None  # noqa: SIM115
@@ -94,8 +117,7 @@ class FaasServer:
         self.proc = subprocess.Popen(
             [
                 sys.executable,
-                "-m",
-                "gateway.cli",
+                *entry,
                 "serve",
                 "--port",
                 str(self.port),

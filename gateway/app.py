@@ -27,6 +27,7 @@ from .limits import handler_args, make_limits_middleware
 from .routes.async_calls import AsyncRoutes
 from .routes.functions import FunctionRoutes
 from .routes.invoke import make_invoke_handler
+from .routes.layers import make_layers_handler
 from .routes.logs import make_logs_handler
 from .routes.openapi import make_openapi_handler
 from .routes.ops import OpsRoutes
@@ -86,6 +87,7 @@ def create_app(config: ServerConfig) -> web.Application:
     VersionRoutes(invoker).add_to(app.router)
     SecretRoutes(invoker).add_to(app.router)
     app.router.add_get("/system/logs", make_logs_handler(invoker))
+    app.router.add_get("/system/layers", make_layers_handler(invoker))
     app.router.add_get("/system/usage", make_usage_handler(invoker, config.pricing))
     OpsRoutes(invoker, metrics).add_to(app.router)
     app.add_subapp(LAMBDA_PREFIX, make_lambda_app(invoker, metrics, config))

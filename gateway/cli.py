@@ -27,10 +27,12 @@ from .cli_common import function_path as _fn_path
 from .cli_common import json_answer as _json
 from .cli_common import read_stdin as _read_stdin
 from .cli_common import token as _token
-from .cli_output import dump, fmt, printable, table, write_body
+from .cli_output import Progress, dump, fmt, printable, size_text, table, write_body
 from .cli_releases import RELEASE_COMMANDS
 
 FOLLOW_INTERVAL_S = 0.5
+# A function's requirements: a deploy that has it waits for its layer.
+REQUIREMENTS = "requirements.txt"
 # `logs --follow` asks for this many lines per poll, so a burst between two polls is not lost.
 FOLLOW_TAIL = 1000
 # How many of the previously seen lines must line up to place the new ones.
@@ -61,9 +63,23 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_deploy(args: argparse.Namespace) -> int:
     # Check everything local before building a possibly large body or touching the network.
     body = build_deploy_body(args.path, **deploy_options(args))
-    resp = _client(args).call("POST", "/system/functions", json_body=body)
+    client = _client(args)
+    if REQUIREMENTS in body["files"]:
+        # The server answers once the layer is built: seconds, minutes for large packages.
+        with Progress(f"installing {REQUIREMENTS} into a layer"):
+            resp = client.call("POST", "/system/functions", json_body=body)
+    else:
+        resp = client.call("POST", "/system/functions", json_body=body)
     record = _json(resp)
     record = record if isinstance(record, dict) else {}
+    layer = record.get("layer")
+    if isinstance(layer, dict) and record.get("changed") is not False:
+        packages = layer.get("packages") if isinstance(layer.get("packages"), dict) else {}
+        took = record.get("build_ms")
+        print(
+            f"layer {layer.get('id', '?')}: {len(packages)} packages, {size_text(layer.get('size_bytes'))}"
+            + (f", ready in {took / 1000:.1f} s" if isinstance(took, int | float) else "")
+        )
     how = "created" if resp.status == 201 else "unchanged" if record.get("changed") is False else "updated"
     print(f"deployed {record.get('name', body['name'])} version {record.get('version', '?')} ({how})")
     live = next((a for a in record.get("aliases") or [] if a.get("name") == "live"), None)
@@ -118,6 +134,30 @@ def cmd_invoke(args: argparse.Namespace) -> int:
         print(f"error: {resp.status} {error_message(resp)}", file=sys.stderr)
         return 1
     write_body(resp.body)
+    return 0
+
+
+def cmd_layers(args: argparse.Namespace) -> int:
+    data = _json(_client(args).call("GET", "/system/layers"))
+    if args.json or not isinstance(data, list):
+        dump(data)
+        return 0
+    rows = []
+    for layer in data:
+        if not isinstance(layer, dict):
+            continue
+        packages = layer.get("packages") if isinstance(layer.get("packages"), dict) else {}
+        cache = layer.get("import_cache") if isinstance(layer.get("import_cache"), dict) else {}
+        rows.append(
+            [
+                str(layer.get("id", "?")),
+                size_text(layer.get("size_bytes")),
+                ", ".join(f"{name}=={version}" for name, version in sorted(packages.items())) or "-",
+                ", ".join(str(f) for f in layer.get("functions") or []) or "-",
+                str(cache.get("state", "-")),
+            ]
+        )
+    print(table(["ID", "SIZE", "PACKAGES", "FUNCTIONS", "IMPORT CACHE"], rows, right=frozenset({1})))
     return 0
 
 
@@ -268,6 +308,7 @@ COMMANDS = {
     "describe": cmd_describe,
     "delete": cmd_delete,
     "logs": cmd_logs,
+    "layers": cmd_layers,
     "usage": cmd_usage,
     **RELEASE_COMMANDS,
     "calls": lambda args: cli_async.cmd_calls(args, _client(args)),

@@ -151,6 +151,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--follow", "-f", action="store_true", help="keep printing new lines until Ctrl-C")
     p.set_defaults(command="logs")
 
+    p = sub.add_parser("layers", parents=[common], help="list layers (installed requirements)")
+    p.add_argument("--json", action="store_true", help="print the JSON answer")
+    p.set_defaults(command="layers")
+
     p = sub.add_parser("usage", parents=[common], help="usage and cost per function")
     p.add_argument("--function", metavar="NAME", help="only this function")
     p.add_argument("--since", metavar="T", help="from T (ISO 8601 or Unix seconds)")

@@ -3,11 +3,15 @@ safe for a terminal."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 import sys
+import threading
+import time
 from collections.abc import Sequence
-from typing import Any
+from types import TracebackType
+from typing import Any, TextIO
 
 
 def dump(data: Any) -> None:
@@ -73,3 +77,50 @@ def printable(line: str) -> str:
 def _escape(match: re.Match[str]) -> str:
     code = ord(match.group())
     return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def size_text(size_bytes: Any) -> str:
+    if not isinstance(size_bytes, int):
+        return "-"
+    for unit in ("B", "KiB", "MiB"):
+        if size_bytes < 1024:
+            return f"{size_bytes:.0f} {unit}" if unit == "B" else f"{size_bytes:.1f} {unit}"
+        size_bytes /= 1024  # type: ignore[assignment]
+    return f"{size_bytes:.1f} GiB"
+
+
+class Progress:
+    """A line that shows a long request is alive (a spinner and the seconds
+    so far), on a terminal only; scripts reading stderr get nothing."""
+
+    FRAMES = "|/-\\"
+
+    def __init__(self, text: str, stream: TextIO | None = None, interval_s: float = 0.1) -> None:
+        self.text = text
+        self.stream = stream or sys.stderr
+        self.interval_s = interval_s
+        self._done = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._t0 = time.monotonic()
+
+    def __enter__(self) -> Progress:
+        if self.stream.isatty():
+            self._thread = threading.Thread(target=self._spin, daemon=True)
+            self._thread.start()
+        return self
+
+    def _spin(self) -> None:
+        for frame in itertools.cycle(self.FRAMES):
+            self.stream.write(f"\r{self.text} {frame} {time.monotonic() - self._t0:.0f} s")
+            self.stream.flush()
+            if self._done.wait(self.interval_s):
+                return
+
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self._done.set()
+        if self._thread is not None:
+            self._thread.join()
+            self.stream.write("\r\033[K")  # the line goes: what follows says how it ended
+            self.stream.flush()

@@ -17,6 +17,7 @@ from invoker.errors import (
     CpuBudgetExceeded,
     FaasError,
     InitError,
+    LayerBuildFailed,
     NotFound,
     PayloadTooLarge,
     SandboxDied,
@@ -62,6 +63,7 @@ class RequestTimeout(FaasError, TimeoutError):
 
 HTTP_STATUS: dict[type[FaasError], int] = {
     BadRequest: 400,
+    LayerBuildFailed: 400,
     Unauthorized: 401,
     NotFound: 404,
     ForeignOrigin: 403,

@@ -1,8 +1,10 @@
 """The deployed functions: their registry rows, their code directories on
-disk and the FunctionState of each retained version, kept in step. A deploy
-writes its code and its registry row as one unit (both or neither); a code
-directory is removed only once nothing uses it (not a retained version, not
-a sandbox still running it, not a cold start under way).
+disk, their layers and the FunctionState of each retained version, kept in
+step. A deploy builds its layer (if it has a requirements.txt), then writes
+its code and its registry row as one unit (both or neither); a code
+directory or a layer is removed only once nothing uses it (not a retained
+version, not a sandbox still running it, not a cold start or a deploy
+under way).
 
 Changes to one function (deploys, aliases, retention, deletion) take its
 lock, one at a time; other functions are not held up."""
@@ -12,15 +14,18 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import dataclasses
 import logging
 import time
 import weakref
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from .errors import BadRequest, NotFound
 from .functions import FunctionState
-from .model import Deployed
+from .layer_build import REQUIREMENTS_FILE
+from .layers import Layer, LayerStore
+from .model import Deployed, FunctionConfig
 from .registry import CodeStore, Registry
 from .validate import Limits, validate_deploy
 from .versions import FunctionVersions
@@ -37,17 +42,21 @@ class Catalog:
         max_code_bytes_total: int,
         versions_kept: int,
         secret_exists: Callable[[str], bool],
+        layers: LayerStore,
     ) -> None:
         self._registry: Registry | None = None
         self.code = code
+        self.layers = layers
+        # Deploys under way: no layer is removed meanwhile (one may be about to be used).
+        self._deploying = 0
         self.limits = limits
         self.max_functions = max_functions
         self.max_code_bytes_total = max_code_bytes_total
         self.versions_kept = versions_kept
         self.secret_exists = secret_exists
         self.functions: dict[str, FunctionVersions] = {}
-        # Users of each code directory besides its version: sandboxes
-        # specialized from it (or being specialized).
+        # Users of each code directory and layer directory besides its
+        # versions: sandboxes specialized from it (or being specialized).
         self._users: collections.Counter[str] = collections.Counter()
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
 
@@ -62,14 +71,16 @@ class Catalog:
         between them. One that cannot (its code does not fit on this disk,
         say) is logged and left out; the others are served."""
         self._registry = registry
+        self.layers.load()
         for config in registry.load_all():
             try:
+                layer = self._layer_of(config)
                 code_dir = self.code.write(config.name, registry.files(config.name, config.version))
             except Exception as exc:
                 log.error("function %s version %d cannot be served: %s", config.name, config.version, exc)
                 continue
             fn = self.functions.setdefault(config.name, FunctionVersions(config.name))
-            fn.add(FunctionState(config, code_dir))
+            fn.add(FunctionState(config, code_dir, layer))
         for name, alias in registry.load_aliases():
             fn = self.functions.get(name)
             if fn is not None and alias.targets <= fn.states.keys():
@@ -82,6 +93,14 @@ class Catalog:
                 registry.delete_versions(fn.name, [state.config.version for state in expired])
                 fn.drop(expired)
         self.code.remove_all_but({state.code_dir for state in self.states()})
+
+    def _layer_of(self, config: FunctionConfig) -> Layer | None:
+        if not config.layer_id:
+            return None
+        layer = self.layers.get(config.layer_id)
+        if layer is None:
+            raise FileNotFoundError(f"its layer {config.layer_id} is missing from {self.layers.root}")
+        return layer
 
     def get(self, name: str) -> FunctionVersions:
         fn = self.functions.get(name)
@@ -113,6 +132,33 @@ class Catalog:
         fn = self.functions.get(config.name)
         if fn is not None and fn.newest.config.same_deploy(config):
             return fn, Deployed(fn.newest.config, created=False, changed=False)
+        self._check_room(config)
+        self._deploying += 1
+        try:
+            config, layer = await self._with_layer(config, files)
+            fn = self._check_room(config)  # again: others may have been stored while the layer was built
+            code_dir = await asyncio.to_thread(self.code.write, config.name, files)
+            try:
+                config, changed = await asyncio.to_thread(self.registry.put, config, files)
+            except BaseException:
+                self.code.remove(code_dir)
+                raise
+        finally:
+            self._deploying -= 1
+        if fn is not None and not changed:
+            # Another writer of a shared registry stored this very deploy first.
+            self.code.remove(code_dir)
+            return fn, Deployed(fn.newest.config, created=False, changed=False)
+        created = fn is None
+        if fn is None:
+            fn = self.functions[config.name] = FunctionVersions(config.name)
+        fn.add(FunctionState(config, code_dir, layer))
+        return fn, Deployed(config, created=created, changed=True)
+
+    def _check_room(self, config: FunctionConfig) -> FunctionVersions | None:
+        """The function `config` is a version of (None for a new one), if the
+        limits on functions and code leave room for it."""
+        fn = self.functions.get(config.name)
         if fn is None and len(self.functions) >= self.max_functions:
             raise BadRequest(f"too many functions: at most {self.max_functions} (max_functions)")
         stored = sum(state.config.code_size_bytes for state in self.states())
@@ -122,21 +168,32 @@ class Catalog:
             raise BadRequest(
                 f"code of all functions would exceed {self.max_code_bytes_total} bytes (max_code_bytes_total)"
             )
-        code_dir = await asyncio.to_thread(self.code.write, config.name, files)
+        return fn
+
+    async def _with_layer(
+        self, config: FunctionConfig, files: dict[str, bytes]
+    ) -> tuple[FunctionConfig, Layer | None]:
+        """The config with the layer its requirements.txt resolves to, built
+        now unless it exists; the deploy answers once it is ready."""
+        raw = files.get(REQUIREMENTS_FILE)
+        if raw is None:
+            return config, None
         try:
-            config, changed = await asyncio.to_thread(self.registry.put, config, files)
-        except BaseException:
-            self.code.remove(code_dir)
-            raise
-        if fn is not None and not changed:
-            # Another writer of a shared registry stored this very deploy first.
-            self.code.remove(code_dir)
-            return fn, Deployed(fn.newest.config, created=False, changed=False)
-        created = fn is None
-        if fn is None:
-            fn = self.functions[config.name] = FunctionVersions(config.name)
-        fn.add(FunctionState(config, code_dir))
-        return fn, Deployed(config, created=created, changed=True)
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise BadRequest(f"{REQUIREMENTS_FILE} is not UTF-8 text") from None
+        t0 = time.monotonic()
+        layer = await self.layers.ensure(text)
+        build_ms = (time.monotonic() - t0) * 1000
+        if layer is None:
+            return dataclasses.replace(config, build_ms=build_ms), None
+        return dataclasses.replace(
+            config,
+            layer_id=layer.id,
+            layer_size_bytes=layer.size_bytes,
+            layer_packages=layer.packages,
+            build_ms=build_ms,
+        ), layer
 
     async def retain(self, fn: FunctionVersions) -> list[FunctionState]:
         """Let go of the versions retention no longer keeps (the caller holds
@@ -159,11 +216,19 @@ class Catalog:
         await asyncio.to_thread(self.registry.delete, name)
         return states
 
-    def hold(self, code_dir: str) -> None:
+    def hold(self, code_dir: str, layer_dir: str = "") -> None:
         self._users[code_dir] += 1
+        if layer_dir:
+            self._users[layer_dir] += 1
 
-    def release(self, code_dir: str) -> None:
+    def release(self, code_dir: str, layer_dir: str = "") -> None:
+        """A sandbox is gone: its code goes now if nothing else uses it, its
+        layer at the next collect_layers()."""
         self._users[code_dir] -= 1
+        if layer_dir:
+            self._users[layer_dir] -= 1
+            if self._users[layer_dir] <= 0:
+                del self._users[layer_dir]
         self.collect(code_dir)
 
     def collect(self, code_dir: str) -> None:
@@ -172,3 +237,39 @@ class Catalog:
             return
         del self._users[code_dir]
         self.code.remove(code_dir)
+
+    def layer_records(self, import_cache_status: Callable[[str], dict[str, Any]]) -> list[dict[str, Any]]:
+        """Every layer (GET /system/layers): its manifest, the functions whose
+        retained versions use it and the state of its import cache, oldest first."""
+        users: dict[str, list[str]] = {layer_id: [] for layer_id in self.layers.layers}
+        for name in sorted(self.functions):
+            for layer_id in sorted({s.layer.id for s in self.functions[name].states.values() if s.layer}):
+                users.setdefault(layer_id, []).append(name)
+        return [
+            {
+                **layer.manifest(),
+                "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(layer.created_at)),
+                "functions": users[layer.id],
+                "import_cache": import_cache_status(layer.path),
+            }
+            for layer in sorted(self.layers.layers.values(), key=lambda layer: layer.created_at)
+        ]
+
+    def _layer_unused(self, layer: Layer) -> bool:
+        return (
+            not self._deploying
+            and not self.layers.building
+            and self._users[layer.path] <= 0
+            and not any(state.layer is not None and state.layer.id == layer.id for state in self.states())
+        )
+
+    async def collect_layers(self, unload: Callable[[str], Awaitable[None]]) -> None:
+        """Remove every layer no retained version, sandbox or deploy under
+        way uses; `unload` stops what serves it first (its import cache)."""
+        for layer in list(self.layers.layers.values()):
+            if not self._layer_unused(layer):
+                continue
+            await unload(layer.path)
+            if self._layer_unused(layer):  # still, after the wait
+                log.info("removing layer %s: no function uses it", layer.id)
+                await self.layers.remove(layer.id)

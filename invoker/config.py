@@ -7,6 +7,7 @@ from dataclasses import dataclass, fields
 
 from sandbox.factory import FactoryConfig
 
+from .layers import DEFAULT_BUILD_TIMEOUT_S, DEFAULT_LAYER_LIMIT_BYTES
 from .validate import DEFAULT_CODE_LIMIT_BYTES
 
 
@@ -51,6 +52,18 @@ class InvokerConfig:
     # A file holding a Fernet key (URL-safe base64 of 32 bytes, mode 0600):
     # secrets are then encrypted at rest. None: stored as given (mode 0600).
     secrets_key_file: str | None = None
+    # Layers (a function's requirements.txt, invoker/layers.py): the largest
+    # one, in bytes, and how long a deploy may spend resolving and building one.
+    layer_limit_bytes: int = DEFAULT_LAYER_LIMIT_BYTES
+    build_timeout_s: float = DEFAULT_BUILD_TIMEOUT_S
+    # The import cache (sandbox/import_cache.py): a zygote per layer that has
+    # imported the layer's packages forks its functions' sandboxes, so a cold
+    # start does not pay for the imports. Off only to measure what it saves.
+    import_cache: bool = True
+    # Memory limit of a layer's zygote (the packages it has imported), and the
+    # blank sandboxes each layer's zygote keeps forked ahead of cold starts.
+    layer_zygote_memory_mb: int = 1024
+    layer_prewarm: int = 2
 
     # -- asynchronous calls (docs/HTTP-API.md, "Asynchronous calls") ----------
     # Calls queued or running at once, all functions together; past it

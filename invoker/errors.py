@@ -28,6 +28,7 @@ __all__ = [
     "CpuBudgetExceeded",
     "CgroupUnavailable",
     "BadRequest",
+    "LayerBuildFailed",
     "Unauthorized",
     "NotFound",
     "PayloadTooLarge",
@@ -42,6 +43,11 @@ __all__ = [
 
 class BadRequest(FaasError):
     """The request is malformed or out of range; the message says how."""
+
+
+class LayerBuildFailed(BadRequest):
+    """pip could not resolve or install a function's requirements from binary
+    wheels: the message names the package and carries pip's own lines."""
 
 
 class Unauthorized(FaasError):

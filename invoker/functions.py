@@ -1,15 +1,16 @@
 """A deployed version of a function as the invoker holds it: its config, its
-code on disk, its pool of leases, and the spec a sandbox of it is
-specialized with."""
+code on disk, its layer, its pool of leases, and the spec a sandbox of it
+is specialized with."""
 
 from __future__ import annotations
 
 import asyncio
 from typing import Any
 
-from sandbox.api import FunctionSpec
+from sandbox.api import FunctionSpec, LayerImage, UidMapping
 
 from .lambda_ids import function_arn
+from .layers import Layer
 from .lease import Lease
 from .model import FunctionConfig
 from .pool import Pool
@@ -22,9 +23,10 @@ class FunctionState:
     """One version of a function (invoker/versions.py holds a function's
     versions); immutable like the version, but for its sandboxes."""
 
-    def __init__(self, config: FunctionConfig, code_dir: str) -> None:
+    def __init__(self, config: FunctionConfig, code_dir: str, layer: Layer | None = None) -> None:
         self.config = config
         self.code_dir = code_dir
+        self.layer = layer
         self.pool: Pool[Lease] = Pool(config.max_instances, config.max_queue)
         # Peak memory of this version's last call: what a new sandbox of it will need.
         self.memory_estimate = NEW_SANDBOX_ESTIMATE_BYTES
@@ -60,4 +62,11 @@ class FunctionState:
             hostname=f"sandbox-{sandbox_id[:12]}",
             flavour=config.flavour,
             lambda_arn=function_arn(lambda_region, config.name) if config.flavour == "lambda" else "",
+            layer_dir=self.layer.path if self.layer is not None else "",
         )
+
+    def layer_image(self, uids: UidMapping) -> LayerImage | None:
+        """The layer as the sandbox factory's import cache takes it."""
+        if self.layer is None:
+            return None
+        return LayerImage(self.layer.path, self.layer.imports, uids)

@@ -27,6 +27,7 @@ from .catalog import Catalog
 from .config import InvokerConfig, default_warm_memory_budget_mb
 from .errors import CallTimeout, FaasError, StartupError, Unavailable
 from .functions import FunctionState
+from .layers import LayerStore
 from .lease import Lease
 from .ledger import SqliteLedger
 from .logs import LogStore
@@ -80,6 +81,7 @@ class Invoker(Releases, AsyncInvocations):
             config.max_code_bytes_total,
             config.versions_kept,
             self._secrets.exists,
+            LayerStore.in_data_dir(config.data_dir, config.layer_limit_bytes, config.build_timeout_s),
         )
         metrics.watch_pools(self._pool_snapshot)
         metrics.watch_billing(self.billing)
@@ -112,6 +114,8 @@ class Invoker(Releases, AsyncInvocations):
         self._stack.push_async_callback(self._destroy_all)
         await asyncio.to_thread(self._secrets.load)
         await asyncio.to_thread(self.catalog.load, registry)
+        for state in self.catalog.states():
+            self._load_layer(state)
         reaper = asyncio.create_task(self._keepalive_loop(), name="keepalive")
         self._stack.push_async_callback(cancel_and_wait, reaper)
         await self._stack.enter_async_context(self._async)
@@ -144,6 +148,18 @@ class Invoker(Releases, AsyncInvocations):
         log.info("shutting down: %d calls in flight", busy)
         for state in self.catalog.states():
             state.pool.fail_waiters(Unavailable("the server is shutting down"))
+
+    # -- management --------------------------------------------------------
+
+    def layers(self) -> list[dict[str, Any]]:
+        """Every layer: its manifest, the functions using it, its import cache's state."""
+        return self.catalog.layer_records(self.factory.layer_status)
+
+    def _load_layer(self, state: FunctionState) -> None:
+        """Start the version's layer's import cache now, not at its first cold start."""
+        image = state.layer_image(self._uids.layer_zygote())
+        if image is not None:
+            self.factory.load_layer(image)
 
     # -- invocation ---------------------------------------------------------
 
@@ -276,8 +292,9 @@ class Invoker(Releases, AsyncInvocations):
         secrets = self._secrets.values(config.secrets)
         self._make_room(state.memory_estimate)
         limits = self.factory.limits(config.memory_mb, config.cpu)
+        image = state.layer_image(self._uids.layer_zygote())
         try:
-            sandbox, prewarmed = await self.factory.take(limits, max(0.0, deadline - t0))
+            sandbox, prewarmed = await self.factory.take(limits, max(0.0, deadline - t0), image)
         except CallTimedOut:
             raise CallTimedOut(f"timed out after {config.timeout_s:g} s (creating the sandbox)") from None
         except SandboxError as exc:
@@ -288,11 +305,11 @@ class Invoker(Releases, AsyncInvocations):
         uid = self._uids.next()
         function = state.function_spec(sandbox.id, uid, self.config.open_files_max, self.config.lambda_region)
         started_at = time.time()
-        self.catalog.hold(function.code_dir)
+        self.catalog.hold(function.code_dir, function.layer_dir)
         try:
             await sandbox.specialize(function, max(0.0, deadline - time.monotonic()), secrets)
         except SandboxError as exc:
-            self.catalog.release(function.code_dir)
+            self.catalog.release(function.code_dir, function.layer_dir)
             if exc.kill_reason:
                 self.metrics.kills.labels(config.name, exc.kill_reason).inc()
             logs = getattr(exc, "logs", "")
@@ -313,7 +330,7 @@ class Invoker(Releases, AsyncInvocations):
         self.metrics.init_seconds.labels(config.name).observe(sandbox.init_ms / 1000)
         if sandbox.init_logs:
             self._logs.append(config.name, call_id, sandbox.init_logs)
-        lease = Lease(sandbox, function.code_dir, state.memory_estimate)
+        lease = Lease(sandbox, function.code_dir, state.memory_estimate, layer_dir=function.layer_dir)
         self._leases.add(lease)
         return lease
 
@@ -349,7 +366,7 @@ class Invoker(Releases, AsyncInvocations):
         """A lease's sandbox is going: it no longer counts or holds its code."""
         if lease in self._leases:
             self._leases.discard(lease)
-            self.catalog.release(lease.code_dir)
+            self.catalog.release(lease.code_dir, lease.layer_dir)
 
     def _spawn_background(self, coro: Any) -> None:
         task = asyncio.create_task(coro)
@@ -384,6 +401,7 @@ class Invoker(Releases, AsyncInvocations):
                 await asyncio.gather(*(lease.sandbox.destroy() for lease in expired), return_exceptions=True)
             for lease in expired:
                 self._drop(lease)
+            await self.catalog.collect_layers(self.factory.unload_layer)
 
     def _pool_snapshot(self) -> tuple[dict[str, int], dict[str, int]]:
         states = self.catalog.states()

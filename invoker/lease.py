@@ -18,3 +18,5 @@ class Lease:
     memory_bytes: int
     # time.monotonic() of its last call's end, for keep-alive and LRU.
     last_used: float = field(default_factory=time.monotonic)
+    # The layer directory it was specialized with ("": none): kept while it lives.
+    layer_dir: str = ""

@@ -36,6 +36,12 @@ class FunctionConfig:
     async_retries: int = 2
     # None: the server's max_event_age_s.
     max_event_age_s: int | None = None
+    # The layer its requirements.txt resolved to ("": none; invoker/layers.py)
+    # and what the deploy spent resolving and building it (None: no requirements).
+    layer_id: str = ""
+    layer_size_bytes: int = 0
+    layer_packages: tuple[tuple[str, str], ...] = ()
+    build_ms: float | None = None
 
     def to_record(self) -> dict[str, Any]:
         """The function record of the HTTP API."""
@@ -60,6 +66,16 @@ class FunctionConfig:
             "async_retries": self.async_retries,
             "max_event_age_s": self.max_event_age_s,
             "secrets": list(self.secrets),
+            "layer": (
+                {
+                    "id": self.layer_id,
+                    "size_bytes": self.layer_size_bytes,
+                    "packages": dict(self.layer_packages),
+                }
+                if self.layer_id
+                else None
+            ),
+            "build_ms": None if self.build_ms is None else round(self.build_ms, 1),
         }
 
     @property
@@ -77,8 +93,11 @@ class FunctionConfig:
 
 # FunctionConfig's fields that say when and as what a version was made, not
 # what it runs: left out when deciding whether a deploy changed anything (a
-# field such as a build's duration belongs here too).
-DEPLOY_BOOKKEEPING = ("version", "created_at", "updated_at")
+# field such as a build's duration belongs here too). The layer is made from
+# requirements.txt, one of the files: the same files resolve to it again.
+DEPLOY_BOOKKEEPING = (
+    "version", "created_at", "updated_at", "layer_id", "layer_size_bytes", "layer_packages", "build_ms",
+)  # fmt: skip
 
 
 def _iso(ts: float) -> str:

@@ -173,6 +173,7 @@ def _config_from_json(text: str) -> FunctionConfig:
     data["env"] = tuple(tuple(kv) for kv in data["env"])
     data["files"] = tuple(data["files"])
     data["secrets"] = tuple(data.get("secrets", ()))
+    data["layer_packages"] = tuple(tuple(p) for p in data.get("layer_packages", ()))
     return FunctionConfig(**data)
 
 

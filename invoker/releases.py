@@ -19,6 +19,8 @@ import asyncio
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any
 
+from sandbox.api import SandboxFactory
+
 from .catalog import Catalog
 from .errors import BadRequest, Conflict, FaasError, NotFound
 from .functions import FunctionState
@@ -46,8 +48,11 @@ class Releases:
     _secret_lock: asyncio.Lock
 
     if TYPE_CHECKING:
+        factory: SandboxFactory
 
         async def _drain_idle(self, state: FunctionState) -> None: ...
+
+        def _load_layer(self, state: FunctionState) -> None: ...
 
     # -- deploy and delete -------------------------------------------------------
 
@@ -62,6 +67,7 @@ class Releases:
         async with self.catalog.locked(name if isinstance(name, str) else ""):
             fn, deployed = await self.catalog.put(body)
             if deployed.changed:
+                self._load_layer(fn.newest)  # its import cache starts now, not at the first call
                 await self._settle(fn)
         return deployed
 
@@ -89,6 +95,7 @@ class Releases:
             state.pool.fail_waiters(error(state))
             await self._drain_idle(state)
             self.catalog.collect(state.code_dir)
+        await self.catalog.collect_layers(self.factory.unload_layer)
 
     # -- versions and aliases --------------------------------------------------------
 

@@ -10,12 +10,18 @@ import fcntl
 import itertools
 import os
 
+from sandbox.api import UidMapping
+
 from .errors import StartupError
 
 UID_BASE = 200_000
 RANGE_SIZE = 65_536
 RANGES = 1024
 LOCK_DIR = "/run/faas/uid-ranges"
+# The top of a range: the uids of layer zygotes (sandbox/import_cache.py),
+# never a sandbox's. The first uid of a range is nobody's.
+ZYGOTE_UIDS = 1024
+SANDBOX_UIDS = RANGE_SIZE - ZYGOTE_UIDS - 1
 
 
 class UidRange:
@@ -24,6 +30,7 @@ class UidRange:
         self._fd: int | None = None
         self.first = 0
         self._next = itertools.count()
+        self._next_zygote = itertools.count()
 
     def __enter__(self) -> UidRange:
         os.makedirs(self._lock_dir, mode=0o700, exist_ok=True)
@@ -45,5 +52,10 @@ class UidRange:
             self._fd = None
 
     def next(self) -> int:
-        """The uid (and gid) of the next sandbox; reused after RANGE_SIZE."""
-        return self.first + next(self._next) % RANGE_SIZE
+        """The uid (and gid) of the next sandbox; reused after SANDBOX_UIDS."""
+        return self.first + 1 + next(self._next) % SANDBOX_UIDS
+
+    def layer_zygote(self) -> UidMapping:
+        """The uids of a new layer zygote: one of its own, and every sandbox uid."""
+        zygote_uid = self.first + RANGE_SIZE - ZYGOTE_UIDS + next(self._next_zygote) % ZYGOTE_UIDS
+        return UidMapping(zygote_uid=zygote_uid, first=self.first, count=SANDBOX_UIDS + 1)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import enum
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from .cgroups import CgroupLimits, CgroupUnavailable
 from .errors import (
@@ -29,8 +29,9 @@ from .errors import (
     SetupError,
     SpawnError,
 )
+from .hostfs import layer_libraries
 from .protocol import LOG_CAP_BYTES, TRUNCATION_MARKER, Call, Result, Secrets, Stamps
-from .spec import FunctionSpec
+from .spec import FunctionSpec, LayerImage, UidMapping
 
 # The whole contract in one import: the invoker needs sandbox.api and
 # sandbox.factory, nothing else of this package.
@@ -47,6 +48,7 @@ __all__ = [
     "FaasError",
     "FunctionSpec",
     "InitError",
+    "LayerImage",
     "Result",
     "Sandbox",
     "SandboxDied",
@@ -56,8 +58,10 @@ __all__ = [
     "SetupError",
     "SpawnError",
     "StateError",
+    "UidMapping",
     "Usage",
     "check_transition",
+    "layer_libraries",
 ]
 
 
@@ -160,9 +164,25 @@ class SandboxFactory(AbstractAsyncContextManager["SandboxFactory"], Protocol):
         """The cgroup limits of a sandbox of a function with these settings."""
         ...
 
-    async def take(self, limits: CgroupLimits, timeout_s: float) -> tuple[Sandbox, bool]:
-        """A blank sandbox with these limits, and whether it was pre-warmed.
-        Raises SpawnError, SetupError, SandboxDied or CallTimedOut."""
+    async def take(
+        self, limits: CgroupLimits, timeout_s: float, layer: LayerImage | None = None
+    ) -> tuple[Sandbox, bool]:
+        """A blank sandbox with these limits, and whether it was pre-warmed;
+        for a function with a layer, one that has imported it already where
+        the layer has an import cache. Raises SpawnError, SetupError,
+        SandboxDied or CallTimedOut."""
+        ...
+
+    def load_layer(self, layer: LayerImage) -> None:
+        """Get the layer's import cache ready, in the background."""
+        ...
+
+    async def unload_layer(self, layer_dir: str) -> None:
+        """No function uses the layer any more: stop its import cache."""
+        ...
+
+    def layer_status(self, layer_dir: str) -> dict[str, Any]:
+        """The state of the layer's import cache ({"state": ..., ...})."""
         ...
 
     @property

@@ -15,13 +15,15 @@ import logging
 import os
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
 from . import hostfs
 from .cgroups import CgroupBackend, CgroupLimits, detect
-from .errors import SpawnError
+from .errors import SandboxError, SpawnError
+from .import_cache import ImportCache, LayerZygote
 from .instance import Sandbox
 from .prewarm import BlankPool
-from .spec import SandboxSpec
+from .spec import LayerImage, SandboxSpec
 from .zygote_client import Zygote
 
 log = logging.getLogger("faas.sandbox")
@@ -44,6 +46,13 @@ class FactoryConfig:
     cpu_burst_us: int = 50_000
     # Freeze a warm sandbox's cgroup between calls.
     freeze_idle: bool = True
+    open_files_max: int = 1024
+    # A zygote per layer that has imported it forks the layer's sandboxes
+    # (sandbox/import_cache.py), with this memory limit, keeping this many
+    # blanks forked ahead.
+    import_cache: bool = True
+    layer_zygote_memory_mb: int = 1024
+    layer_prewarm: int = 2
 
 
 class SandboxFactory:
@@ -52,6 +61,7 @@ class SandboxFactory:
         self.cgroups: CgroupBackend | None = None
         self.zygote: Zygote | None = None
         self.blanks: BlankPool | None = None
+        self.import_cache: ImportCache | None = None
         self._template: SandboxSpec | None = None
         self._stack = contextlib.AsyncExitStack()
 
@@ -77,6 +87,15 @@ class SandboxFactory:
                 Zygote(plan.python_path, plan.path_map, prefix=plan.prefix, executable=plan.executable)
             )
             self.blanks = await self._stack.enter_async_context(BlankPool(self.config.prewarm, self.blank))
+            if self.config.import_cache:
+                self.import_cache = ImportCache(
+                    self.blank,
+                    self.limits(self.config.layer_zygote_memory_mb, self.config.blank_cpu_cores),
+                    self.limits(self.config.blank_memory_mb, self.config.blank_cpu_cores),
+                    self.config.layer_prewarm,
+                    self.config.open_files_max,
+                )
+                self._stack.push_async_callback(self.import_cache.aclose)
         except BaseException:
             await self._stack.aclose()
             raise
@@ -102,10 +121,12 @@ class SandboxFactory:
     def prewarmed(self) -> int:
         return len(self.blanks.ready) if self.blanks is not None else 0
 
-    async def blank(self, limits: CgroupLimits | None = None, timeout_s: float = 30.0) -> Sandbox:
-        """A new blank sandbox: its cgroup, then the fork into new namespaces.
-        Raises SpawnError (also for a cgroup that cannot be made), SetupError,
-        SandboxDied or CallTimedOut."""
+    async def blank(
+        self, limits: CgroupLimits | None = None, timeout_s: float = 30.0, zygote: LayerZygote | None = None
+    ) -> Sandbox:
+        """A new blank sandbox: its cgroup, then the fork into new namespaces
+        (by the main zygote, or by a layer's). Raises SpawnError (also for a
+        cgroup that cannot be made), SetupError, SandboxDied or CallTimedOut."""
         assert self.cgroups is not None and self.zygote is not None and self._template is not None
         limits = limits or self.limits(self.config.blank_memory_mb, self.config.blank_cpu_cores)
         sandbox_id = uuid.uuid4().hex[:16]
@@ -124,13 +145,41 @@ class SandboxFactory:
             thaw_command=cgroup.thaw_command or (),
         )
         sandbox = Sandbox(spec, cgroup, limits, self.config.freeze_idle)
-        await sandbox.spawn(self.zygote, timeout_s)
+        await sandbox.spawn(zygote or self.zygote, timeout_s)  # type: ignore[arg-type]
         return sandbox
 
-    async def take(self, limits: CgroupLimits, timeout_s: float) -> tuple[Sandbox, bool]:
-        """A pre-warmed blank with `limits` if one is ready, else a new one;
-        and whether it was pre-warmed."""
+    async def take(
+        self, limits: CgroupLimits, timeout_s: float, layer: LayerImage | None = None
+    ) -> tuple[Sandbox, bool]:
+        """A blank with `limits`, and whether it was pre-warmed: forked from
+        its layer's zygote if it has one, else a pre-warmed blank if one is
+        ready, else a new one."""
+        if layer is not None and self.import_cache is not None:
+            try:
+                forked = await self.import_cache.sandbox(layer, limits, timeout_s)
+            except SandboxError as exc:
+                # This cold start is served all the same, importing the layer itself.
+                log.warning("the zygote of layer %s could not fork a sandbox: %s", layer.layer_dir, exc)
+                forked = None
+            if forked is not None:
+                return forked, False
         sandbox = await self.blanks.take(limits) if self.blanks is not None else None
         if sandbox is not None:
             return sandbox, True
         return await self.blank(limits, timeout_s), False
+
+    def load_layer(self, layer: LayerImage) -> None:
+        """Start the layer's import cache now, in the background, so the first
+        cold start finds it ready."""
+        if self.import_cache is not None:
+            self.import_cache.load(layer)
+
+    async def unload_layer(self, layer_dir: str) -> None:
+        """No function will use the layer again: stop its import cache."""
+        if self.import_cache is not None:
+            await self.import_cache.unload(layer_dir)
+
+    def layer_status(self, layer_dir: str) -> dict[str, Any]:
+        if self.import_cache is None:
+            return {"state": "off"}
+        return self.import_cache.status(layer_dir)

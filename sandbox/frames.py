@@ -79,3 +79,18 @@ def send_with_fds(fileno: int, frame: bytes, fds: list[int]) -> int:
         return sent
     finally:
         sock.close()
+
+
+def recv_datagram_with_fds(
+    sock: socket.socket, max_bytes: int, max_fds: int = 4
+) -> tuple[bytes, list[int]] | None:
+    """One datagram of a SEQPACKET control socket (a zygote's) and the file
+    descriptors sent with it; None on EOF."""
+    fds = array.array("i")
+    msg, ancdata, _flags, _addr = sock.recvmsg(max_bytes, socket.CMSG_SPACE(max_fds * fds.itemsize))
+    if not msg:
+        return None
+    for level, kind, data in ancdata:
+        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+            fds.frombytes(data[: len(data) - (len(data) % fds.itemsize)])
+    return msg, list(fds)

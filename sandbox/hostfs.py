@@ -45,8 +45,9 @@ RUNTIME_TARGET = f"{SANDBOX_PREFIX}/runtime"
 # zygote before the fork). The zygote refuses to start if it imported a
 # module that has no path inside, so a module missing here is caught.
 SANDBOX_MODULES = (
-    "__init__", "creds", "event", "frames", "lambda_event", "linux", "mounts", "namespaces", "procfs",
-    "protocol", "relocate", "response", "runtime", "seccomp", "setup", "spec", "zygote",
+    "__init__", "creds", "event", "frames", "lambda_event", "layer_protocol", "layer_zygote", "linux",
+    "mounts", "namespaces", "procfs", "protocol", "relocate", "response", "runtime", "seccomp", "setup",
+    "spec", "zygote",
 )  # fmt: skip
 # Standard extension modules no sandbox can use (no display): their X11
 # and Tk libraries stay out.
@@ -119,6 +120,30 @@ def sandbox_root_plan(data_dir: str) -> RootPlan:
         prefix=SANDBOX_PREFIX,
         executable=executable,
     )
+
+
+def layer_libraries(python_dir: str, data_dir: str) -> dict[str, str]:
+    """{soname: host path} of the shared libraries a layer's extension
+    modules (under `python_dir`) need from outside the layer and a sandbox
+    does not find in /usr/lib (a manylinux wheel may use the system's
+    libstdc++ and libgcc_s): the layer carries copies of these."""
+    try:
+        provided = set(os.listdir(os.path.join(data_dir, "runtime", "usrlib")))
+    except OSError:
+        provided = set()
+    roots = [
+        os.path.join(directory, name)
+        for directory, _dirs, files in os.walk(python_dir)
+        for name in files
+        if name.endswith(".so") or ".so." in name
+    ]
+    inside = os.path.realpath(python_dir) + os.sep
+    needed = elf.closure(roots, elf.loader_dirs()) if roots else {}
+    return {
+        soname: path
+        for soname, path in needed.items()
+        if not os.path.realpath(path).startswith(inside) and soname not in provided
+    }
 
 
 def _lib_dynload(stdlib: str) -> str:

@@ -12,6 +12,7 @@ import asyncio
 import os
 import socket
 import time
+from typing import Any
 
 from . import frames, linux, procfs, protocol
 from .api import CallResult, SandboxState, Usage, check_transition
@@ -55,6 +56,9 @@ class Sandbox:
         self._stat: procfs.ProcessStat | None = None
         # Set when a call's deadline passed: the channel was cut (see _receive).
         self._expired = False
+        # The layer it was forked with, already mounted and imported (a layer
+        # zygote's sandbox, sandbox/import_cache.py); "": none.
+        self.preloaded_layer = ""
 
     @property
     def id(self) -> str:
@@ -128,15 +132,19 @@ class Sandbox:
         self.function = function
         cpu_before = self.cgroup.cpu_usage_ns()
         try:
+            if self.preloaded_layer and function.layer_dir != self.preloaded_layer:
+                raise SetupError(f"a sandbox of layer {self.preloaded_layer} cannot run this function")
             self._output_fd = os.memfd_create("faas-output", os.MFD_CLOEXEC)
             os.ftruncate(self._output_fd, protocol.OUTPUT_AREA_BYTES)
-            code_mount = linux.clone_mount_readonly(function.code_dir)
+            mounts = [linux.clone_mount_readonly(function.code_dir)]
             try:
-                sock = self._writer.get_extra_info("socket")
+                if function.layer_dir and not self.preloaded_layer:
+                    mounts.append(linux.clone_mount_readonly(function.layer_dir))
                 frame = protocol.pack(protocol.Specialize(function, secrets))
-                sent = frames.send_with_fds(sock.fileno(), frame, [code_mount, self._output_fd])
+                sent = self.send_frame(frame, [mounts[0], self._output_fd, *mounts[1:]])
             finally:
-                os.close(code_mount)
+                for fd in mounts:
+                    os.close(fd)
             if sent < len(frame):
                 await self._send_rest(frame[sent:], t0 + timeout_s)
             msg = await self._receive(t0 + timeout_s, "init")
@@ -174,9 +182,24 @@ class Sandbox:
         except (ConnectionError, OSError):
             raise self._death() from None
 
+    def send_frame(self, frame: bytes, fds: list[int]) -> int:
+        """The start of one encoded frame, with file descriptors; how many
+        bytes went (a large frame's rest: _send_rest)."""
+        assert self._writer is not None
+        return frames.send_with_fds(self._writer.get_extra_info("socket").fileno(), frame, fds)
+
     async def _receive(self, deadline: float, what: str) -> protocol.Message:
-        """The next message, by `deadline`. Past it the channel is cut: one
-        timer per message, not a cancellation scope (a third of the cost)."""
+        """The next message, by `deadline`."""
+        try:
+            return protocol.parse_from_sandbox(await self.receive_frame(deadline, what))
+        except protocol.ProtocolError as exc:
+            raise _protocol_error(str(exc)) from None
+
+    async def receive_frame(self, deadline: float, what: str) -> dict[str, Any]:
+        """The next frame by `deadline`, decoded but not parsed as a message
+        (a blank turned into a layer zygote sends its own). Past the deadline
+        the channel is cut: one timer per message, not a cancellation scope
+        (a third of the cost)."""
         assert self._reader is not None and self._writer is not None
         loop = asyncio.get_running_loop()
         timer = loop.call_at(_loop_time(deadline), self._expire)
@@ -184,7 +207,7 @@ class Sandbox:
             header = await self._reader.readexactly(protocol.HEADER.size)
             (length,) = protocol.HEADER.unpack(header)
             payload = await self._reader.readexactly(protocol.check_length(length))
-            return protocol.parse_from_sandbox(protocol.decode_payload(payload))
+            return protocol.decode_payload(payload)
         except (asyncio.IncompleteReadError, ConnectionError, OSError):
             if self._expired:
                 raise CallTimedOut(f"{what} timed out") from None

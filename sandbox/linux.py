@@ -18,6 +18,7 @@ CLONE_NEWUTS = 0x04000000
 CLONE_NEWIPC = 0x08000000
 CLONE_NEWPID = 0x20000000
 CLONE_NEWNET = 0x40000000
+CLONE_NEWUSER = 0x10000000
 
 MS_RDONLY = 1
 MS_NOSUID = 2
@@ -92,6 +93,64 @@ def sethostname(name: str) -> None:
 
 def prctl(option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0, arg5: int = 0) -> int:
     return _check(_libc.prctl(option, arg2, arg3, arg4, arg5), f"prctl({option})")
+
+
+_SYS_CAPSET = 126  # x86_64
+_CAPABILITY_VERSION_3 = 0x20080522
+
+
+def capset(capabilities: int) -> None:
+    """Keep exactly `capabilities` (a bit mask) in this process's effective
+    and permitted sets; the inheritable set empty."""
+    header = ctypes.create_string_buffer(struct.pack("Ii", _CAPABILITY_VERSION_3, 0))
+    low, high = capabilities & 0xFFFFFFFF, capabilities >> 32
+    data = ctypes.create_string_buffer(struct.pack("6I", low, low, 0, high, high, 0))
+    _check(_libc.syscall(_SYS_CAPSET, header, data), "capset")
+
+
+_SYS_CLONE = 56  # x86_64
+_SIGCHLD = 17
+# Held during the call, as os.fork() holds it: the child starts with the
+# interpreter in the state PyOS_AfterFork_Child expects.
+_libc_with_gil = ctypes.PyDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+_libc_with_gil.syscall.restype = ctypes.c_long
+
+
+def fork_into_namespaces(flags: int) -> int:
+    """os.fork() whose child is in new namespaces (CLONE_NEW* `flags`): with
+    CLONE_NEWPID it is PID 1 of its own pid namespace at once, where
+    unshare() would need a second fork (of a large process: a layer
+    zygote's, milliseconds). The raw clone system call, wrapped in the
+    interpreter's own before- and after-fork work as os.fork() does it.
+    Only for a single-threaded process: unlike glibc's fork() it runs no
+    pthread_atfork handlers."""
+    ctypes.pythonapi.PyOS_BeforeFork()
+    pid = _libc_with_gil.syscall(
+        _SYS_CLONE, ctypes.c_ulong(flags | _SIGCHLD), ctypes.c_ulong(0), None, None, ctypes.c_ulong(0)
+    )
+    if pid == 0:
+        ctypes.pythonapi.PyOS_AfterFork_Child()
+        return 0
+    ctypes.pythonapi.PyOS_AfterFork_Parent()
+    if pid < 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"clone: {os.strerror(err)}")
+    return pid
+
+
+_libc.setfsuid.argtypes = [ctypes.c_uint]
+_libc.setfsgid.argtypes = [ctypes.c_uint]
+
+
+def set_filesystem_ids(uid: int, gid: int) -> None:
+    """The uid and gid files are made and checked as (setfsuid, setfsgid),
+    capabilities kept; both calls answer the previous id, so each is read
+    back to see it took."""
+    for call in (_libc.setfsgid, _libc.setfsuid):
+        wanted = gid if call is _libc.setfsgid else uid
+        call(wanted)
+        if call(wanted) != wanted:
+            raise PermissionError(f"{call.__name__}({wanted}) was refused")
 
 
 def last_capability() -> int:

@@ -17,6 +17,9 @@ SECRETS_DIR = "/var/openfaas/secrets"
 PAGE = 4096
 # The mount namespace of the zygote (the host's), recorded before any fork.
 HOST_MOUNT_NS = [0]
+# Where a function's layer is mounted; its packages are /opt/python.
+LAYER_TARGET = "/opt"
+LAYER_PYTHON_PATH = f"{LAYER_TARGET}/python"
 RO_BIND_FLAGS = linux.MS_REMOUNT | linux.MS_BIND | linux.MS_RDONLY | linux.MS_NOSUID | linux.MS_NODEV
 
 
@@ -40,7 +43,7 @@ def _write(path: str, text: str) -> None:
         f.write(text)
 
 
-def _etc_files(root: str, spec: FunctionSpec) -> None:
+def write_etc(root: str, spec: FunctionSpec) -> None:
     etc = os.path.join(root, "etc")
     _write(
         os.path.join(etc, "passwd"),
@@ -108,10 +111,22 @@ def enter_root(spec: SandboxSpec) -> None:
     os.chdir("/")
 
 
-def specialize(function: FunctionSpec, code_mount_fd: int) -> None:
-    """Attach the function's code at /var/task, size /tmp, write /etc, then
-    make the root read-only. Runs after enter_root, still as root."""
+def attach_layer(layer_mount_fd: int) -> None:
+    """The function's layer at /opt (its packages in /opt/python), and /lib
+    (a directory the dynamic loader searches) pointing at its libraries.
+    Into the root while it is still writable."""
+    os.mkdir(LAYER_TARGET, 0o755)
+    linux.move_mount(layer_mount_fd, LAYER_TARGET)
+    os.symlink(f"{LAYER_TARGET}/lib", "/lib")
+
+
+def specialize(function: FunctionSpec, code_mount_fd: int, layer_mount_fd: int | None = None) -> None:
+    """Attach the function's code at /var/task (and its layer at /opt), size
+    /tmp, write /etc, then make the root read-only. Runs after enter_root,
+    still as root."""
     linux.move_mount(code_mount_fd, "/var/task")
+    if layer_mount_fd is not None:
+        attach_layer(layer_mount_fd)
     linux.mount(
         None,
         "/tmp",
@@ -119,20 +134,62 @@ def specialize(function: FunctionSpec, code_mount_fd: int) -> None:
         linux.MS_REMOUNT | TMP_FLAGS,
         f"size={function.tmp_size_mb}m,mode=1777",
     )
-    _etc_files("/", function)
+    write_etc("/", function)
     linux.mount(None, "/", None, linux.MS_REMOUNT | linux.MS_RDONLY | linux.MS_NOSUID | linux.MS_NODEV)
 
 
-def install_secrets(secrets: tuple[tuple[str, bytes], ...], uid: int, gid: int) -> None:
+# A layer zygote's sandbox: its own /etc over the zygote's read-only root.
+ETC_OPTIONS = "size=64k,nr_inodes=64,mode=0755"
+ETC_FLAGS = linux.MS_NOSUID | linux.MS_NODEV | linux.MS_NOEXEC
+
+
+def enter_layer_zygote_blank(tmp_size_mb: int) -> None:
+    """What a sandbox a layer zygote forked has of its own besides the
+    zygote's read-only root (which holds the layer already): /proc of its
+    pid namespace, a new /tmp, and an /etc to write at specialize."""
+    linux.mount("proc", "/proc", "proc", linux.MS_NOSUID | linux.MS_NODEV | linux.MS_NOEXEC)
+    linux.mount("tmpfs", "/tmp", "tmpfs", TMP_FLAGS, f"size={tmp_size_mb}m,mode=1777")
+    linux.mount("tmpfs", "/etc", "tmpfs", ETC_FLAGS, ETC_OPTIONS)
+
+
+def specialize_in_layer_zygote(function: FunctionSpec, code_mount_fd: int) -> None:
+    """specialize() for a sandbox a layer zygote forked: the code at
+    /var/task, /tmp sized, its /etc written and made read-only."""
+    linux.move_mount(code_mount_fd, "/var/task")
+    linux.mount(None, "/tmp", None, linux.MS_REMOUNT | TMP_FLAGS, f"size={function.tmp_size_mb}m,mode=1777")
+    write_etc("/", function)
+    linux.mount(None, "/etc", None, linux.MS_REMOUNT | linux.MS_RDONLY | ETC_FLAGS, ETC_OPTIONS)
+
+
+def install_secrets(
+    secrets: tuple[tuple[str, bytes], ...], uid: int, gid: int, as_owner: bool = False
+) -> None:
     """The function's secrets as files in SECRETS_DIR, on a tmpfs of their
     own in this sandbox's mount namespace (no other sandbox, and no file on
     the host, holds them): owned by the function's uid, mode 0400, then the
-    whole mount read-only. Runs after `specialize`, still as root."""
+    whole mount read-only. Runs after `specialize`, still as root.
+
+    as_owner: the files are made by the function's own uid (setfsuid), for a
+    root that lacks CAP_CHOWN and CAP_DAC_OVERRIDE (a layer zygote's sandbox)."""
     if not secrets:
         return
     pages = 1 + sum(-(-len(value) // PAGE) for _, value in secrets)
-    options = f"size={pages * PAGE},nr_inodes={len(secrets) + 2},mode=0500,uid={uid},gid={gid}"
+    mode = "0700" if as_owner else "0500"
+    options = f"size={pages * PAGE},nr_inodes={len(secrets) + 2},mode={mode},uid={uid},gid={gid}"
     linux.mount("tmpfs", SECRETS_DIR, "tmpfs", TMP_FLAGS, options)
+    if as_owner:
+        linux.set_filesystem_ids(uid, gid)
+    try:
+        _write_secrets(secrets, uid, gid)
+        if as_owner:
+            os.chmod(SECRETS_DIR, 0o500)
+    finally:
+        if as_owner:
+            linux.set_filesystem_ids(0, 0)
+    linux.mount(None, SECRETS_DIR, None, linux.MS_REMOUNT | linux.MS_RDONLY | TMP_FLAGS)
+
+
+def _write_secrets(secrets: tuple[tuple[str, bytes], ...], uid: int, gid: int) -> None:
     for name, value in secrets:
         if "/" in name or name in ("", ".", ".."):
             raise ValueError("a secret's name must be a plain file name")
@@ -147,4 +204,3 @@ def install_secrets(secrets: tuple[tuple[str, bytes], ...], uid: int, gid: int) 
             os.fchmod(fd, 0o400)
         finally:
             os.close(fd)
-    linux.mount(None, SECRETS_DIR, None, linux.MS_REMOUNT | linux.MS_RDONLY | TMP_FLAGS)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import ctypes
 import errno
 import tempfile
+from dataclasses import dataclass
 from typing import Any
 
 from . import linux
@@ -39,6 +40,17 @@ NAMESPACE_CLONE_FLAGS = (
     | 0x00000080  # CLONE_NEWTIME
 )  # fmt: skip
 
+# What a layer's zygote (sandbox/layer_zygote.py) may do beyond a sandbox:
+# fork each sandbox into new mount, pid, net, ipc and uts namespaces (clone
+# with those flags; never a user, cgroup or time namespace, never unshare or
+# setns), mount its /proc, /tmp, /etc and code, and set its hostname. It
+# holds capabilities only inside a user namespace of its own, and each
+# sandbox installs the full filter on top of this one.
+LAYER_ZYGOTE_ALLOWED = ("mount", "move_mount", "sethostname")
+LAYER_ZYGOTE_CLONE_FLAGS = (
+    linux.CLONE_NEWNS | linux.CLONE_NEWUTS | linux.CLONE_NEWIPC | linux.CLONE_NEWPID | linux.CLONE_NEWNET
+)  # fmt: skip
+
 # socket() families a function may use: loopback networking, local sockets,
 # and netlink only for NETLINK_ROUTE (what getaddrinfo and if_nameindex read).
 # Every other family is kernel attack surface no function needs (vsock to the
@@ -58,21 +70,37 @@ class _SockFprog(ctypes.Structure):
     _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
 
 
-def build_program() -> bytes:
+@dataclass(frozen=True)
+class Programs:
+    """The filters, compiled once in the zygote: a sandbox's, and the one a
+    layer's zygote runs under (a sandbox it forks adds its own on top)."""
+
+    sandbox: bytes
+    layer_zygote: bytes
+
+
+def build_programs() -> Programs:
+    return Programs(sandbox=build_program(), layer_zygote=build_program(for_layer_zygote=True))
+
+
+def build_program(for_layer_zygote: bool = False) -> bytes:
     """The filter as raw BPF (8 bytes per instruction)."""
     import pyseccomp as seccomp
 
     f = seccomp.SyscallFilter(defaction=seccomp.ALLOW)
     for name in DENIED:
+        if for_layer_zygote and name in LAYER_ZYGOTE_ALLOWED:
+            continue
         try:
             f.add_rule(seccomp.ERRNO(errno.EPERM), name)
         except (RuntimeError, ValueError, OSError):
             continue  # a syscall this kernel/libseccomp does not know
     # Any one namespace flag makes clone() fail (MASKED_EQ per flag: the
     # rule matches when that bit is set, whatever the others are).
+    denied_clone_flags = NAMESPACE_CLONE_FLAGS & ~(LAYER_ZYGOTE_CLONE_FLAGS if for_layer_zygote else 0)
     for bit in range(64):
         flag = 1 << bit
-        if NAMESPACE_CLONE_FLAGS & flag:
+        if denied_clone_flags & flag:
             f.add_rule(seccomp.ERRNO(errno.EPERM), "clone", seccomp.Arg(0, seccomp.MASKED_EQ, flag, flag))
     _add_socket_rules(f, seccomp)
     # clone3 passes its flags in memory, out of a filter's reach: say it does

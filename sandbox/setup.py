@@ -4,8 +4,10 @@ one step per kernel subsystem (nsjail-style), then the runtime.
 Two phases. Blank: namespaces, the root without code, fds; then report
 "blank" and wait (this is what a pre-warmed sandbox is). Specialize: on a
 "specialize" message carrying the function's spec and a read-only mount of
-its code, attach the code, set the hostname and /tmp, drop privileges, and
-hand over to the runtime, which imports the handler.
+its code (and of its layer), attach them, set the hostname and /tmp, drop
+privileges, and hand over to the runtime, which imports the handler. A
+blank may instead be given another role (a layer's zygote,
+sandbox/layer_zygote.py), which runs its own specialization.
 
 Runs in a child of the zygote after unshare(); never returns.
 """
@@ -18,14 +20,20 @@ import os
 import socket
 import sys
 import time
+from collections.abc import Callable, Mapping
+from typing import Any, NoReturn
 
 from . import creds, frames, mounts, namespaces, protocol, relocate, runtime, seccomp
 from .spec import FunctionSpec, SandboxSpec
 
 CHANNEL_FD = 3
 
+# A role a blank may be given instead of a function: (spec, channel, the
+# request, its fds, the seccomp programs); never returns.
+Role = Callable[[SandboxSpec, socket.socket, dict[str, Any], list[int], seccomp.Programs], None]
 
-def _isolate_fds(channel_fd: int) -> socket.socket:
+
+def isolate_fds(channel_fd: int) -> socket.socket:
     """The channel becomes fd 3, stdio /dev/null, every other fd is closed."""
     if channel_fd != CHANNEL_FD:
         os.dup2(channel_fd, CHANNEL_FD)
@@ -54,8 +62,13 @@ def prepare_interpreter(
 
 
 def _python_environment(function: FunctionSpec) -> None:
-    # Finders cached before the pivot saw no /python/N: look again.
-    sys.path_importer_cache.clear()
+    # Finders cached before the pivot saw no /python/N (None), and /var/task
+    # was empty: look again. The others (a layer zygote's, for every
+    # package it imported) stay valid: clearing them costs a layer's sandbox
+    # milliseconds of copy-on-write.
+    cache = sys.path_importer_cache
+    for path in [path for path, finder in cache.items() if finder is None or path == "/var/task"]:
+        del cache[path]
     os.environ.update(
         {
             "PATH": "/usr/bin:/bin",
@@ -68,6 +81,8 @@ def _python_environment(function: FunctionSpec) -> None:
         }
     )
     os.environ.update(dict(function.env))
+    if function.layer_dir and mounts.LAYER_PYTHON_PATH not in sys.path:
+        sys.path.insert(1, mounts.LAYER_PYTHON_PATH)  # after /var/task
     os.chdir("/var/task")
 
 
@@ -76,7 +91,11 @@ def _stamp(stamps: list[tuple[str, float]], stage: str) -> None:
 
 
 def run_sandbox(
-    spec: SandboxSpec, channel_fd: int, stamps: list[tuple[str, float]], seccomp_program: bytes
+    spec: SandboxSpec,
+    channel_fd: int,
+    stamps: list[tuple[str, float]],
+    seccomp_programs: seccomp.Programs,
+    roles: Mapping[str, Role],
 ) -> None:
     """Set up the sandbox, wait to be specialized, then serve calls; exits.
 
@@ -88,11 +107,25 @@ def run_sandbox(
         _stamp(stamps, "namespaces")
         mounts.enter_root(spec)
         _stamp(stamps, "mounts")
-        channel = _isolate_fds(channel_fd)
+        channel = isolate_fds(channel_fd)
         creds.empty_bounding_set()
     except BaseException as exc:
-        _report_setup_error(channel_fd, exc)
+        report_setup_error(channel_fd, exc)
         os._exit(70)
+    serve_blank(spec, channel, stamps, seccomp_programs, roles)
+
+
+def serve_blank(
+    spec: SandboxSpec,
+    channel: socket.socket,
+    stamps: list[tuple[str, float]],
+    seccomp_programs: seccomp.Programs,
+    roles: Mapping[str, Role],
+    uids: Callable[[FunctionSpec], FunctionSpec] | None = None,
+) -> NoReturn:
+    """Report "blank", wait for the request that says what to become, and
+    become it: a function, or one of `roles`. A blank a layer zygote forked
+    has the layer already and its own way of numbering uids (`uids`)."""
     runtime.warm_up()
     _stamp(stamps, "warm_up")
     try:
@@ -103,29 +136,38 @@ def run_sandbox(
     if request is None:
         os._exit(0)  # retired before it was used
     raw, fds = request
-    if raw["t"] != "specialize" or len(fds) != 2:
+    role = roles.get(raw["t"])
+    if role is not None:
+        role(spec, channel, raw, fds, seccomp_programs)
         os._exit(1)
-    code_fd, output_fd = fds
+    if raw["t"] != "specialize" or len(fds) != _specialize_fds(raw, layer_preloaded=uids is not None):
+        os._exit(1)
+    code_fd, output_fd, *layer_fd = fds
     stamps = [("specialize", time.monotonic())]
     try:
         message = protocol.parse_from_invoker(raw)
         assert isinstance(message, protocol.Specialize)
         function = message.function
-        mounts.specialize(function, code_fd)
-        os.close(code_fd)
-        mounts.install_secrets(message.secrets, function.uid, function.gid)
+        if uids is not None:
+            function = uids(function)
+            mounts.specialize_in_layer_zygote(function, code_fd)
+        else:
+            mounts.specialize(function, code_fd, *layer_fd)
+        for fd in (code_fd, *layer_fd):
+            os.close(fd)
+        mounts.install_secrets(message.secrets, function.uid, function.gid, as_owner=uids is not None)
         output_area = mmap.mmap(output_fd, protocol.OUTPUT_AREA_BYTES)
         os.close(output_fd)
         _stamp(stamps, "code_mounted")
         namespaces.specialize(spec, function)
         creds.set_rlimits(function)
         creds.drop_privileges(function)
-        seccomp.install(seccomp_program)
+        seccomp.install(seccomp_programs.sandbox)
         _stamp(stamps, "credentials")
         _python_environment(function)
         _stamp(stamps, "python_env")
     except BaseException as exc:
-        _report_setup_error(CHANNEL_FD, exc)
+        report_setup_error(CHANNEL_FD, exc)
         os._exit(70)
     status = 0
     try:
@@ -135,7 +177,14 @@ def run_sandbox(
     os._exit(status)
 
 
-def _report_setup_error(fd: int, exc: BaseException) -> None:
+def _specialize_fds(raw: dict[str, Any], layer_preloaded: bool) -> int:
+    """How many fds a specialize request carries: the code's mount, the output
+    area, and the layer's mount if the function has one the blank has not."""
+    layer = bool((raw.get("function") or {}).get("layer_dir"))
+    return 3 if layer and not layer_preloaded else 2
+
+
+def report_setup_error(fd: int, exc: BaseException) -> None:
     try:
         sock = socket.socket(fileno=os.dup(fd))
         sock.sendall(protocol.pack(protocol.SetupFailed(f"{type(exc).__name__}: {exc}")))

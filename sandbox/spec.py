@@ -92,6 +92,9 @@ class FunctionSpec:
     # Lambda's convention (sandbox/lambda_event.py), with the function's ARN.
     flavour: str = "faas"
     lambda_arn: str = ""
+    # Host directory of the function's layer (its requirements), cloned
+    # read-only to /opt: packages in /opt/python, libraries in /opt/lib. "": none.
+    layer_dir: str = ""
 
     def to_wire(self) -> dict[str, Any]:
         return asdict(self)
@@ -101,3 +104,36 @@ class FunctionSpec:
         data = dict(data)
         data["env"] = tuple(tuple(kv) for kv in data["env"])
         return cls(**data)
+
+
+@dataclass(frozen=True)
+class UidMapping:
+    """The user namespace of a layer zygote (sandbox/import_cache.py): its
+    own root (uid 0 inside) is `zygote_uid` outside, and uid u inside, for u
+    from 1 to count - 1, is first + u outside: the uids the invoker gives
+    sandboxes. Gids alike."""
+
+    zygote_uid: int
+    first: int
+    count: int
+
+    def lines(self) -> str:
+        """What /proc/PID/uid_map and gid_map take."""
+        return f"0 {self.zygote_uid} 1\n1 {self.first + 1} {self.count - 1}\n"
+
+    def inside(self, host_id: int) -> int:
+        """A sandbox's uid (or gid) as its layer zygote's namespace numbers it."""
+        inside = host_id - self.first
+        if not 1 <= inside < self.count:
+            raise ValueError(f"uid {host_id} is not in the layer zygote's range")
+        return inside
+
+
+@dataclass(frozen=True)
+class LayerImage:
+    """A layer as an import cache needs it: where it is, what to import, and
+    the uids its zygote's sandboxes run as."""
+
+    layer_dir: str
+    imports: tuple[str, ...]
+    uids: UidMapping

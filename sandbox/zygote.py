@@ -16,7 +16,6 @@ inside sandboxes (sandbox/hostfs.py), applied by sandbox/relocate.py.
 
 from __future__ import annotations
 
-import array
 import gc
 import json
 import os
@@ -26,24 +25,20 @@ import sys
 import time
 
 # Pre-import what every sandbox needs, so that forks share it.
-from . import linux, mounts, namespaces, procfs, relocate, seccomp, setup  # noqa: F401
+from . import frames, layer_zygote, linux, mounts, namespaces, procfs, relocate, seccomp, setup  # noqa: F401
 from .protocol import MAX_CONTROL_BYTES, ZYGOTE_READY, SpawnReply, SpawnRequest
 from .spec import SandboxSpec
 
-
-def _recv_request(control: socket.socket) -> tuple[bytes, list[int]] | None:
-    fds = array.array("i")
-    msg, ancdata, _flags, _addr = control.recvmsg(MAX_CONTROL_BYTES, socket.CMSG_SPACE(4 * fds.itemsize))
-    if not msg:
-        return None
-    for level, kind, data in ancdata:
-        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
-            fds.frombytes(data[: len(data) - (len(data) % fds.itemsize)])
-    return msg, list(fds)
+# What a blank sandbox may become besides a function.
+ROLES: dict[str, setup.Role] = {layer_zygote.ROLE: layer_zygote.become}
 
 
 def _spawn(
-    control: socket.socket, request_id: int, spec: SandboxSpec, channel_fd: int, seccomp_program: bytes
+    control: socket.socket,
+    request_id: int,
+    spec: SandboxSpec,
+    channel_fd: int,
+    seccomp_programs: seccomp.Programs,
 ) -> None:
     """Fork a child that joins the cgroup, unshares, forks again (the
     grandchild is PID 1 of the new PID namespace) and itself sends the
@@ -69,7 +64,7 @@ def _spawn(
         if grandchild == 0:
             control.close()  # only the zygote and this child talk to the server
             stamps.append(("second_fork", time.monotonic()))
-            setup.run_sandbox(spec, channel_fd, stamps, seccomp_program)  # never returns
+            setup.run_sandbox(spec, channel_fd, stamps, seccomp_programs, ROLES)  # never returns
         reply = SpawnReply(request_id, pid=grandchild)
     except BaseException as exc:
         reply = SpawnReply(request_id, error=f"{type(exc).__name__}: {exc}")
@@ -79,24 +74,26 @@ def _spawn(
         os._exit(0)
 
 
-def serve(control: socket.socket, seccomp_program: bytes) -> None:
+def serve(control: socket.socket, seccomp_programs: seccomp.Programs) -> None:
     mounts.HOST_MOUNT_NS[0] = os.stat("/proc/self/ns/mnt").st_ino
     linux.prctl(linux.PR_SET_CHILD_SUBREAPER, 1)
     signal.signal(signal.SIGCHLD, procfs.reap_exited_children)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the server decides when we stop
     thaw_commands = ThawCommands()
     try:
-        _serve_requests(control, seccomp_program, thaw_commands)
+        _serve_requests(control, seccomp_programs, thaw_commands)
     finally:
         # However the loop ended (the server closed the socket, or died so
         # that the socket broke mid-request), no sandbox outlives its server.
         _kill_sandboxes(thaw_commands)
 
 
-def _serve_requests(control: socket.socket, seccomp_program: bytes, thaw_commands: ThawCommands) -> None:
+def _serve_requests(
+    control: socket.socket, seccomp_programs: seccomp.Programs, thaw_commands: ThawCommands
+) -> None:
     while True:
         try:
-            request = _recv_request(control)
+            request = frames.recv_datagram_with_fds(control, MAX_CONTROL_BYTES)
         except OSError:
             return  # the server is gone
         if request is None:
@@ -108,7 +105,7 @@ def _serve_requests(control: socket.socket, seccomp_program: bytes, thaw_command
             request_id = message.id
             if len(fds) != 1:
                 raise ValueError(f"expected one channel fd, got {len(fds)}")
-            _spawn(control, request_id, message.spec, fds[0], seccomp_program)
+            _spawn(control, request_id, message.spec, fds[0], seccomp_programs)
             thaw_commands.add(message.spec.thaw_command)
         except Exception as exc:
             try:
@@ -157,7 +154,20 @@ class ThawCommands:
             self._prune_at = max(1024, 2 * len(self.commands))
 
     def run(self) -> None:
-        for path, value in self.commands.items():
+        """Thaw every sandbox cgroup of the server: those of the sandboxes this
+        zygote made, and their siblings, the sandboxes layer zygotes forked
+        (killed with their layer zygote, they too die only once thawed)."""
+        commands = dict(self.commands)
+        server_dirs = {
+            (os.path.dirname(os.path.dirname(p)), os.path.basename(p), v) for p, v in commands.items()
+        }
+        for server_dir, name, value in server_dirs:
+            try:
+                siblings = [e.path for e in os.scandir(server_dir) if e.is_dir() and e.name.startswith("sb-")]
+            except OSError:
+                continue
+            commands.update({os.path.join(sibling, name): value for sibling in siblings})
+        for path, value in commands.items():
             try:
                 with open(path, "w") as f:
                     f.write(value)
@@ -169,7 +179,7 @@ def main() -> None:
     control = socket.socket(fileno=int(sys.argv[1]))
     python = json.loads(os.environ.get("FAAS_SANDBOX_PYTHON", "{}"))
     # Compiled once, with the host's libseccomp, before the paths change.
-    seccomp_program = seccomp.build_program()
+    seccomp_programs = seccomp.build_programs()
     # Its bindings are not needed after this and have no path inside.
     sys.modules.pop("pyseccomp", None)
     # Once here rather than in every sandbox: modules already imported get
@@ -191,7 +201,7 @@ def main() -> None:
     # keeps their pages shared with every sandbox instead of copied.
     gc.freeze()
     control.send(ZYGOTE_READY)
-    serve(control, seccomp_program)
+    serve(control, seccomp_programs)
 
 
 if __name__ == "__main__":

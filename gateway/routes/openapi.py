@@ -286,6 +286,13 @@ def build_document(config: ServerConfig, host_cores: float) -> Obj:
                 parameters=logs_params,
             )
         },
+        "/system/layers": {
+            "get": _system(
+                "list_layers",
+                "Layers: installed requirements, the functions using them, their import caches",
+                {"200": json_body({"type": "array", "items": ref("Layer")}, "Layers, oldest first.")},
+            )
+        },
         "/system/usage": {
             "get": _system(
                 "usage",

@@ -87,6 +87,12 @@ def component_schemas(host_cores: float, code_limit_bytes: int) -> Obj:
         "flavour": {"type": "string", "enum": ["faas", "lambda"]},
         "async_retries": integer,
         "max_event_age_s": nullable_int,
+        "layer": {
+            "type": "object",
+            "nullable": True,
+            "properties": {"id": string, "size_bytes": integer, "packages": env},
+        },
+        "build_ms": {**number, "nullable": True},
     }
     return {
         "Name": {"type": "string", "pattern": NAME_RE.pattern, "maxLength": 63},
@@ -101,6 +107,19 @@ def component_schemas(host_cores: float, code_limit_bytes: int) -> Obj:
             "required": list(record),
             # `changed`: in a deploy's answer, whether it made a new version.
             "properties": {**record, "changed": {"type": "boolean"}},
+        },
+        "Layer": {
+            "type": "object",
+            "required": ["id", "size_bytes", "packages", "functions", "import_cache"],
+            "properties": {
+                **{k: string for k in ("id", "python", "created_at")},
+                "size_bytes": integer,
+                "packages": env,
+                "requirements": strings,
+                "imports": strings,
+                "functions": strings,
+                "import_cache": {"type": "object", "properties": {"state": string}},
+            },
         },
         "Totals": totals,
         "UsageRecord": {

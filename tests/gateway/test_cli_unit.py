@@ -4,6 +4,7 @@ client against a tiny canned-answer server in a thread."""
 from __future__ import annotations
 
 import base64
+import io
 import json
 import sys
 import types
@@ -479,3 +480,66 @@ def test_serve_failure_is_one_line(
     monkeypatch.setitem(sys.modules, "gateway.serve", types.SimpleNamespace(run_server=run_server))
     assert cli.main(["serve"]) == 1
     assert capsys.readouterr().err == "error: RuntimeError: no usable cgroups: need root\n"
+
+
+# ---------------------------------------------------------------- layers
+
+
+class FakeTerminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_deploy_with_requirements_shows_progress_on_a_terminal_only(
+    gw: Canned, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    (tmp_path / "handler.py").write_text("import six\n\ndef handle(e, c):\n    return six.__version__\n")
+    (tmp_path / "requirements.txt").write_text("six\n")
+    layer = {"id": "a" * 20, "size_bytes": 3 * 1024 * 1024, "packages": {"six": "1.17.0"}}
+    gw.answer(
+        "POST", "/system/functions", 201, {"name": "fn", "version": 1, "layer": layer, "build_ms": 2500}
+    )
+    terminal = FakeTerminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    assert cli.main(["--gateway", gw.url, "deploy", str(tmp_path), "--name", "fn"]) == 0
+    assert capsys.readouterr().out == (
+        f"layer {'a' * 20}: 1 packages, 3.0 MiB, ready in 2.5 s\ndeployed fn version 1 (created)\n"
+    )
+    shown = terminal.getvalue()
+    assert "\rinstalling requirements.txt into a layer " in shown and shown.endswith("\r\033[K")
+    # Not a terminal: no progress line at all.
+    monkeypatch.setattr(sys, "stderr", io.StringIO())
+    assert cli.main(["--gateway", gw.url, "deploy", str(tmp_path), "--name", "fn"]) == 0
+    assert sys.stderr.getvalue() == ""  # type: ignore[attr-defined]
+
+
+def test_layers_table(gw: Canned, capsys: pytest.CaptureFixture[str]) -> None:
+    gw.answer(
+        "GET",
+        "/system/layers",
+        200,
+        [
+            {
+                "id": "b" * 20,
+                "size_bytes": 5923667,
+                "packages": {"pyyaml": "6.0.3", "humanize": "4.17.0"},
+                "functions": ["f", "g"],
+                "import_cache": {"state": "ready"},
+            }
+        ],
+    )
+    assert cli.main(["--gateway", gw.url, "layers"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["ID", "SIZE", "PACKAGES", "FUNCTIONS", "IMPORT", "CACHE"]
+    assert lines[1].split() == [
+        "b" * 20,
+        "5.6",
+        "MiB",
+        "humanize==4.17.0,",
+        "pyyaml==6.0.3",
+        "f,",
+        "g",
+        "ready",
+    ]
+    assert cli.main(["--gateway", gw.url, "layers", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["functions"] == ["f", "g"]

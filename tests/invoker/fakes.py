@@ -20,7 +20,7 @@ from sandbox.api import CallResult, SandboxState, Usage, check_transition
 from sandbox.cgroups import CgroupLimits
 from sandbox.errors import SandboxError
 from sandbox.protocol import Call, Result, Secrets, Stamps
-from sandbox.spec import FunctionSpec
+from sandbox.spec import FunctionSpec, LayerImage
 
 MIB = 1024 * 1024
 
@@ -106,6 +106,9 @@ class FakeFactory:
         self.init_error: SandboxError | None = None
         self._ids = itertools.count(1)
         self._ready = prewarm
+        # Layers asked for (load_layer, take) and let go (unload_layer).
+        self.loaded_layers: list[LayerImage] = []
+        self.unloaded_layers: list[str] = []
 
     async def __aenter__(self) -> FakeFactory:
         return self
@@ -119,7 +122,9 @@ class FakeFactory:
     def limits(self, memory_mb: int, cpu_cores: float) -> CgroupLimits:
         return CgroupLimits(memory_mb=memory_mb, cpu_cores=cpu_cores, pids_max=128)
 
-    async def take(self, limits: CgroupLimits, timeout_s: float) -> tuple[FakeSandbox, bool]:
+    async def take(
+        self, limits: CgroupLimits, timeout_s: float, layer: LayerImage | None = None
+    ) -> tuple[FakeSandbox, bool]:
         prewarmed = self._ready > 0
         self._ready = max(0, self._ready - 1)
         sandbox = FakeSandbox(self, f"fake-{next(self._ids)}", limits)
@@ -129,6 +134,15 @@ class FakeFactory:
     @property
     def prewarmed(self) -> int:
         return self._ready
+
+    def load_layer(self, layer: LayerImage) -> None:
+        self.loaded_layers.append(layer)
+
+    async def unload_layer(self, layer_dir: str) -> None:
+        self.unloaded_layers.append(layer_dir)
+
+    def layer_status(self, layer_dir: str) -> dict[str, Any]:
+        return {"state": "off"}
 
     def live(self) -> list[FakeSandbox]:
         return [s for s in self.made if s.state is not SandboxState.DEAD]
