@@ -149,18 +149,6 @@ class Invoker(Releases, AsyncInvocations):
         for state in self.catalog.states():
             state.pool.fail_waiters(Unavailable("the server is shutting down"))
 
-    # -- management --------------------------------------------------------
-
-    def layers(self) -> list[dict[str, Any]]:
-        """Every layer: its manifest, the functions using it, its import cache's state."""
-        return self.catalog.layer_records(self.factory.layer_status)
-
-    def _load_layer(self, state: FunctionState) -> None:
-        """Start the version's layer's import cache now, not at its first cold start."""
-        image = state.layer_image(self._uids.layer_zygote())
-        if image is not None:
-            self.factory.load_layer(image)
-
     # -- invocation ---------------------------------------------------------
 
     def admit(self, name: str, *, room: bool = True) -> FunctionConfig:

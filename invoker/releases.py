@@ -36,6 +36,7 @@ from .release_validate import (
     validate_secret_name,
 )
 from .secrets import SecretStore
+from .uids import UidRange
 from .versions import FunctionVersions
 
 
@@ -44,6 +45,8 @@ class Releases:
     _secrets: SecretStore
     _logs: LogStore
     _recorder: Recorder
+    _uids: UidRange
+    factory: SandboxFactory
     # Secret writes one at a time: a file each, written whole then renamed.
     _secret_lock: asyncio.Lock
 
@@ -102,6 +105,16 @@ class Releases:
     def functions(self) -> list[FunctionConfig]:
         """The newest version of each function."""
         return [self.catalog.functions[name].newest.config for name in sorted(self.catalog.functions)]
+
+    def layers(self) -> list[dict[str, Any]]:
+        """Every layer: its manifest, the functions using it, its import cache's state."""
+        return self.catalog.layer_records(self.factory.layer_status)
+
+    def _load_layer(self, state: FunctionState) -> None:
+        """Start the version's layer's import cache now, not at its first cold start."""
+        image = state.layer_image(self._uids.layer_zygote())
+        if image is not None:
+            self.factory.load_layer(image)
 
     def logs(self, name: str, tail: int) -> list[str]:
         self.catalog.get(name)
