@@ -108,6 +108,9 @@ def build_deploy_body(
     env: Mapping[str, str] | None = None,
     max_instances: int | None = None,
     max_queue: int | None = None,
+    network: str | None = None,
+    allow: Iterable[str] | None = None,
+    egress_mbit: float | None = None,
 ) -> dict[str, Any]:
     """The JSON body of POST /system/functions; optional fields appear only when given,
     so the server's defaults apply otherwise."""
@@ -125,6 +128,9 @@ def build_deploy_body(
         "env": dict(env) if env is not None else None,
         "max_instances": max_instances,
         "max_queue": max_queue,
+        "network": network,
+        "allow": list(allow) if allow is not None else None,
+        "egress_mbit": egress_mbit,
     }
     body.update({key: value for key, value in optional.items() if value is not None})
     return body

@@ -42,6 +42,8 @@ def _non_negative(text: str) -> int:
 
 # How a deploy field of each kind is read from the command line.
 FLAG_TYPES: dict[str, type] = {"integer": int, "number": float, "string": str}
+# Kinds given by repeating the flag: --env K=V (an object), --allow CIDR (a list).
+REPEATED_KINDS = ("object", "array")
 
 
 def _deploy_flags(parser: argparse.ArgumentParser) -> None:
@@ -52,11 +54,11 @@ def _deploy_flags(parser: argparse.ArgumentParser) -> None:
         unit = f", in {f.unit}" if f.unit else ""
         default = (
             ""
-            if f.required or f.kind == "object"
+            if f.required or f.kind in REPEATED_KINDS
             else f" (default {'none' if f.default is None else f.default})"
         )
-        help_text = f"{f.description.rstrip('.')}{unit}{default}"
-        if f.kind == "object":
+        help_text = f"{f.full_description.rstrip('.')}{unit}{default}"
+        if f.kind in REPEATED_KINDS:
             # append, not nargs="+": a greedy --env would swallow a PATH written after it.
             parser.add_argument(
                 f.cli_flag,
@@ -67,7 +69,12 @@ def _deploy_flags(parser: argparse.ArgumentParser) -> None:
             )
         else:
             parser.add_argument(
-                f.cli_flag, dest=f.name, metavar=f.cli_metavar, type=FLAG_TYPES[f.kind], help=help_text
+                f.cli_flag,
+                dest=f.name,
+                metavar=f.cli_metavar,
+                type=FLAG_TYPES[f.kind],
+                choices=f.choices,
+                help=help_text,
             )
 
 
@@ -78,7 +85,7 @@ def deploy_options(args: argparse.Namespace) -> dict[str, Any]:
         if f.cli_flag is None:
             continue
         value = getattr(args, f.name)
-        # The only object-valued flag is --env K=V, repeated.
+        # The only object-valued flag is --env K=V, repeated; array-valued ones are lists as given.
         options[f.name] = parse_env(value) if f.kind == "object" and value is not None else value
     return options
 

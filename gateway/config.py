@@ -68,6 +68,7 @@ class ServerConfig(InvokerConfig):
             value = getattr(self, key)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
                 raise ConfigError(f"{key} must be a positive number of seconds, got {value!r}")
+        _check_network(self)
         if not (0 <= self.port <= 65535):
             raise ConfigError(f"port must be 0-65535, got {self.port}")
         if not self.token and not is_loopback(self.host):
@@ -75,6 +76,23 @@ class ServerConfig(InvokerConfig):
                 f"refusing to listen on {self.host} without a token: set --token or FAAS_TOKEN, "
                 "or listen on 127.0.0.1"
             )
+
+
+def _check_network(config: ServerConfig) -> None:
+    """The outbound-network settings (invoker/config.py)."""
+    if config.egress_default not in ("allow", "deny"):
+        raise ConfigError(f"egress_default must be 'allow' or 'deny', got {config.egress_default!r}")
+    try:
+        subnet = ipaddress.IPv4Network(config.sandbox_subnet)
+    except ValueError as exc:
+        raise ConfigError(f"sandbox_subnet must be an IPv4 network (CIDR): {exc}") from None
+    if subnet.prefixlen > 28:
+        raise ConfigError(f"sandbox_subnet {subnet} is too small: a /28 or larger")
+    for server in config.nameservers:
+        try:
+            ipaddress.IPv4Address(server)
+        except ValueError:
+            raise ConfigError(f"nameservers: {server!r} is not an IPv4 address") from None
 
 
 def is_loopback(host: str) -> bool:

@@ -10,10 +10,12 @@ import asyncio
 import collections
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from .errors import BadRequest, NotFound
 from .functions import FunctionState
+from .model import FunctionConfig
 from .registry import CodeStore, Registry
 from .validate import Limits, validate_deploy
 
@@ -60,9 +62,12 @@ class Catalog:
             raise NotFound(f"function {name!r} not found")
         return state
 
-    async def put(self, body: Any) -> tuple[FunctionState, str | None]:
+    async def put(
+        self, body: Any, admit: Callable[[FunctionConfig], Awaitable[None]] | None = None
+    ) -> tuple[FunctionState, str | None]:
         """Validate and store a deploy: (its state, the code directory it
-        replaced, or None for a new function)."""
+        replaced, or None for a new function). `admit` may refuse a valid
+        config (BadRequest) before anything is stored."""
         config, files = validate_deploy(body, self.limits, version=0, now=time.time())
         current = self.functions.get(config.name)
         if current is None and len(self.functions) >= self.max_functions:
@@ -72,6 +77,8 @@ class Catalog:
             raise BadRequest(
                 f"code of all functions would exceed {self.max_code_bytes_total} bytes (max_code_bytes_total)"
             )
+        if admit is not None:
+            await admit(config)
         code_dir = await asyncio.to_thread(self.code.write, config.name, files)
         try:
             config = await asyncio.to_thread(self.registry.put, config, files)

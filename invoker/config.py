@@ -43,3 +43,11 @@ class InvokerConfig:
     # Memory all warm sandboxes together may hold (their measured peaks);
     # past it the least recently used idle ones are evicted. 0: 75% of RAM.
     warm_memory_budget_mb: int = 0
+    # Outbound network (functions deployed with network: outbound): the IPv4
+    # subnet sandbox addresses come from (each server on a host takes a
+    # block of it), whether public addresses are reachable unless a
+    # function's allow list says so ("allow") or only as it says ("deny"),
+    # and the resolvers sandboxes get (empty: the host's, /etc/resolv.conf).
+    sandbox_subnet: str = "100.72.0.0/16"
+    egress_default: str = "allow"
+    nameservers: tuple[str, ...] = ()

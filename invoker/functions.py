@@ -3,6 +3,7 @@ disk, its pool of leases, and the spec a sandbox of it is specialized with."""
 
 from __future__ import annotations
 
+from sandbox.egress import OutboundSpec, parse_allow
 from sandbox.spec import FunctionSpec
 
 from .lease import Lease
@@ -22,6 +23,7 @@ class FunctionState:
         self.memory_estimate = NEW_SANDBOX_ESTIMATE_BYTES
         self.generation = 0
         self.deleted = False
+        self.outbound = _outbound(config)
 
     @property
     def name(self) -> str:
@@ -32,6 +34,7 @@ class FunctionState:
         they come back; a higher concurrency limit lets waiters in at once."""
         self.config = config
         self.code_dir = code_dir
+        self.outbound = _outbound(config)
         self.generation += 1
         self.pool.resize(config.max_instances, config.max_queue)
 
@@ -57,3 +60,10 @@ class FunctionState:
             gid=uid,
             hostname=f"sandbox-{sandbox_id[:12]}",
         )
+
+
+def _outbound(config: FunctionConfig) -> OutboundSpec | None:
+    """The network policy its sandboxes are taken with (None: loopback only)."""
+    if config.network != "outbound":
+        return None
+    return OutboundSpec(tuple(parse_allow(entry) for entry in config.allow), config.egress_mbit)

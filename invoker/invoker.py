@@ -33,6 +33,7 @@ from .logs import LogStore
 from .metering import BillingTotals, Totals, UsageRecord, billed_ms
 from .metrics import Metrics
 from .model import FunctionConfig, Invocation, InvocationResult, UsageQuery
+from .outbound import NetworkAdmission, network_config
 from .pool import START
 from .recorder import Recorder
 from .registry import CodeStore, SqliteRegistry
@@ -64,6 +65,7 @@ class Invoker:
                 pids_max=config.pids_max,
                 cpu_burst_us=config.cpu_burst_us,
                 freeze_idle=config.freeze_idle,
+                network=network_config(config),
             )
         )
         self.billing = BillingTotals()
@@ -103,7 +105,7 @@ class Invoker:
         self._stack.callback(self._logs.close)
         await self._stack.enter_async_context(self.factory)
         self._stack.push_async_callback(self._destroy_all)
-        await asyncio.to_thread(self.catalog.load, registry)
+        await NetworkAdmission(self.factory).load(self.catalog, registry)
         reaper = asyncio.create_task(self._keepalive_loop(), name="keepalive")
         self._stack.push_async_callback(_cancel_and_wait, reaper)
         self.ready = True
@@ -143,7 +145,7 @@ class Invoker:
 
     async def deploy(self, body: Any) -> tuple[FunctionConfig, bool]:
         """Create or update a function; (config, created)."""
-        state, replaced = await self.catalog.put(body)
+        state, replaced = await self.catalog.put(body, NetworkAdmission(self.factory))
         if replaced is None:
             return state.config, True
         # Calls still running on the old code keep it until they end.
@@ -266,7 +268,7 @@ class Invoker:
         self._make_room(state.memory_estimate)
         limits = self.factory.limits(config.memory_mb, config.cpu)
         try:
-            sandbox, prewarmed = await self.factory.take(limits, max(0.0, deadline - t0))
+            sandbox, prewarmed = await self.factory.take(limits, max(0.0, deadline - t0), state.outbound)
         except CallTimedOut:
             raise CallTimedOut(f"timed out after {config.timeout_s:g} s (creating the sandbox)") from None
         except SandboxError as exc:

@@ -34,19 +34,27 @@ CREATE TABLE IF NOT EXISTS usage (
     memory_mb INTEGER NOT NULL,
     max_memory_bytes INTEGER NOT NULL,
     status TEXT NOT NULL,
-    cold INTEGER NOT NULL
+    cold INTEGER NOT NULL,
+    net_rx_bytes INTEGER NOT NULL DEFAULT 0,
+    net_tx_bytes INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS usage_started ON usage (started_at);
 """
+# Columns added since the first schema: a usage.db made before gets them
+# (ALTER TABLE ADD COLUMN), its old records with the default.
+ADDED_COLUMNS = (
+    ("net_rx_bytes", "INTEGER NOT NULL DEFAULT 0"),
+    ("net_tx_bytes", "INTEGER NOT NULL DEFAULT 0"),
+)
 
 COLUMNS = (
     "call_id, function, version, started_at, wall_ms, init_ms, billed_ms, cpu_us, memory_mb, "
-    "max_memory_bytes, status, cold"
+    "max_memory_bytes, status, cold, net_rx_bytes, net_tx_bytes"
 )
 
 
-ROW_PLACEHOLDERS = "(" + ",".join("?" * 12) + ")"
-# SQLite allows 32766 parameters per statement; 12 per row.
+ROW_PLACEHOLDERS = "(" + ",".join("?" * 14) + ")"
+# SQLite allows 32766 parameters per statement; 14 per row.
 MAX_ROWS_PER_STATEMENT = 2000
 CHECKPOINT_EVERY_S = 2.0
 
@@ -86,6 +94,8 @@ def _row(record: UsageRecord) -> tuple[Any, ...]:
         record.max_memory_bytes,
         record.status,
         int(record.cold),
+        record.net_rx_bytes,
+        record.net_tx_bytes,
     )
 
 
@@ -114,6 +124,7 @@ class SqliteLedger(Ledger):
         setup = sqlite3.connect(path)
         setup.execute("PRAGMA journal_mode=WAL")
         setup.executescript(SCHEMA)
+        _add_missing_columns(setup)
         setup.close()
         # FULL: a commit is fsynced, so it may take a millisecond: one writer
         # thread does it, handed whole batches (one hand-off per commit).
@@ -214,7 +225,8 @@ class SqliteLedger(Ledger):
         where, args = _where(since, until, function)
         sql = (
             "SELECT function, COUNT(*), SUM(status != 'ok'), SUM(billed_ms), SUM(memory_mb * billed_ms), "
-            f"SUM(cpu_us) FROM usage{where} GROUP BY function ORDER BY function"
+            f"SUM(cpu_us), SUM(net_rx_bytes), SUM(net_tx_bytes) FROM usage{where} "
+            "GROUP BY function ORDER BY function"
         )
         with self._reader_lock:
             rows = self._reader.execute(sql, args).fetchall()
@@ -229,15 +241,27 @@ class SqliteLedger(Ledger):
         with self._reader_lock:
             rows = self._reader.execute(sql, [*args, after, limit]).fetchall()
         out = []
-        for seq, call_id, fn, version, started, wall, init, _billed, cpu_us, mem, peak, status, cold in rows:
-            out.append(
-                (
-                    seq,
-                    UsageRecord(
-                        call_id, fn, version, started, wall, init, cpu_us, mem, peak, status, bool(cold)
-                    ),
-                )
+        for (
+            seq,
+            call_id,
+            fn,
+            version,
+            started,
+            wall,
+            init,
+            _billed,
+            cpu_us,
+            mem,
+            peak,
+            status,
+            cold,
+            rx,
+            tx,
+        ) in rows:
+            record = UsageRecord(
+                call_id, fn, version, started, wall, init, cpu_us, mem, peak, status, bool(cold), rx, tx
             )
+            out.append((seq, record))
         return out
 
     async def aclose(self) -> None:
@@ -258,6 +282,14 @@ class SqliteLedger(Ledger):
         self._db.close()
         with self._reader_lock:
             self._reader.close()
+
+
+def _add_missing_columns(db: sqlite3.Connection) -> None:
+    have = {row[1] for row in db.execute("PRAGMA table_info(usage)")}
+    for name, declaration in ADDED_COLUMNS:
+        if name not in have:
+            db.execute(f"ALTER TABLE usage ADD COLUMN {name} {declaration}")
+    db.commit()
 
 
 def _settle(futures: list[asyncio.Future[None]], error: BaseException | None) -> None:

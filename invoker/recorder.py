@@ -46,6 +46,8 @@ class Recorder:
             max_memory_bytes=usage.max_memory_bytes,
             status=status,
             cold=cold,
+            net_rx_bytes=usage.net_rx_bytes,
+            net_tx_bytes=usage.net_tx_bytes,
         )
         if self.ledger is not None:
             await self.ledger.append(record)

@@ -99,6 +99,8 @@ def _config_from_json(text: str) -> FunctionConfig:
     data = json.loads(text)
     data["env"] = tuple(tuple(kv) for kv in data["env"])
     data["files"] = tuple(data["files"])
+    # Rows stored before outbound network have no allow list.
+    data["allow"] = tuple(data.get("allow", ()))
     return FunctionConfig(**data)
 
 

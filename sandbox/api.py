@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from .cgroups import CgroupLimits
+from .egress import OutboundSpec
 from .protocol import Call, Result, Stamps
 from .spec import FunctionSpec
 
@@ -60,6 +61,9 @@ class Usage:
     wall_ms: float
     cpu_us: int
     max_memory_bytes: int
+    # Bytes the sandbox received and sent (outbound network only; else 0).
+    net_rx_bytes: int = 0
+    net_tx_bytes: int = 0
 
     @property
     def cpu_ms(self) -> float:
@@ -119,9 +123,17 @@ class SandboxFactory(AbstractAsyncContextManager["SandboxFactory"], Protocol):
         """The cgroup limits of a sandbox of a function with these settings."""
         ...
 
-    async def take(self, limits: CgroupLimits, timeout_s: float) -> tuple[Sandbox, bool]:
-        """A blank sandbox with these limits, and whether it was pre-warmed.
+    async def take(
+        self, limits: CgroupLimits, timeout_s: float, network: OutboundSpec | None = None
+    ) -> tuple[Sandbox, bool]:
+        """A blank sandbox with these limits, and whether it was pre-warmed;
+        with `network`, one with outbound network under that policy.
         Raises SpawnError, SetupError, SandboxDied or CallTimedOut."""
+        ...
+
+    async def prepare_network(self) -> None:
+        """Ready for sandboxes with outbound network (the host prepared, some
+        pre-warmed); NetworkUnavailable, one line saying why, if it cannot be."""
         ...
 
     @property

@@ -18,8 +18,10 @@ from dataclasses import dataclass
 
 from . import hostfs
 from .cgroups import CgroupBackend, CgroupLimits, detect
+from .egress import OutboundSpec
 from .errors import SpawnError
 from .instance import Sandbox
+from .network import NetworkConfig, NetworkManager
 from .prewarm import BlankPool
 from .spec import SandboxSpec
 from .zygote_client import Zygote
@@ -44,6 +46,8 @@ class FactoryConfig:
     cpu_burst_us: int = 50_000
     # Freeze a warm sandbox's cgroup between calls.
     freeze_idle: bool = True
+    # Outbound network (functions with `network: outbound`).
+    network: NetworkConfig = NetworkConfig()
 
 
 class SandboxFactory:
@@ -52,6 +56,9 @@ class SandboxFactory:
         self.cgroups: CgroupBackend | None = None
         self.zygote: Zygote | None = None
         self.blanks: BlankPool | None = None
+        # Blanks with a veth, kept from the first function with outbound network on.
+        self.outbound_blanks: BlankPool | None = None
+        self.network: NetworkManager | None = None
         self._template: SandboxSpec | None = None
         self._stack = contextlib.AsyncExitStack()
 
@@ -64,6 +71,10 @@ class SandboxFactory:
             stale = self.remove_stale()
             if stale:
                 log.warning("removed %d cgroups left behind by a dead server", stale)
+            # Before the zygote: torn down after it, once every sandbox is dead.
+            self.network = await self._stack.enter_async_context(
+                NetworkManager(self.config.network, self.config.data_dir)
+            )
             plan = await asyncio.to_thread(hostfs.sandbox_root_plan, self.config.data_dir)
             self._template = SandboxSpec(
                 sandbox_id="",
@@ -100,9 +111,41 @@ class SandboxFactory:
 
     @property
     def prewarmed(self) -> int:
-        return len(self.blanks.ready) if self.blanks is not None else 0
+        return sum(len(pool.ready) for pool in (self.blanks, self.outbound_blanks) if pool is not None)
 
-    async def blank(self, limits: CgroupLimits | None = None, timeout_s: float = 30.0) -> Sandbox:
+    async def prepare_network(self) -> None:
+        """Outbound network from now on: the host made ready, blanks with a
+        veth pre-warmed. NetworkUnavailable (one line why) where it cannot be."""
+        assert self.network is not None
+        await self.network.activate()
+        if self.outbound_blanks is None:
+            self.outbound_blanks = await self._stack.enter_async_context(
+                BlankPool(self.config.prewarm, self.outbound_blank)
+            )
+
+    async def outbound_blank(self, limits: CgroupLimits | None = None, timeout_s: float = 30.0) -> Sandbox:
+        """A new blank sandbox with a veth: eth0 addressed and routed, its
+        resolvers in /etc/resolv.conf."""
+        assert self.network is not None
+        attachment = self.network.reserve()
+        try:
+            sandbox = await self.blank(limits, timeout_s, self.network.nameservers)
+        except BaseException:
+            await attachment.release()
+            raise
+        sandbox.network = attachment
+        try:
+            await self.network.attach(attachment, sandbox.pid)
+        except BaseException as exc:
+            await sandbox.destroy()
+            if isinstance(exc, Exception):
+                raise SpawnError(f"could not give the sandbox its network: {exc}") from None
+            raise
+        return sandbox
+
+    async def blank(
+        self, limits: CgroupLimits | None = None, timeout_s: float = 30.0, nameservers: tuple[str, ...] = ()
+    ) -> Sandbox:
         """A new blank sandbox: its cgroup, then the fork into new namespaces.
         Raises SpawnError (also for a cgroup that cannot be made), SetupError,
         SandboxDied or CallTimedOut."""
@@ -122,15 +165,35 @@ class SandboxFactory:
             new_root_dir=self._template.new_root_dir,
             cgroup_procs_files=cgroup.procs_files,
             thaw_command=cgroup.thaw_command or (),
+            nameservers=nameservers,
         )
         sandbox = Sandbox(spec, cgroup, limits, self.config.freeze_idle)
         await sandbox.spawn(self.zygote, timeout_s)
         return sandbox
 
-    async def take(self, limits: CgroupLimits, timeout_s: float) -> tuple[Sandbox, bool]:
+    async def take(
+        self, limits: CgroupLimits, timeout_s: float, network: OutboundSpec | None = None
+    ) -> tuple[Sandbox, bool]:
         """A pre-warmed blank with `limits` if one is ready, else a new one;
-        and whether it was pre-warmed."""
-        sandbox = await self.blanks.take(limits) if self.blanks is not None else None
-        if sandbox is not None:
-            return sandbox, True
-        return await self.blank(limits, timeout_s), False
+        and whether it was pre-warmed. With `network`, one with outbound
+        network under that policy."""
+        if network is None:
+            sandbox = await self.blanks.take(limits) if self.blanks is not None else None
+            if sandbox is not None:
+                return sandbox, True
+            return await self.blank(limits, timeout_s), False
+        await self.prepare_network()
+        assert self.network is not None and self.outbound_blanks is not None
+        sandbox = await self.outbound_blanks.take(limits)
+        prewarmed = sandbox is not None
+        if sandbox is None:
+            sandbox = await self.outbound_blank(limits, timeout_s)
+        assert sandbox.network is not None
+        try:
+            await self.network.apply(sandbox.network, network)
+        except BaseException as exc:
+            await sandbox.destroy()
+            if isinstance(exc, Exception):
+                raise SpawnError(f"could not apply the function's network policy: {exc}") from None
+            raise
+        return sandbox, prewarmed

@@ -17,6 +17,7 @@ from . import frames, linux, procfs, protocol
 from .api import CallResult, SandboxState, Usage, check_transition
 from .cgroups import CgroupLimits, SandboxCgroup
 from .errors import CallTimedOut, CpuBudgetExceeded, InitError, SandboxDied, SandboxError, SetupError
+from .network import NetworkAttachment
 from .protocol import Call, Stamps
 from .spec import FunctionSpec, SandboxSpec
 from .zygote_client import Zygote
@@ -49,6 +50,8 @@ class Sandbox:
         self._writer: asyncio.StreamWriter | None = None
         self._oom_baseline = 0
         self._cpu_exceeded_ms: float | None = None
+        # Its veth, for a sandbox with outbound network (set by the factory).
+        self.network: NetworkAttachment | None = None
 
     @property
     def id(self) -> str:
@@ -245,17 +248,23 @@ class Sandbox:
             peak = self.cgroup.memory_peak_bytes()
         except OSError:
             cpu_us, peak = 0, 0
-        return Usage(wall_ms=wall_ms, cpu_us=max(0, cpu_us), max_memory_bytes=peak)
+        rx, tx = self.network.usage_since_mark() if self.network is not None else (0, 0)
+        return Usage(wall_ms, max(0, cpu_us), peak, net_rx_bytes=rx, net_tx_bytes=tx)
 
     async def destroy(self) -> None:
-        """Kill every process of the sandbox and remove its cgroup. Idempotent."""
+        """Kill every process of the sandbox and remove its cgroup (its veth
+        goes with its network namespace). Idempotent."""
         if self._state is SandboxState.DEAD:
             return
         self._to(SandboxState.DEAD)
         if self._writer is not None:
             self._writer.close()
         # remove() waits for the kernel to empty the cgroup: keep that off the loop.
-        await asyncio.to_thread(self.cgroup.remove)
+        try:
+            await asyncio.to_thread(self.cgroup.remove)
+        finally:
+            if self.network is not None:
+                await self.network.release()
 
 
 def _protocol_error(what: str) -> SandboxDied:

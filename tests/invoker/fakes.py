@@ -13,7 +13,9 @@ from types import TracebackType
 
 from sandbox.api import CallResult, SandboxState, Usage, check_transition
 from sandbox.cgroups import CgroupLimits
+from sandbox.egress import OutboundSpec
 from sandbox.errors import SandboxError
+from sandbox.network import NetworkUnavailable
 from sandbox.protocol import Call, Result, Stamps
 from sandbox.spec import FunctionSpec
 
@@ -38,6 +40,8 @@ class FakeSandbox:
         self.last_usage: Usage | None = None
         self.calls = 0
         self.crashed = False
+        # The network policy it was taken with (None: no outbound network).
+        self.outbound: OutboundSpec | None = None
         self._state = SandboxState.BLANK
 
     @property
@@ -98,6 +102,9 @@ class FakeFactory:
         self.init_error: SandboxError | None = None
         self._ids = itertools.count(1)
         self._ready = prewarm
+        # Why outbound network is unavailable (None: it is), and how often it was prepared.
+        self.network_problem: str | None = None
+        self.network_prepared = 0
 
     async def __aenter__(self) -> FakeFactory:
         return self
@@ -111,12 +118,22 @@ class FakeFactory:
     def limits(self, memory_mb: int, cpu_cores: float) -> CgroupLimits:
         return CgroupLimits(memory_mb=memory_mb, cpu_cores=cpu_cores, pids_max=128)
 
-    async def take(self, limits: CgroupLimits, timeout_s: float) -> tuple[FakeSandbox, bool]:
+    async def take(
+        self, limits: CgroupLimits, timeout_s: float, network: OutboundSpec | None = None
+    ) -> tuple[FakeSandbox, bool]:
+        if network is not None:
+            await self.prepare_network()
         prewarmed = self._ready > 0
         self._ready = max(0, self._ready - 1)
         sandbox = FakeSandbox(self, f"fake-{next(self._ids)}", limits)
+        sandbox.outbound = network
         self.made.append(sandbox)
         return sandbox, prewarmed
+
+    async def prepare_network(self) -> None:
+        self.network_prepared += 1
+        if self.network_problem is not None:
+            raise NetworkUnavailable(self.network_problem)
 
     @property
     def prewarmed(self) -> int:

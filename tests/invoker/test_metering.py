@@ -58,7 +58,7 @@ def test_record_json_fields_are_the_specs() -> None:
     data = record(init_ms=1.0, cold=True).to_json()
     assert set(data) == {
         "call_id", "function", "version", "started_at", "wall_ms", "billed_ms", "init_ms", "cpu_ms",
-        "memory_mb", "max_memory_mb", "status", "cold",
+        "memory_mb", "max_memory_mb", "status", "cold", "net_rx_bytes", "net_tx_bytes",
     }  # fmt: skip
     assert data["started_at"] == "2026-11-18T11:06:40.500Z"
     assert data["cpu_ms"] == 4.567 and data["max_memory_mb"] == 10.0

@@ -1,0 +1,336 @@
+"""Outbound network for sandboxes that ask for it: the host side.
+
+`NetworkManager` owns everything the server changes on the host's network
+for them, and nothing else: veth pairs named with a prefix of its own
+(`fx` + a tag of its data directory), their addresses (a /31 per sandbox
+from a block of `sandbox_subnet` it holds with an flock), one nftables
+table it owns whole (the egress policy and the source NAT:
+sandbox/egress.py), and IPv4 forwarding while it needs it
+(sandbox/ipforward.py). Nothing is touched until the first function with
+`network: outbound` is deployed (`activate`); what a killed server left is
+removed at the next start with the same data directory; `__aexit__`
+removes the rest.
+
+A sandbox's `NetworkAttachment` is made while it is still a blank (its veth
+costs milliseconds, off the cold path); the function's policy (its allow
+list, its bandwidth cap) is applied when a cold start takes it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import fcntl
+import hashlib
+import ipaddress
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+
+from . import netdev
+from .egress import OutboundSpec, TableSpec, policy_chain, table_ruleset
+from .errors import SpawnError
+from .ipforward import Forwarding
+from .nft import LibNftables, Nft, NftError
+from .veth import SANDBOX_IFNAME, VethWorker
+
+log = logging.getLogger("faas.network")
+
+BLOCK_LOCK_DIR = "/run/faas/net-blocks"
+# A server's block of sandbox_subnet: 1/16 of it where that leaves room.
+BLOCK_EXTRA_BITS = 4
+MAX_BLOCK_PREFIX = 26
+RESOLV_CONF = "/etc/resolv.conf"
+# systemd-resolved's list of the upstream servers behind its 127.0.0.53 stub.
+RESOLVED_UPSTREAM = "/run/systemd/resolve/resolv.conf"
+# How long a stop waits for the kernel to take down the veths of dead sandboxes.
+VETH_GONE_TIMEOUT_S = 10.0
+
+
+class NetworkUnavailable(SpawnError):
+    """This host cannot give sandboxes outbound network; the message says why."""
+
+
+@dataclass(frozen=True)
+class NetworkConfig:
+    sandbox_subnet: str = "100.72.0.0/16"
+    egress_default: str = "allow"
+    # Resolvers outbound sandboxes query; empty: the host's own.
+    nameservers: tuple[str, ...] = ()
+
+
+def host_nameservers(path: str = RESOLV_CONF) -> tuple[str, ...]:
+    """The IPv4 resolvers of the host that a sandbox can reach (a loopback
+    stub cannot be: then systemd-resolved's upstream servers, if listed)."""
+    found: list[str] = []
+    for conf in (path, RESOLVED_UPSTREAM):
+        try:
+            with open(conf) as f:
+                lines = f.read().splitlines()
+        except OSError:
+            continue
+        for line in lines:
+            parts = line.split()
+            if len(parts) >= 2 and parts[0] == "nameserver":
+                with contextlib.suppress(ValueError):
+                    address = ipaddress.ip_address(parts[1])
+                    if address.version == 4 and not address.is_loopback and str(address) not in found:
+                        found.append(str(address))
+        if found:
+            break
+    return tuple(found)
+
+
+class AddressBlock:
+    """This server's block of the sandbox subnet, held by an flock per
+    network namespace (so two servers on one host never share an address),
+    cut into /31s: the host end and the sandbox of one veth each."""
+
+    def __init__(self, subnet: str, lock_dir: str = BLOCK_LOCK_DIR) -> None:
+        self.subnet = ipaddress.IPv4Network(subnet)
+        self._lock_dir = lock_dir
+        self._fd: int | None = None
+        self.network = self.subnet
+        # Slots are reused oldest-freed first, so a veth that the kernel is
+        # still taking down never meets a new one of the same name and address.
+        self._free: collections.deque[int] = collections.deque()
+
+    def acquire(self) -> None:
+        prefix = min(self.subnet.prefixlen + BLOCK_EXTRA_BITS, MAX_BLOCK_PREFIX)
+        prefix = max(prefix, self.subnet.prefixlen)
+        netns = os.stat("/proc/self/ns/net").st_ino
+        os.makedirs(self._lock_dir, mode=0o700, exist_ok=True)
+        tag = str(self.subnet).replace("/", "_")
+        for index, block in enumerate(self.subnet.subnets(new_prefix=prefix)):
+            path = os.path.join(self._lock_dir, f"{netns}-{tag}-{index}.lock")
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                continue
+            self._fd, self.network = fd, block
+            # Slot 0 would give the host end the block's network address.
+            self._free = collections.deque(range(1, block.num_addresses // 2))
+            return
+        raise OSError(f"every block of sandbox_subnet {self.subnet} is held by another server")
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
+
+    def take(self) -> int:
+        if not self._free:
+            raise SpawnError(f"no free sandbox address in {self.network}")
+        return self._free.popleft()
+
+    def give(self, slot: int) -> None:
+        self._free.append(slot)
+
+    def addresses(self, slot: int) -> tuple[str, str]:
+        """(host end, sandbox) of a slot."""
+        base = self.network.network_address + 2 * slot
+        return str(base), str(base + 1)
+
+
+@dataclass(eq=False)
+class NetworkAttachment:
+    """One sandbox's veth: its names and addresses, the policy chain its
+    allow list jumps to while it has one, and where its byte counters stood
+    when the last call ended (like CPU, traffic between calls is billed to
+    the next)."""
+
+    manager: NetworkManager
+    slot: int
+    host_ifname: str
+    gateway: str
+    address: str
+    pid: int = 0
+    policy: str | None = None
+    _mark: tuple[int, int] = field(default=(0, 0))
+
+    def usage_since_mark(self) -> tuple[int, int]:
+        """(received, sent) bytes since the last mark; marks now."""
+        rx, tx = netdev.bytes_of(self.pid, SANDBOX_IFNAME)
+        if (rx, tx) == (0, 0):
+            return 0, 0  # gone: nothing more can be read
+        before, self._mark = self._mark, (rx, tx)
+        return max(0, rx - before[0]), max(0, tx - before[1])
+
+    async def release(self) -> None:
+        await self.manager.release(self)
+
+
+class NetworkManager:
+    def __init__(self, config: NetworkConfig, data_dir: str) -> None:
+        self.config = config
+        tag = hashlib.sha256(os.path.realpath(data_dir).encode()).hexdigest()[:6]
+        self.veth_prefix = f"fx{tag}"
+        self.table = f"faas_{tag}"
+        self.block = AddressBlock(config.sandbox_subnet)
+        self.nameservers: tuple[str, ...] = ()
+        self.active = False
+        self._nft: Nft | None = None
+        self._forwarding = Forwarding()
+        self._worker = VethWorker()
+        self._activating = asyncio.Lock()
+        # Sandboxes using each policy chain.
+        self._policies: collections.Counter[str] = collections.Counter()
+        self.attachments: set[NetworkAttachment] = set()
+
+    async def __aenter__(self) -> NetworkManager:
+        await self._worker.run(self._remove_stale)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        try:
+            await self._worker.run(self._remove_all)
+        finally:
+            self._worker.close()
+
+    def _remove_stale(self) -> None:
+        """What a killed server with this data directory left: its table and veths."""
+        nft = Nft.find()
+        if nft is not None:
+            with contextlib.suppress(NftError):
+                nft.run(f"list table inet {self.table}")
+                nft.run(f"delete table inet {self.table}")
+                log.warning("removed the nftables table %s left by a killed server", self.table)
+        stale = self._worker.sweep(self.veth_prefix)
+        if stale:
+            log.warning("removed %d veths left by a killed server", len(stale))
+
+    def _remove_all(self) -> None:
+        """At stop, once every sandbox is dead: their veths go with their
+        namespaces (the kernel does it in the background): wait for that,
+        delete what remains, then the table."""
+        if not self.active:
+            return
+        deadline = time.monotonic() + VETH_GONE_TIMEOUT_S
+        while netdev.device_names(self.veth_prefix) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        self._worker.sweep(self.veth_prefix)
+        assert self._nft is not None
+        try:
+            self._nft.run(f"delete table inet {self.table}")
+        except NftError as exc:
+            log.warning("could not delete the nftables table %s: %s", self.table, exc)
+        self._forwarding.release()
+        self.block.release()
+        self.active = False
+
+    async def activate(self) -> None:
+        """Make the host ready (forwarding, the table, an address block);
+        NetworkUnavailable with one line saying why where it cannot be."""
+        if self.active:
+            return
+        async with self._activating:
+            if not self.active:
+                await self._worker.run(self._activate)
+
+    def _activate(self) -> None:
+        nft = Nft.find()
+        if nft is None:
+            raise NetworkUnavailable(
+                "outbound network needs nftables on the host (the nft program or libnftables): "
+                "install the nftables package"
+            )
+        try:
+            self.block.acquire()
+            try:
+                self._forwarding.acquire()
+                self.nameservers = self.config.nameservers or host_nameservers()
+                if not self.nameservers:
+                    log.warning("no resolver a sandbox can reach: outbound sandboxes get no DNS")
+                spec = TableSpec(
+                    name=self.table,
+                    veth_prefix=self.veth_prefix,
+                    sandbox_subnet=str(self.block.subnet),
+                    block=str(self.block.network),
+                    nameservers=self.nameservers,
+                    egress_default=self.config.egress_default,
+                )
+                nft.run(table_ruleset(spec))
+                self._worker.ipr  # noqa: B018 - pyroute2's import and socket, now rather than on a cold start
+            except BaseException:
+                self._forwarding.release()
+                self.block.release()
+                raise
+        except (OSError, NftError) as exc:
+            why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            raise NetworkUnavailable(f"outbound network is unavailable on this host: {why}") from None
+        self._nft = nft
+        self.active = True
+        log.info("outbound network: sandboxes in %s, nftables table inet %s", self.block.network, self.table)
+
+    def reserve(self) -> NetworkAttachment:
+        """An address and a veth name for a new sandbox (SpawnError if none is free)."""
+        slot = self.block.take()
+        gateway, address = self.block.addresses(slot)
+        attachment = NetworkAttachment(self, slot, f"{self.veth_prefix}{slot:x}", gateway, address)
+        self.attachments.add(attachment)
+        return attachment
+
+    async def attach(self, attachment: NetworkAttachment, pid: int) -> None:
+        """The veth of a blank sandbox (process `pid`), addressed and routed."""
+        attachment.pid = pid
+        await self._worker.run(
+            self._worker.create,
+            attachment.host_ifname,
+            pid,
+            attachment.gateway,
+            attachment.address,
+            self.block.network.max_prefixlen - 1,
+        )
+
+    async def apply(self, attachment: NetworkAttachment, spec: OutboundSpec) -> None:
+        """A function's policy on a sandbox it is about to be specialized
+        into: its allow list (a jump from the sandbox's veth to the list's
+        chain) and its bandwidth cap."""
+        if spec.allow:
+            name = spec.policy_name
+            if self._policies[name] == 0:
+                await self._run_nft(policy_chain(self.table, spec))
+            self._policies[name] += 1
+            attachment.policy = name
+            await self._run_nft(
+                f'add element inet {self.table} policies {{ "{attachment.host_ifname}" : jump {name} }}'
+            )
+        if spec.egress_mbit:
+            await self._worker.run(self._worker.cap, attachment.host_ifname, attachment.pid, spec.egress_mbit)
+
+    async def release(self, attachment: NetworkAttachment) -> None:
+        """A sandbox is gone (its veth goes with its namespace): its policy
+        element, the policy's chain once unused, and its address."""
+        if attachment not in self.attachments:
+            return
+        self.attachments.discard(attachment)
+        self.block.give(attachment.slot)
+        name, attachment.policy = attachment.policy, None
+        if name is None:
+            return
+        self._policies[name] -= 1
+        unused = self._policies[name] <= 0
+        if unused:
+            del self._policies[name]
+        commands = [f'delete element inet {self.table} policies {{ "{attachment.host_ifname}" }}']
+        if unused:
+            commands.append(f"delete chain inet {self.table} {name}")
+        for command in commands:
+            try:
+                await self._run_nft(command)
+            except NftError as exc:
+                log.warning(
+                    "could not remove the policy of %s (%s): %s", attachment.host_ifname, command, exc
+                )
+
+    async def _run_nft(self, commands: str) -> None:
+        """libnftables in line (a fraction of a millisecond); the nft program in the worker."""
+        assert self._nft is not None
+        if isinstance(self._nft, LibNftables):
+            self._nft.run(commands)
+        else:
+            await self._worker.run(self._nft.run, commands)
