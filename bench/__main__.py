@@ -1,7 +1,7 @@
 """Run every benchmark; write bench/results/<UTC timestamp>/results.json,
 chart.png and summary.md, and print the summary table.
 
-    python -m bench [--quick] [--only warm,cold,creation,density] [--out DIR]
+    python -m bench [--quick] [--only warm,cold,creation,density,network] [--out DIR]
 
 Each figure comes with a baseline measured in the same run (the machine is
 shared and noisy, so only the ratio is meaningful), and with its target
@@ -17,6 +17,9 @@ shared and noisy, so only the ratio is meaningful), and with its target
   python. Target: >= 200/s.
 - density: PSS per idle warm sandbox (N of them, through the server) vs a
   fresh sleeping python; projected count in 24 GiB. Target: >= 2000.
+- network: outbound cold start vs `none` (same run; target: p50 within
+  2 ms), warm call overhead of an outbound function, sandboxes with a veth
+  created per second; in a network namespace of its own.
 
 Every server, sandbox and cgroup a benchmark starts is torn down when it
 ends, also on failure or Ctrl-C/SIGTERM. Exit status 1 if a benchmark
@@ -39,10 +42,10 @@ from typing import Any
 
 from sandbox import procfs
 
-from . import cold, creation, density, report, warm
+from . import cold, creation, density, network, report, warm
 from .common import REPO, leftover_cgroups
 
-BENCHMARKS = {"warm": warm, "cold": cold, "creation": creation, "density": density}
+BENCHMARKS = {"warm": warm, "cold": cold, "creation": creation, "density": density, "network": network}
 
 
 def _on_sigterm(signum: int, frame: Any) -> None:

@@ -34,7 +34,11 @@ KS = (1, 4)
 TARGET_PER_S = 200.0
 
 
-async def _measure_sandboxes(k: int, duration_s: float, warmup: int = 8) -> dict[str, Any]:
+async def _measure_sandboxes(
+    k: int, duration_s: float, warmup: int = 8, outbound: bool = False
+) -> dict[str, Any]:
+    """`outbound`: blanks with a veth (bench/network.py runs it in a
+    network namespace of its own)."""
     from sandbox.factory import FactoryConfig, SandboxFactory
     from sandbox.instance import Sandbox
 
@@ -43,6 +47,7 @@ async def _measure_sandboxes(k: int, duration_s: float, warmup: int = 8) -> dict
     # made on demand, exactly as a cold start that finds the pool empty.
     factory = SandboxFactory(FactoryConfig(data_dir=data_dir, prewarm=0))
     limits = factory.limits(memory_mb=128, cpu_cores=1.0)
+    make = factory.outbound_blank if outbound else factory.blank
     destroys: set[asyncio.Task[None]] = set()
 
     def destroy_later(sandbox: Sandbox) -> None:
@@ -52,9 +57,11 @@ async def _measure_sandboxes(k: int, duration_s: float, warmup: int = 8) -> dict
 
     try:
         async with factory:
+            if outbound:
+                await factory.prepare_network()
             try:
                 for _ in range(warmup):
-                    destroy_later(await factory.blank(limits, 10.0))
+                    destroy_later(await make(limits, 10.0))
                 while destroys:
                     await asyncio.gather(*destroys)
                 made: list[float] = []
@@ -65,7 +72,7 @@ async def _measure_sandboxes(k: int, duration_s: float, warmup: int = 8) -> dict
                 async def worker() -> None:
                     while time.monotonic() < end:
                         start = time.monotonic()
-                        sandbox = await factory.blank(limits, 10.0)  # destroyed by itself on failure
+                        sandbox = await make(limits, 10.0)  # destroyed by itself on failure
                         done = time.monotonic()
                         destroy_later(sandbox)
                         if done <= end:

@@ -4,7 +4,7 @@ millisecond through pyroute2), per-device sysctls, byte counters, and
 entering a sandbox's network namespace from a thread of the server.
 
 The sysctls and the ioctls act in the network namespace of the calling
-thread (`in_netns_of`); the counters are read for a given process.
+thread (`in_netns_of`); the counters are read through /proc/PID/net/dev.
 """
 
 from __future__ import annotations
@@ -135,15 +135,19 @@ def device_bytes(net_dev: str, ifname: str) -> tuple[int, int] | None:
     return None
 
 
-def bytes_of(pid: int, ifname: str) -> tuple[int, int]:
-    """(received, sent) bytes of `ifname` in the network namespace of `pid`;
-    (0, 0) once the process is gone."""
+def open_counters(pid: int) -> int:
+    """An fd of /proc/PID/net/dev: read again with `bytes_of` (a pread, about
+    10 us, against 60 for an open and read). It holds the namespace until closed."""
+    return os.open(f"/proc/{pid}/net/dev", os.O_RDONLY | os.O_CLOEXEC)
+
+
+def bytes_of(counters_fd: int, ifname: str) -> tuple[int, int]:
+    """(received, sent) bytes of `ifname` in the namespace of an `open_counters` fd."""
     try:
-        with open(f"/proc/{pid}/net/dev") as f:
-            counters = device_bytes(f.read(), ifname)
+        text = os.pread(counters_fd, 1 << 16, 0).decode()
     except OSError:
         return 0, 0
-    return counters or (0, 0)
+    return device_bytes(text, ifname) or (0, 0)
 
 
 def device_names(prefix: str) -> list[str]:

@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import fcntl
 import hashlib
 import ipaddress
 import logging
@@ -33,6 +32,7 @@ from . import netdev
 from .egress import OutboundSpec, TableSpec, policy_chain, table_ruleset
 from .errors import SpawnError
 from .ipforward import Forwarding
+from .locks import try_lock, unlock_and_remove
 from .nft import LibNftables, Nft, NftError
 from .veth import SANDBOX_IFNAME, VethWorker
 
@@ -92,6 +92,7 @@ class AddressBlock:
         self.subnet = ipaddress.IPv4Network(subnet)
         self._lock_dir = lock_dir
         self._fd: int | None = None
+        self._path = ""
         self.network = self.subnet
         # Slots are reused oldest-freed first, so a veth that the kernel is
         # still taking down never meets a new one of the same name and address.
@@ -105,13 +106,10 @@ class AddressBlock:
         tag = str(self.subnet).replace("/", "_")
         for index, block in enumerate(self.subnet.subnets(new_prefix=prefix)):
             path = os.path.join(self._lock_dir, f"{netns}-{tag}-{index}.lock")
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                os.close(fd)
+            fd = try_lock(path)
+            if fd is None:
                 continue
-            self._fd, self.network = fd, block
+            self._fd, self._path, self.network = fd, path, block
             # Slot 0 would give the host end the block's network address.
             self._free = collections.deque(range(1, block.num_addresses // 2))
             return
@@ -119,7 +117,7 @@ class AddressBlock:
 
     def release(self) -> None:
         if self._fd is not None:
-            os.close(self._fd)
+            unlock_and_remove(self._path, self._fd)
             self._fd = None
 
     def take(self) -> int:
@@ -150,15 +148,24 @@ class NetworkAttachment:
     address: str
     pid: int = 0
     policy: str | None = None
+    # /proc/PID/net/dev, open from attach to release.
+    counters_fd: int | None = None
     _mark: tuple[int, int] = field(default=(0, 0))
 
     def usage_since_mark(self) -> tuple[int, int]:
         """(received, sent) bytes since the last mark; marks now."""
-        rx, tx = netdev.bytes_of(self.pid, SANDBOX_IFNAME)
+        if self.counters_fd is None:
+            return 0, 0
+        rx, tx = netdev.bytes_of(self.counters_fd, SANDBOX_IFNAME)
         if (rx, tx) == (0, 0):
             return 0, 0  # gone: nothing more can be read
         before, self._mark = self._mark, (rx, tx)
         return max(0, rx - before[0]), max(0, tx - before[1])
+
+    def close_counters(self) -> None:
+        fd, self.counters_fd = self.counters_fd, None
+        if fd is not None:
+            os.close(fd)
 
     async def release(self) -> None:
         await self.manager.release(self)
@@ -186,6 +193,8 @@ class NetworkManager:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
+        for attachment in self.attachments:
+            attachment.close_counters()  # an open one would keep its namespace, and veth, alive
         try:
             await self._worker.run(self._remove_all)
         finally:
@@ -285,6 +294,7 @@ class NetworkManager:
             attachment.address,
             self.block.network.max_prefixlen - 1,
         )
+        attachment.counters_fd = netdev.open_counters(pid)
 
     async def apply(self, attachment: NetworkAttachment, spec: OutboundSpec) -> None:
         """A function's policy on a sandbox it is about to be specialized
@@ -308,6 +318,7 @@ class NetworkManager:
         if attachment not in self.attachments:
             return
         self.attachments.discard(attachment)
+        attachment.close_counters()
         self.block.give(attachment.slot)
         name, attachment.policy = attachment.policy, None
         if name is None:

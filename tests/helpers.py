@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from sandbox.cgroups.base import remove_tree
 from tests import leaks
@@ -71,6 +71,18 @@ def _own_cgroup(path: str | None) -> Any:
     return join
 
 
+def _preexec(join_cgroup: Callable[[], None] | None, netns: Netns | None) -> Callable[[], None] | None:
+    steps = [step for step in (join_cgroup, netns.join() if netns is not None else None) if step is not None]
+    if not steps:
+        return None
+
+    def run() -> None:
+        for step in steps:
+            step()
+
+    return run
+
+
 @dataclass
 class Response:
     status: int
@@ -85,12 +97,28 @@ class Response:
         return self.body.decode()
 
 
+class Netns(Protocol):
+    """A network namespace to run a server in (tests/nettopo.py's Namespace)."""
+
+    def join(self) -> Callable[[], None]: ...
+
+    def socket(self) -> socket.socket: ...
+
+
 class Server:
-    def __init__(self, data_dir: Path, token: str | None = None, extra_args: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        token: str | None = None,
+        extra_args: tuple[str, ...] = (),
+        netns: Netns | None = None,
+    ) -> None:
         self.data_dir = data_dir
         self.port = free_port()
         self.token = token
         self.extra_args = extra_args
+        # Run in this network namespace; requests go to its 127.0.0.1.
+        self.netns = netns
         self.proc: subprocess.Popen[bytes] | None = None
         self.log_path = data_dir.parent / f"serve-{self.port}.log"
         self._starts = 0
@@ -124,7 +152,7 @@ class Server:
             stdout=self._log,
             stderr=subprocess.STDOUT,
             env=env,
-            preexec_fn=_own_cgroup(self._cgroup_path()),
+            preexec_fn=_preexec(_own_cgroup(self._cgroup_path()), self.netns),
         )
         leaks.SERVER_PIDS.add(self.proc.pid)
         deadline = time.monotonic() + timeout_s
@@ -182,7 +210,12 @@ class Server:
         auth: bool = True,
     ) -> Response:
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        if self.netns is not None:
+            conn.sock = self.netns.socket()
+            conn.sock.settimeout(timeout)
         try:
+            if conn.sock is not None:
+                conn.sock.connect(("127.0.0.1", self.port))
             hdrs = dict(headers or {})
             if json_body is not None:
                 body = json.dumps(json_body)
