@@ -22,12 +22,11 @@ from .locks import try_lock, unlock_and_remove
 
 log = logging.getLogger("faas.network")
 
-LOCK_DIR = "/run/faas/ip-forward"
 SYSCTL = "net/ipv4/ip_forward"
 
 
 class Forwarding:
-    def __init__(self, lock_dir: str = LOCK_DIR) -> None:
+    def __init__(self, lock_dir: str) -> None:
         self._dir = lock_dir
         netns = os.stat("/proc/self/ns/net").st_ino
         self._users = os.path.join(lock_dir, f"{netns}.users")

@@ -38,7 +38,8 @@ from .veth import SANDBOX_IFNAME, VethWorker
 
 log = logging.getLogger("faas.network")
 
-BLOCK_LOCK_DIR = "/run/faas/net-blocks"
+# Where the flocks of address blocks and of IP forwarding live.
+LOCK_DIR = "/run/faas"
 # A server's block of sandbox_subnet: 1/16 of it where that leaves room.
 BLOCK_EXTRA_BITS = 4
 MAX_BLOCK_PREFIX = 26
@@ -88,7 +89,7 @@ class AddressBlock:
     network namespace (so two servers on one host never share an address),
     cut into /31s: the host end and the sandbox of one veth each."""
 
-    def __init__(self, subnet: str, lock_dir: str = BLOCK_LOCK_DIR) -> None:
+    def __init__(self, subnet: str, lock_dir: str) -> None:
         self.subnet = ipaddress.IPv4Network(subnet)
         self._lock_dir = lock_dir
         self._fd: int | None = None
@@ -172,16 +173,16 @@ class NetworkAttachment:
 
 
 class NetworkManager:
-    def __init__(self, config: NetworkConfig, data_dir: str) -> None:
+    def __init__(self, config: NetworkConfig, data_dir: str, lock_dir: str = LOCK_DIR) -> None:
         self.config = config
         tag = hashlib.sha256(os.path.realpath(data_dir).encode()).hexdigest()[:6]
         self.veth_prefix = f"fx{tag}"
         self.table = f"faas_{tag}"
-        self.block = AddressBlock(config.sandbox_subnet)
+        self.block = AddressBlock(config.sandbox_subnet, os.path.join(lock_dir, "net-blocks"))
         self.nameservers: tuple[str, ...] = ()
         self.active = False
         self._nft: Nft | None = None
-        self._forwarding = Forwarding()
+        self._forwarding = Forwarding(os.path.join(lock_dir, "ip-forward"))
         self._worker = VethWorker()
         self._activating = asyncio.Lock()
         # Sandboxes using each policy chain.

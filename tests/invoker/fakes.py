@@ -80,7 +80,8 @@ class FakeSandbox:
         finally:
             self._factory.in_flight.discard(self)
         self._state = check_transition(self._state, SandboxState.IDLE)
-        return CallResult(result, Usage(1.5, 250, self._factory.memory_bytes))
+        rx, tx = self._factory.net_bytes
+        return CallResult(result, Usage(1.5, 250, self._factory.memory_bytes, rx, tx))
 
     def memory_bytes(self) -> int:
         return self._factory.memory_bytes
@@ -105,6 +106,8 @@ class FakeFactory:
         # Why outbound network is unavailable (None: it is), and how often it was prepared.
         self.network_problem: str | None = None
         self.network_prepared = 0
+        # (received, sent) bytes each call reports.
+        self.net_bytes = (0, 0)
 
     async def __aenter__(self) -> FakeFactory:
         return self

@@ -63,3 +63,34 @@ async def test_appends_after_close_are_refused(tmp_path: Path) -> None:
     await ledger.aclose()
     with pytest.raises(Exception, match="closed"):
         await ledger.append(record(1))
+
+
+OLD_SCHEMA = """
+CREATE TABLE usage (
+    seq INTEGER PRIMARY KEY, call_id TEXT NOT NULL, function TEXT NOT NULL, version INTEGER NOT NULL,
+    started_at REAL NOT NULL, wall_ms REAL NOT NULL, init_ms REAL, billed_ms INTEGER NOT NULL,
+    cpu_us INTEGER NOT NULL, memory_mb INTEGER NOT NULL, max_memory_bytes INTEGER NOT NULL,
+    status TEXT NOT NULL, cold INTEGER NOT NULL
+);
+INSERT INTO usage (call_id, function, version, started_at, wall_ms, init_ms, billed_ms, cpu_us, memory_mb,
+    max_memory_bytes, status, cold) VALUES ('old', 'f', 1, 1000.0, 5.0, NULL, 5, 100, 128, 1024, 'ok', 0);
+"""
+
+
+async def test_a_usage_db_made_before_network_metering_gains_its_columns(tmp_path: Path) -> None:
+    path = tmp_path / "usage.db"
+    db = sqlite3.connect(path)
+    db.executescript(OLD_SCHEMA)
+    db.close()
+    ledger = SqliteLedger(str(path))
+    new = UsageRecord(**{**record(1).__dict__, "call_id": "new", "net_rx_bytes": 5000, "net_tx_bytes": 700})
+    await ledger.append(new)
+    rows = {r.call_id: (r.net_rx_bytes, r.net_tx_bytes) for _, r in ledger.records(None, None, None, 0, 10)}
+    assert rows == {"old": (0, 0), "new": (5000, 700)}
+    totals = ledger.totals(None, None, None)["f"]
+    assert (totals.requests, totals.net_rx_bytes, totals.net_tx_bytes) == (2, 5000, 700)
+    await ledger.aclose()
+    # Opening it again changes nothing more.
+    SqliteLedger(str(path)).close()
+    columns = [row[1] for row in sqlite3.connect(path).execute("PRAGMA table_info(usage)")]
+    assert columns[-2:] == ["net_rx_bytes", "net_tx_bytes"] and len(columns) == len(set(columns))
