@@ -82,6 +82,8 @@ def _check_network(config: ServerConfig) -> None:
     """The outbound-network settings (invoker/config.py)."""
     if config.egress_default not in ("allow", "deny"):
         raise ConfigError(f"egress_default must be 'allow' or 'deny', got {config.egress_default!r}")
+    if config.firewall not in ("auto", "nftables", "iptables"):
+        raise ConfigError(f"firewall must be 'auto', 'nftables' or 'iptables', got {config.firewall!r}")
     try:
         subnet = ipaddress.IPv4Network(config.sandbox_subnet)
     except ValueError as exc:

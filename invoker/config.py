@@ -47,7 +47,10 @@ class InvokerConfig:
     # subnet sandbox addresses come from (each server on a host takes a
     # block of it), whether public addresses are reachable unless a
     # function's allow list says so ("allow") or only as it says ("deny"),
-    # and the resolvers sandboxes get (empty: the host's, /etc/resolv.conf).
+    # the resolvers sandboxes get (empty: the host's, /etc/resolv.conf), and
+    # what holds the egress policy: "auto" (nftables, else iptables),
+    # "nftables" or "iptables".
     sandbox_subnet: str = "100.72.0.0/16"
     egress_default: str = "allow"
     nameservers: tuple[str, ...] = ()
+    firewall: str = "auto"

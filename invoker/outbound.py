@@ -47,4 +47,4 @@ class NetworkAdmission:
 
 
 def network_config(config: InvokerConfig) -> NetworkConfig:
-    return NetworkConfig(config.sandbox_subnet, config.egress_default, config.nameservers)
+    return NetworkConfig(config.sandbox_subnet, config.egress_default, config.nameservers, config.firewall)

@@ -4,8 +4,9 @@
 for them, and nothing else: veth pairs named with a prefix of its own
 (`fx` + a tag of its data directory), their addresses (a /31 per sandbox
 from a block of `sandbox_subnet` it holds with an flock), one nftables
-table it owns whole (the egress policy and the source NAT:
-sandbox/egress.py), and IPv4 forwarding while it needs it
+table it owns whole, or iptables chains where nftables is missing (the
+egress policy and the source NAT: sandbox/egress.py, sandbox/firewall.py),
+and IPv4 forwarding while it needs it
 (sandbox/ipforward.py). Nothing is touched until the first function with
 `network: outbound` is deployed (`activate`); what a killed server left is
 removed at the next start with the same data directory; `__aexit__`
@@ -26,14 +27,16 @@ import ipaddress
 import logging
 import os
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from . import netdev
-from .egress import OutboundSpec, TableSpec, policy_chain, table_ruleset
+from .egress import OutboundSpec, TableSpec
 from .errors import SpawnError
+from .firewall import Firewall, FirewallError, find_firewall
 from .ipforward import Forwarding
 from .locks import try_lock, unlock_and_remove
-from .nft import LibNftables, Nft, NftError
 from .veth import SANDBOX_IFNAME, VethWorker
 
 log = logging.getLogger("faas.network")
@@ -60,6 +63,8 @@ class NetworkConfig:
     egress_default: str = "allow"
     # Resolvers outbound sandboxes query; empty: the host's own.
     nameservers: tuple[str, ...] = ()
+    # "auto" (nftables, else iptables), "nftables" or "iptables".
+    firewall: str = "auto"
 
 
 def host_nameservers(path: str = RESOLV_CONF) -> tuple[str, ...]:
@@ -181,7 +186,7 @@ class NetworkManager:
         self.block = AddressBlock(config.sandbox_subnet, os.path.join(lock_dir, "net-blocks"))
         self.nameservers: tuple[str, ...] = ()
         self.active = False
-        self._nft: Nft | None = None
+        self._firewall: Firewall | None = None
         self._forwarding = Forwarding(os.path.join(lock_dir, "ip-forward"))
         self._worker = VethWorker()
         self._activating = asyncio.Lock()
@@ -202,13 +207,12 @@ class NetworkManager:
             self._worker.close()
 
     def _remove_stale(self) -> None:
-        """What a killed server with this data directory left: its table and veths."""
-        nft = Nft.find()
-        if nft is not None:
-            with contextlib.suppress(NftError):
-                nft.run(f"list table inet {self.table}")
-                nft.run(f"delete table inet {self.table}")
-                log.warning("removed the nftables table %s left by a killed server", self.table)
+        """What a killed server with this data directory left: its rules and veths."""
+        firewall = find_firewall(self.table, self.veth_prefix, self.config.firewall)
+        if firewall is not None:
+            with contextlib.suppress(FirewallError):
+                if firewall.remove():
+                    log.warning("removed the %s rules %s left by a killed server", firewall.name, self.table)
         stale = self._worker.sweep(self.veth_prefix)
         if stale:
             log.warning("removed %d veths left by a killed server", len(stale))
@@ -223,11 +227,11 @@ class NetworkManager:
         while netdev.device_names(self.veth_prefix) and time.monotonic() < deadline:
             time.sleep(0.05)
         self._worker.sweep(self.veth_prefix)
-        assert self._nft is not None
+        assert self._firewall is not None
         try:
-            self._nft.run(f"delete table inet {self.table}")
-        except NftError as exc:
-            log.warning("could not delete the nftables table %s: %s", self.table, exc)
+            self._firewall.remove()
+        except FirewallError as exc:
+            log.warning("could not remove the %s rules %s: %s", self._firewall.name, self.table, exc)
         self._forwarding.release()
         self.block.release()
         self.active = False
@@ -242,11 +246,11 @@ class NetworkManager:
                 await self._worker.run(self._activate)
 
     def _activate(self) -> None:
-        nft = Nft.find()
-        if nft is None:
+        firewall = find_firewall(self.table, self.veth_prefix, self.config.firewall)
+        if firewall is None:
+            wanted = "nftables or iptables" if self.config.firewall == "auto" else self.config.firewall
             raise NetworkUnavailable(
-                "outbound network needs nftables on the host (the nft program or libnftables): "
-                "install the nftables package"
+                f"outbound network needs {wanted} on the host: install the nftables package"
             )
         try:
             self.block.acquire()
@@ -263,18 +267,20 @@ class NetworkManager:
                     nameservers=self.nameservers,
                     egress_default=self.config.egress_default,
                 )
-                nft.run(table_ruleset(spec))
+                firewall.install(spec)
                 self._worker.ipr  # noqa: B018 - pyroute2's import and socket, now rather than on a cold start
             except BaseException:
                 self._forwarding.release()
                 self.block.release()
                 raise
-        except (OSError, NftError) as exc:
+        except (OSError, FirewallError) as exc:
             why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
             raise NetworkUnavailable(f"outbound network is unavailable on this host: {why}") from None
-        self._nft = nft
+        self._firewall = firewall
         self.active = True
-        log.info("outbound network: sandboxes in %s, nftables table inet %s", self.block.network, self.table)
+        log.info(
+            "outbound network: sandboxes in %s, %s rules %s", self.block.network, firewall.name, self.table
+        )
 
     def reserve(self) -> NetworkAttachment:
         """An address and a veth name for a new sandbox (SpawnError if none is free)."""
@@ -302,14 +308,14 @@ class NetworkManager:
         into: its allow list (a jump from the sandbox's veth to the list's
         chain) and its bandwidth cap."""
         if spec.allow:
+            firewall = self._firewall
+            assert firewall is not None
             name = spec.policy_name
             if self._policies[name] == 0:
-                await self._run_nft(policy_chain(self.table, spec))
+                await self._run(firewall.add_policy, spec)
             self._policies[name] += 1
             attachment.policy = name
-            await self._run_nft(
-                f'add element inet {self.table} policies {{ "{attachment.host_ifname}" : jump {name} }}'
-            )
+            await self._run(firewall.attach, attachment.host_ifname, name)
         if spec.egress_mbit:
             await self._worker.run(self._worker.cap, attachment.host_ifname, attachment.pid, spec.egress_mbit)
 
@@ -328,21 +334,23 @@ class NetworkManager:
         unused = self._policies[name] <= 0
         if unused:
             del self._policies[name]
-        commands = [f'delete element inet {self.table} policies {{ "{attachment.host_ifname}" }}']
+        firewall = self._firewall
+        assert firewall is not None
+        steps: list[tuple[Callable[..., None], tuple[str, ...]]] = [
+            (firewall.detach, (attachment.host_ifname, name))
+        ]
         if unused:
-            commands.append(f"delete chain inet {self.table} {name}")
-        for command in commands:
+            steps.append((firewall.remove_policy, (name,)))
+        for step, args in steps:
             try:
-                await self._run_nft(command)
-            except NftError as exc:
-                log.warning(
-                    "could not remove the policy of %s (%s): %s", attachment.host_ifname, command, exc
-                )
+                await self._run(step, *args)
+            except FirewallError as exc:
+                log.warning("could not remove the policy %s of %s: %s", name, attachment.host_ifname, exc)
 
-    async def _run_nft(self, commands: str) -> None:
-        """libnftables in line (a fraction of a millisecond); the nft program in the worker."""
-        assert self._nft is not None
-        if isinstance(self._nft, LibNftables):
-            self._nft.run(commands)
+    async def _run(self, operation: Callable[..., None], *args: Any) -> None:
+        """libnftables in line (a fraction of a millisecond); a program in the worker."""
+        assert self._firewall is not None
+        if self._firewall.fast:
+            operation(*args)
         else:
-            await self._worker.run(self._nft.run, commands)
+            await self._worker.run(operation, *args)

@@ -37,11 +37,11 @@ NAME = "internet.test"
 SERVER_UPLINK = "192.0.2.2"
 ROUTER = "192.0.2.1"
 PEER_PORT = 80
-TOOLS = ("nft", "dnsmasq", "ip", "nsenter", "unshare")
+TOOLS = ("nft", "dnsmasq", "ip", "nsenter", "unshare", "iptables")
 
 
 # The Debian packages that hold them (nsenter and unshare: util-linux, always there).
-PACKAGES = ("nftables", "dnsmasq-base", "iproute2")
+PACKAGES = ("nftables", "dnsmasq-base", "iproute2", "iptables")
 
 
 def missing_tools() -> list[str]:
@@ -181,19 +181,37 @@ class Internet:
             assert dnsmasq.stderr is not None
             raise RuntimeError(f"dnsmasq failed: {dnsmasq.stderr.read().decode(errors='replace')}")
 
+    def links(self) -> dict[str, int]:
+        """The server namespace's links: name to ifindex."""
+        found = {}
+        for line in self.server_ns.run("ip", "-o", "link", "show").splitlines():
+            index, name = line.split(":")[:2]
+            found[name.strip().split("@")[0]] = int(index)
+        return found
+
+    def rules(self, tag: str = "") -> list[str]:
+        """nftables tables `faas_TAG` and iptables rules and chains `faas-TAG-*`
+        (of any server when `tag` is empty)."""
+        table = f"faas_{tag}" if tag else "faas_"
+        tables = [t for t in self.server_ns.run("nft", "list", "tables").split() if t.startswith(table)]
+        chains = [
+            line
+            for kind in ("filter", "nat")
+            for line in self.server_ns.run("iptables", "-w", "-t", kind, "-S").splitlines()
+            if f"faas-{tag}" in line
+        ]
+        return tables + chains
+
     def server_state(self) -> dict[str, Any]:
         """What the server namespace holds besides what this topology made:
-        links, IPv4 addresses and nftables tables."""
-        links = set(self.server_ns.run("ip", "-o", "link", "show").split("\n"))
-        names = {line.split(":")[1].strip().split("@")[0] for line in links if line.strip()}
+        links, IPv4 addresses, nftables tables and iptables rules."""
         addresses = self.server_ns.run("ip", "-o", "-4", "addr", "show").split()
-        tables = self.server_ns.run("nft", "list", "tables").split()
         return {
-            "links": sorted(names - {"lo", "up0"}),
+            "links": sorted(set(self.links()) - {"lo", "up0"}),
             "addresses": sorted(
                 a for a in addresses if "/" in a and not a.startswith(("127.", SERVER_UPLINK))
             ),
-            "tables": [t for t in tables if t.startswith("faas_")],
+            "rules": self.rules(),
         }
 
     def close(self) -> None:

@@ -62,13 +62,19 @@ def net() -> Iterator[Internet]:
     with internet() as topology:
         yield topology
         # Every server has stopped: nothing of theirs is left in the namespace.
-        assert topology.server_state() == {"links": [], "addresses": [], "tables": []}
+        assert topology.server_state() == {"links": [], "addresses": [], "rules": []}
         assert topology.server_ns.run("sysctl", "-n", "net.ipv4.ip_forward").strip() == "0"
 
 
-def start_server(net: Internet, base: Path, settings: str = "") -> Server:
+@pytest.fixture(scope="module", params=["nftables", "iptables"])
+def firewall(request: pytest.FixtureRequest) -> str:
+    """Every test on each: nftables, and iptables (what holds the policy where nftables is missing)."""
+    return str(request.param)
+
+
+def start_server(net: Internet, base: Path, firewall: str, settings: str = "") -> Server:
     config = base / "faas.toml"
-    config.write_text(f'prewarm = 2\nnameservers = ["{DNS}"]\n{settings}')
+    config.write_text(f'prewarm = 2\nnameservers = ["{DNS}"]\nfirewall = "{firewall}"\n{settings}')
     # On every address of its namespace (so with a token): the sandboxes'
     # gateways included, where only the egress policy keeps them out.
     args = ("--host", "0.0.0.0", "--config", str(config))
@@ -81,8 +87,8 @@ def stop_server(server: Server) -> None:
 
 
 @pytest.fixture(scope="module")
-def server(net: Internet, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    srv = start_server(net, tmp_path_factory.mktemp("net"), "[pricing]\nper_gb_transfer = 1.0\n")
+def server(net: Internet, firewall: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    srv = start_server(net, tmp_path_factory.mktemp("net"), firewall, "[pricing]\nper_gb_transfer = 1.0\n")
     yield srv
     stop_server(srv)
 
@@ -98,15 +104,10 @@ def deploy(server: Server, name: str, **options: Any) -> None:
 
 
 def own_objects(net: Internet, server: Server) -> dict[str, Any]:
-    """What of the server's own is in its namespace: veths (name: ifindex) and its table."""
+    """What of the server's own is in its namespace: veths (name: ifindex) and its rules."""
     tag = hashlib.sha256(os.path.realpath(server.data_dir).encode()).hexdigest()[:6]
-    links = {}
-    for line in net.server_ns.run("ip", "-o", "link", "show").splitlines():
-        index, name = line.split(":")[0], line.split(":")[1].strip().split("@")[0]
-        if name.startswith(f"fx{tag}"):
-            links[name] = int(index)
-    tables = [t for t in net.server_ns.run("nft", "list", "tables").split() if t == f"faas_{tag}"]
-    return {"links": links, "tables": tables}
+    links = {name: index for name, index in net.links().items() if name.startswith(f"fx{tag}")}
+    return {"links": links, "rules": net.rules(tag)}
 
 
 def test_none_reaches_nothing(server: Server) -> None:
@@ -238,8 +239,8 @@ def test_usage_records_count_the_bytes_sent_and_received_within_5_percent(
     assert int(row[header.index("NET_TX_BYTES")]) == totals["net_tx_bytes"]
 
 
-def test_egress_default_deny_allows_only_what_is_listed(net: Internet, tmp_path: Path) -> None:
-    srv = start_server(net, tmp_path, 'egress_default = "deny"\n')
+def test_egress_default_deny_allows_only_what_is_listed(net: Internet, firewall: str, tmp_path: Path) -> None:
+    srv = start_server(net, tmp_path, firewall, 'egress_default = "deny"\n')
     try:
         deploy(srv, "open", network="outbound")
         out = probe(srv, "open", tcp=[[PUBLIC, 80]], resolve=[NAME])
@@ -249,19 +250,19 @@ def test_egress_default_deny_allows_only_what_is_listed(net: Internet, tmp_path:
         assert probe(srv, "listed", tcp=[[PUBLIC, 80]])[f"tcp {PUBLIC}:80"] == "connected"
     finally:
         stop_server(srv)
-    assert own_objects(net, srv) == {"links": {}, "tables": []}
+    assert own_objects(net, srv) == {"links": {}, "rules": []}
 
 
 def test_sigkill_then_restart_leaves_no_veth_address_or_rule(
-    net: Internet, server: Server, tmp_path: Path
+    net: Internet, firewall: str, server: Server, tmp_path: Path
 ) -> None:
     deploy(server, "open", network="outbound")
-    srv = start_server(net, tmp_path)
+    srv = start_server(net, tmp_path, firewall)
     try:
         deploy(srv, "open", network="outbound")
         assert probe(srv, "open", get=[f"http://{PUBLIC}/whoami"])["interfaces"] == ["eth0", "lo"]
         before = own_objects(net, srv)
-        assert before["links"] and before["tables"]
+        assert before["links"] and before["rules"]
         srv.stop(signal.SIGKILL)
         srv.start()
         # The killed server's veths are gone (ifindexes are never reused), its
@@ -275,7 +276,7 @@ def test_sigkill_then_restart_leaves_no_veth_address_or_rule(
         assert probe(srv, "open", get=[f"http://{PUBLIC}/whoami"])["interfaces"] == ["eth0", "lo"]
     finally:
         stop_server(srv)
-    assert own_objects(net, srv) == {"links": {}, "tables": []}
+    assert own_objects(net, srv) == {"links": {}, "rules": []}
     # The other server in the same namespace was left alone.
-    assert own_objects(net, server)["tables"]
+    assert own_objects(net, server)["rules"]
     assert probe(server, "open", tcp=[[PUBLIC, 80]])[f"tcp {PUBLIC}:80"] == "connected"

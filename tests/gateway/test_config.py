@@ -138,6 +138,7 @@ def test_every_invoker_setting_is_reachable_from_the_config_file(tmp_path: Path)
     settings = {f.name: sample(getattr(defaults, f.name)) for f in fields(InvokerConfig)}
     settings["ledger_sync"] = "full"  # one of two values
     settings["egress_default"] = "deny"  # one of two values
+    settings["firewall"] = "iptables"  # one of three values
     settings["sandbox_subnet"] = "10.99.0.0/16"  # a network
     config = load(write(tmp_path, json.dumps(settings), "faas.json"))
     invoker = config.invoker_config()
@@ -161,6 +162,7 @@ def test_every_setting_is_a_row_of_the_operations_docs() -> None:
     "setting,message",
     [
         ('egress_default = "block"', "egress_default must be 'allow' or 'deny'"),
+        ('firewall = "pf"', "firewall must be 'auto', 'nftables' or 'iptables'"),
         ('sandbox_subnet = "100.72.0.1/16"', "sandbox_subnet must be an IPv4 network"),
         ('sandbox_subnet = "fd00::/64"', "sandbox_subnet must be an IPv4 network"),
         ('sandbox_subnet = "100.72.0.0/30"', "too small"),

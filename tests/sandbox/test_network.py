@@ -11,16 +11,22 @@ from pathlib import Path
 import pytest
 
 from sandbox import ipforward, network
+from sandbox.egress import TableSpec
+from sandbox.firewall import Firewall
 from sandbox.network import NetworkConfig, NetworkManager, NetworkUnavailable, host_nameservers
 
 
-class RecordingNft(network.Nft):
-    def __init__(self) -> None:
-        self.commands: list[str] = []
+class RecordingFirewall(Firewall):
+    name = "recording"
 
-    def run(self, commands: str) -> str:
-        self.commands.append(commands)
-        return ""
+    def __init__(self) -> None:
+        self.installed: list[TableSpec] = []
+
+    def install(self, spec: TableSpec) -> None:
+        self.installed.append(spec)
+
+    def remove(self) -> bool:
+        return False
 
 
 def manager(tmp_path: Path) -> NetworkManager:
@@ -30,19 +36,22 @@ def manager(tmp_path: Path) -> NetworkManager:
 async def test_without_nftables_outbound_is_refused_in_one_line(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(network.Nft, "find", staticmethod(lambda: None))
+    monkeypatch.setattr(network, "find_firewall", lambda *args: None)
     async with manager(tmp_path) as nm:
         with pytest.raises(NetworkUnavailable) as caught:
             await nm.activate()
-        assert "needs nftables on the host" in caught.value.message and "\n" not in caught.value.message
+        assert (
+            "needs nftables or iptables on the host" in caught.value.message
+            and "\n" not in caught.value.message
+        )
         assert not nm.active
 
 
 async def test_forwarding_that_cannot_be_turned_on_refuses_and_keeps_nothing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    nft = RecordingNft()
-    monkeypatch.setattr(network.Nft, "find", staticmethod(lambda: nft))
+    firewall = RecordingFirewall()
+    monkeypatch.setattr(network, "find_firewall", lambda *args: firewall)
     monkeypatch.setattr(ipforward.netdev, "read_sysctl", lambda path: "0")
 
     def read_only(path: str, value: str) -> None:
@@ -54,7 +63,7 @@ async def test_forwarding_that_cannot_be_turned_on_refuses_and_keeps_nothing(
             await nm.activate()
     message = caught.value.message
     assert "IP forwarding is off on this host and cannot be turned on" in message and "\n" not in message
-    assert not any("masquerade" in command for command in nft.commands)  # no table made
+    assert firewall.installed == []  # no rules made
     assert os.listdir(tmp_path / "locks" / "net-blocks") == []  # its address block let go
 
 
