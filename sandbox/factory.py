@@ -119,9 +119,9 @@ class SandboxFactory:
         assert self.network is not None
         await self.network.activate()
         if self.outbound_blanks is None:
-            self.outbound_blanks = await self._stack.enter_async_context(
-                BlankPool(self.config.prewarm, self.outbound_blank)
-            )
+            # Set before entering it: a second caller meanwhile must not make another.
+            self.outbound_blanks = BlankPool(self.config.prewarm, self.outbound_blank)
+            await self._stack.enter_async_context(self.outbound_blanks)
 
     async def outbound_blank(self, limits: CgroupLimits | None = None, timeout_s: float = 30.0) -> Sandbox:
         """A new blank sandbox with a veth: eth0 addressed and routed, its
