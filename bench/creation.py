@@ -20,15 +20,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
 from typing import Any
 
-from .common import CGROUP_OWNERS, REPO, percentile
+from .common import percentile, run_child
 
 KS = (1, 4)
 TARGET_PER_S = 200.0
@@ -127,22 +125,7 @@ async def _child(quick: bool) -> dict[str, Any]:
 
 def run(quick: bool = False, log_path: str | None = None) -> dict[str, Any]:
     cmd = [sys.executable, "-m", "bench.creation", "--child"] + (["--quick"] if quick else [])
-    with open(log_path or os.devnull, "ab") as log:
-        proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=log)
-        CGROUP_OWNERS.append(proc.pid)
-        try:
-            out, _ = proc.communicate(timeout=300)
-        finally:
-            if proc.poll() is None:
-                proc.terminate()  # SIGTERM unwinds it: sandboxes, zygote and cgroups go
-                try:
-                    proc.wait(30)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
-    if proc.returncode != 0:
-        raise RuntimeError(f"bench.creation exited with {proc.returncode} (see {log_path or 'stderr'})")
-    return json.loads(out)
+    return run_child(cmd, "bench.creation", log_path, timeout_s=300)  # type: ignore[no-any-return]
 
 
 def rows(r: dict[str, Any]) -> list[dict[str, Any]]:

@@ -20,14 +20,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
-import subprocess
 import sys
 import time
 from typing import Any
 
-from .common import CGROUP_OWNERS, HELLO, REPO, Client, FaasServer, percentile, summary_ms
+from .common import HELLO, Client, FaasServer, percentile, run_child, summary_ms
 
 COLD_PAUSE_S = 0.030
 TARGET_COLD_DELTA_MS = 2.0
@@ -136,68 +134,45 @@ def run(quick: bool = False, log_path: str | None = None) -> dict[str, Any]:
     )
     if log_path:
         cmd += ["--log", log_path]
-    with open(log_path or os.devnull, "ab") as log:
-        proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=log)
-        CGROUP_OWNERS.append(proc.pid)
-        try:
-            out, _ = proc.communicate(timeout=900)
-        finally:
-            if proc.poll() is None:
-                proc.terminate()  # SIGTERM unwinds it: servers, sandboxes and cgroups go
-                try:
-                    proc.wait(60)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
-    if proc.returncode != 0:
-        raise RuntimeError(f"bench.network exited with {proc.returncode} (see {log_path or 'stderr'})")
-    return json.loads(out)
+    return run_child(cmd, "bench.network", log_path, timeout_s=900)  # type: ignore[no-any-return]
+
+
+def _row(metric: str, unit: str, figure: float, baseline: float, baseline_name: str) -> dict[str, Any]:
+    return {
+        "benchmark": "network",
+        "metric": metric,
+        "unit": unit,
+        "figure": figure,
+        "baseline": baseline,
+        "baseline_name": baseline_name,
+        "target": "reported",
+        "pass": None,
+    }
 
 
 def rows(r: dict[str, Any]) -> list[dict[str, Any]]:
     cold, warm, creation = r["cold"], r["warm"], r["creation"]
+    same_run = "network: none, same run"
     delta = round(cold["outbound"]["p50_ms"] - cold["none"]["p50_ms"], 3)
+    p50 = _row("outbound cold start p50", "ms", cold["outbound"]["p50_ms"], cold["none"]["p50_ms"], same_run)
+    p50 |= {"target": f"<= none + {TARGET_COLD_DELTA_MS:g} ms", "pass": delta <= TARGET_COLD_DELTA_MS}
     return [
-        {
-            "benchmark": "network",
-            "metric": "outbound cold start p50",
-            "unit": "ms",
-            "figure": cold["outbound"]["p50_ms"],
-            "baseline": cold["none"]["p50_ms"],
-            "baseline_name": "network: none, same run",
-            "target": f"<= none + {TARGET_COLD_DELTA_MS:g} ms",
-            "pass": delta <= TARGET_COLD_DELTA_MS,
-        },
-        {
-            "benchmark": "network",
-            "metric": "outbound cold start p99",
-            "unit": "ms",
-            "figure": cold["outbound"]["p99_ms"],
-            "baseline": cold["none"]["p99_ms"],
-            "baseline_name": "network: none, same run",
-            "target": "reported",
-            "pass": None,
-        },
-        {
-            "benchmark": "network",
-            "metric": "outbound warm call p50 (1 connection)",
-            "unit": "us",
-            "figure": warm["outbound"]["p50_us"],
-            "baseline": warm["none"]["p50_us"],
-            "baseline_name": "network: none, same run",
-            "target": "reported",
-            "pass": None,
-        },
-        {
-            "benchmark": "network",
-            "metric": f"sandboxes with a veth created/s (best K={creation['outbound']['k']})",
-            "unit": "/s",
-            "figure": creation["outbound"]["per_s"],
-            "baseline": creation["none"]["per_s"],
-            "baseline_name": "without network, same run",
-            "target": "reported",
-            "pass": None,
-        },
+        p50,
+        _row("outbound cold start p99", "ms", cold["outbound"]["p99_ms"], cold["none"]["p99_ms"], same_run),
+        _row(
+            "outbound warm call p50 (1 connection)",
+            "us",
+            warm["outbound"]["p50_us"],
+            warm["none"]["p50_us"],
+            same_run,
+        ),
+        _row(
+            f"sandboxes with a veth created/s (best K={creation['outbound']['k']})",
+            "/s",
+            creation["outbound"]["per_s"],
+            creation["none"]["per_s"],
+            "without network, same run",
+        ),
     ]
 
 
