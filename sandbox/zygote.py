@@ -32,8 +32,15 @@ from .spec import SandboxSpec
 
 
 def _recv_request(control: socket.socket) -> tuple[bytes, list[int]] | None:
+    """The next request, or None once the server is gone."""
     fds = array.array("i")
-    msg, ancdata, _flags, _addr = control.recvmsg(MAX_CONTROL_BYTES, socket.CMSG_SPACE(4 * fds.itemsize))
+    try:
+        msg, ancdata, _flags, _addr = control.recvmsg(MAX_CONTROL_BYTES, socket.CMSG_SPACE(4 * fds.itemsize))
+    except ConnectionError:
+        # A server killed with replies it never read leaves ECONNRESET, not
+        # EOF. Gone all the same: its sandboxes must still be killed (a
+        # frozen one would never see its own channel close).
+        return None
     if not msg:
         return None
     for level, kind, data in ancdata:
@@ -99,7 +106,10 @@ def serve(control: socket.socket, seccomp_program: bytes) -> None:
             _spawn(control, request_id, message.spec, fds[0], seccomp_program)
             thaw_commands.add(message.spec.thaw_command)
         except Exception as exc:
-            control.send(SpawnReply(request_id, error=f"{type(exc).__name__}: {exc}").pack())
+            try:
+                control.send(SpawnReply(request_id, error=f"{type(exc).__name__}: {exc}").pack())
+            except ConnectionError:
+                break  # the server is gone: on to killing its sandboxes
         finally:
             for fd in fds:
                 os.close(fd)
