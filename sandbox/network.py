@@ -50,7 +50,7 @@ RESOLV_CONF = "/etc/resolv.conf"
 # systemd-resolved's list of the upstream servers behind its 127.0.0.53 stub.
 RESOLVED_UPSTREAM = "/run/systemd/resolve/resolv.conf"
 # How long a stop waits for the kernel to take down the veths of dead sandboxes.
-VETH_GONE_TIMEOUT_S = 10.0
+VETH_GONE_TIMEOUT_S = 5.0
 
 
 class NetworkUnavailable(SpawnError):
@@ -218,23 +218,29 @@ class NetworkManager:
             log.warning("removed %d veths left by a killed server", len(stale))
 
     def _remove_all(self) -> None:
-        """At stop, once every sandbox is dead: their veths go with their
-        namespaces (the kernel does it in the background): wait for that,
-        delete what remains, then the table."""
+        """At stop, once every sandbox is dead: the rules first (cheap, and
+        nothing of them outlives a stop that is cut short), then the veths,
+        which go with their sandboxes' namespaces as the kernel gets to it:
+        wait a little for that, delete what remains."""
         if not self.active:
             return
-        deadline = time.monotonic() + VETH_GONE_TIMEOUT_S
-        while netdev.device_names(self.veth_prefix) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        self._worker.sweep(self.veth_prefix)
+        t0 = time.monotonic()
         assert self._firewall is not None
         try:
             self._firewall.remove()
         except FirewallError as exc:
             log.warning("could not remove the %s rules %s: %s", self._firewall.name, self.table, exc)
+        while netdev.device_names(self.veth_prefix) and time.monotonic() < t0 + VETH_GONE_TIMEOUT_S:
+            time.sleep(0.05)
+        deleted = self._worker.sweep(self.veth_prefix)
         self._forwarding.release()
         self.block.release()
         self.active = False
+        log.info(
+            "outbound network removed in %.2f s (%d veths deleted, the rest went with their sandboxes)",
+            time.monotonic() - t0,
+            len(deleted),
+        )
 
     async def activate(self) -> None:
         """Make the host ready (forwarding, the table, an address block);

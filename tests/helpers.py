@@ -144,6 +144,7 @@ class Server:
         ]
         env = dict(os.environ)
         env.pop("FAAS_TOKEN", None)
+        env["PYTHONFAULTHANDLER"] = "1"  # tracebacks in the log if it ever has to be aborted
         if self.token:
             env["FAAS_TOKEN"] = self.token
         self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
@@ -181,8 +182,14 @@ class Server:
             try:
                 self.proc.wait(timeout_s)
             except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+                # Stuck: SIGABRT first, so faulthandler writes every thread's
+                # traceback into its log, saying where.
+                self.proc.send_signal(signal.SIGABRT)
+                try:
+                    self.proc.wait(5)
+                except subprocess.TimeoutExpired:
+                    self.proc.kill()
+                    self.proc.wait()
         self._log.close()
         while self._cgroups:  # the server's own cgroups (see _own_cgroup)
             remove_tree(self._cgroups.pop())

@@ -5,8 +5,9 @@
                                         "answered", "timeout" or the errno's name
     {"resolve": [name, ...]}            the address, or the error
     {"get": [url, ...]}                 the body (text), or the error
-    {"download": {"url": U}}            {"bytes", "seconds"} of reading all of U
-    {"upload": {"url": U, "bytes": N}}  {"bytes", "seconds", "answer"} of POSTing N bytes
+    {"download": {"host": H, "bytes": N}}  {"bytes", "seconds", "tcp"} of GET http://H/bytes?n=N
+    {"upload": {"host": H, "bytes": N}}    {"bytes", "seconds", "answer", "tcp"} of POSTing N bytes
+                                           to http://H/sink ("tcp": what TCP counted on the connection)
     {"listen": port}                    keep a TCP listener on that port (between calls too)
 
 and always: its interfaces, its address and gateway (or null).
@@ -15,6 +16,7 @@ and always: its interfaces, its address and gateway (or null).
 import errno
 import json
 import socket
+import struct
 import time
 import urllib.request
 
@@ -74,25 +76,58 @@ def _address():
         s.close()
 
 
-def _download(url):
+def _tcp_counts(sock):
+    """What TCP itself counted on this connection (struct tcp_info, Linux
+    4.19+): payload bytes sent (retransmissions included) and received, and
+    the segments that carried no data (handshake, ACKs, FIN)."""
+    info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 232)
+    (received,) = struct.unpack_from("Q", info, 128)
+    segs_out, segs_in = struct.unpack_from("II", info, 136)
+    data_segs_in, data_segs_out = struct.unpack_from("II", info, 152)
+    (sent,) = struct.unpack_from("Q", info, 200)
+    return {
+        "sent": sent,
+        "received": received,
+        "bare_out": segs_out - data_segs_out,
+        "bare_in": segs_in - data_segs_in,
+    }
+
+
+def _http(host, method, path, body_size=0):
+    """One HTTP/1.0 exchange on a socket of its own: the response body's
+    size, the seconds it took, and the connection's TCP counts."""
     t0 = time.monotonic()
-    with urllib.request.urlopen(url, timeout=60) as resp:
-        n = 0
+    sock = socket.create_connection((host, 80), timeout=60)
+    try:
+        head = f"{method} {path} HTTP/1.0\r\nHost: {host}\r\nContent-Length: {body_size}\r\n\r\n"
+        sock.sendall(head.encode())
+        chunk = b"u" * 65536
+        left = body_size
+        while left > 0:
+            sock.sendall(chunk[: min(left, len(chunk))])
+            left -= min(left, len(chunk))
+        response = bytearray()
         while True:
-            chunk = resp.read(65536)
-            if not chunk:
+            data = sock.recv(65536)
+            if not data:
                 break
-            n += len(chunk)
-    return {"bytes": n, "seconds": time.monotonic() - t0}
+            response += data
+        seconds = time.monotonic() - t0
+        counts = _tcp_counts(sock)
+    finally:
+        sock.close()
+    _, _, body = bytes(response).partition(b"\r\n\r\n")
+    return body, seconds, counts
 
 
-def _upload(url, size):
-    body = b"u" * size
-    t0 = time.monotonic()
-    request = urllib.request.Request(url, data=body, method="POST")
-    with urllib.request.urlopen(request, timeout=60) as resp:
-        answer = json.loads(resp.read())
-    return {"bytes": size, "seconds": time.monotonic() - t0, "answer": answer}
+def _download(host, size):
+    body, seconds, counts = _http(host, "GET", f"/bytes?n={size}")
+    return {"bytes": len(body), "seconds": seconds, "tcp": counts}
+
+
+def _upload(host, size):
+    body, seconds, counts = _http(host, "POST", "/sink", size)
+    return {"bytes": size, "seconds": seconds, "answer": json.loads(body), "tcp": counts}
 
 
 def handle(event, context):
@@ -124,7 +159,7 @@ def handle(event, context):
         except Exception as exc:
             out[f"get {url}"] = _errno_name(getattr(exc, "reason", exc))
     if "download" in req:
-        out["download"] = _download(req["download"]["url"])
+        out["download"] = _download(req["download"]["host"], req["download"]["bytes"])
     if "upload" in req:
-        out["upload"] = _upload(req["upload"]["url"], req["upload"]["bytes"])
+        out["upload"] = _upload(req["upload"]["host"], req["upload"]["bytes"])
     return out
