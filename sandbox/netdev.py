@@ -100,13 +100,18 @@ def disable_ipv6(ifname: str) -> None:
     write_sysctl(f"net/ipv6/conf/{ifname}/disable_ipv6", "1")
 
 
+def in_netns_of(pid: int) -> contextlib.AbstractContextManager[None]:
+    """The calling thread in the network namespace of process `pid`, and back."""
+    return in_netns(f"/proc/{pid}/ns/net")
+
+
 @contextlib.contextmanager
-def in_netns_of(pid: int) -> Iterator[None]:
-    """The calling thread in the network namespace of process `pid`, and
-    back. Only ever in a thread of its own: setns() moves one thread."""
+def in_netns(path: str) -> Iterator[None]:
+    """The calling thread in the network namespace at `path`, and back.
+    Only ever in a thread of its own: setns() moves one thread."""
     own = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
     try:
-        target = os.open(f"/proc/{pid}/ns/net", os.O_RDONLY)
+        target = os.open(path, os.O_RDONLY)
         try:
             _setns(target)
         finally:

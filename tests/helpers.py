@@ -112,6 +112,7 @@ class Server:
         token: str | None = None,
         extra_args: tuple[str, ...] = (),
         netns: Netns | None = None,
+        launcher: tuple[str, ...] = (),
     ) -> None:
         self.data_dir = data_dir
         self.port = free_port()
@@ -119,6 +120,8 @@ class Server:
         self.extra_args = extra_args
         # Run in this network namespace; requests go to its 127.0.0.1.
         self.netns = netns
+        # What runs the server's command line (`ip netns exec NS`, say).
+        self.launcher = launcher
         self.proc: subprocess.Popen[bytes] | None = None
         self.log_path = data_dir.parent / f"serve-{self.port}.log"
         self._starts = 0
@@ -130,6 +133,7 @@ class Server:
 
     def start(self, timeout_s: float = 20) -> Server:
         cmd = [
+            *self.launcher,
             sys.executable,
             "-m",
             "gateway.cli",

@@ -66,7 +66,7 @@ class Namespace:
     """A network namespace, alive while its holder process is."""
 
     def __init__(self) -> None:
-        self.proc = subprocess.Popen(
+        self.proc: subprocess.Popen[bytes] | None = subprocess.Popen(
             ["unshare", "--net", "sh", "-c", "echo ready; exec sleep infinity"],
             stdout=subprocess.PIPE,
             stdin=subprocess.DEVNULL,
@@ -75,8 +75,7 @@ class Namespace:
         if self.proc.stdout.readline().strip() != b"ready":
             self.close()
             raise RuntimeError("could not make a network namespace (unshare --net)")
-        self.pid = self.proc.pid
-        self.path = f"/proc/{self.pid}/ns/net"
+        self.path = f"/proc/{self.proc.pid}/ns/net"
 
     def run(self, *argv: str, check: bool = True) -> str:
         """A command inside the namespace; its output."""
@@ -107,7 +106,7 @@ class Namespace:
 
         def make() -> None:
             try:
-                with netdev.in_netns_of(self.pid):
+                with netdev.in_netns(self.path):
                     made.append(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
             except BaseException as exc:
                 made.append(exc)
@@ -120,9 +119,37 @@ class Namespace:
         return made[0]
 
     def close(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait()
+        if self.proc is not None:
+            if self.proc.poll() is None:
+                self.proc.kill()
+            self.proc.wait()
+
+
+class NamedNamespace(Namespace):
+    """A namespace made by `ip netns add` (for `ip netns exec`), deleted on
+    close, with /run/netns unmounted again if `ip` mounted it for it."""
+
+    RUN_NETNS = "/run/netns"
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.proc = None
+        self._mounted_run_netns = not _mount_point(self.RUN_NETNS)
+        subprocess.run(["ip", "netns", "add", name], check=True, capture_output=True)
+        self.path = os.path.join(self.RUN_NETNS, name)
+        self.run("ip", "link", "set", "lo", "up")
+
+    def close(self) -> None:
+        subprocess.run(["ip", "netns", "del", self.name], capture_output=True)
+        if self._mounted_run_netns and _mount_point(self.RUN_NETNS) and not os.listdir(self.RUN_NETNS):
+            subprocess.run(["umount", self.RUN_NETNS], capture_output=True)
+
+
+def _mount_point(path: str) -> bool:
+    """Whether something is mounted on `path` (a bind of a directory onto
+    itself included, which os.path.ismount does not see)."""
+    with open("/proc/self/mountinfo") as f:
+        return any(line.split()[4] == path for line in f)
 
 
 class Internet:
@@ -142,7 +169,8 @@ class Internet:
         s, i = self.server_ns, self.internet_ns
         for ns in (s, i):
             ns.run("ip", "link", "set", "lo", "up")
-        s.run("ip", "link", "add", "up0", "type", "veth", "peer", "name", "dn0", "netns", str(i.pid))
+        assert i.proc is not None
+        s.run("ip", "link", "add", "up0", "type", "veth", "peer", "name", "dn0", "netns", str(i.proc.pid))
         s.run("ip", "addr", "add", f"{SERVER_UPLINK}/24", "dev", "up0")
         s.run("ip", "link", "set", "up0", "up")
         s.run("ip", "route", "add", "default", "via", ROUTER)

@@ -2,9 +2,11 @@
 lost them: `ip netns exec NS faas serve` gives the server a mount
 namespace of its own with a fresh /sys, without /sys/fs/cgroup's mounts.
 
-Only ever in a mount namespace other than init's (the host's mounts are
-never touched), and only the hierarchies the server sits in, as
-/proc/self/cgroup lists them: the same kernel hierarchies, seen again.
+Only ever in a mount namespace other than the one of the process that
+started the server (so the host's mounts are never touched: `ip netns
+exec` makes one just for the command it runs), and only the hierarchies
+the server sits in, as /proc/self/cgroup lists them: the same kernel
+hierarchies, seen again.
 """
 
 from __future__ import annotations
@@ -39,7 +41,11 @@ def hierarchies(proc_cgroup: str) -> list[tuple[str, str]]:
 def mount_missing(proc: str = "/proc/self") -> bool:
     """Mount the server's hierarchies under /sys/fs/cgroup if this is a mount
     namespace of its own with none there; whether it did."""
-    if os.stat(os.path.join(proc, "ns/mnt")).st_ino == os.stat("/proc/1/ns/mnt").st_ino:
+    try:
+        parent = os.stat(f"/proc/{os.getppid()}/ns/mnt").st_ino
+    except OSError:
+        return False  # cannot tell: leave it to the caller's error
+    if os.stat(os.path.join(proc, "ns/mnt")).st_ino == parent:
         return False
     with open(os.path.join(proc, "cgroup")) as f:
         wanted = hierarchies(f.read())

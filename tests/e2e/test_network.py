@@ -40,6 +40,7 @@ from tests.nettopo import (
     PUBLIC,
     SERVER_UPLINK,
     Internet,
+    NamedNamespace,
     install_tools,
     internet,
 )
@@ -293,3 +294,29 @@ def test_sigkill_then_restart_leaves_no_veth_address_or_rule(
     # The other server in the same namespace was left alone.
     assert own_objects(net, server)["rules"]
     assert probe(server, "open", tcp=[[PUBLIC, 80]])[f"tcp {PUBLIC}:80"] == "connected"
+
+
+def test_a_server_started_by_ip_netns_exec_finds_its_cgroups_and_gives_outbound(tmp_path: Path) -> None:
+    """`ip netns exec` gives the server a mount namespace with a fresh /sys
+    and no cgroup mounts: it mounts its hierarchies again there, and serves."""
+    name = f"fxtest-{os.getpid()}"
+    namespace = NamedNamespace(name)
+    try:
+        config = tmp_path / "faas.toml"
+        config.write_text("prewarm = 1\n")
+        launcher = ("ip", "netns", "exec", name)
+        srv = Server(
+            tmp_path / "data", extra_args=("--config", str(config)), netns=namespace, launcher=launcher
+        )
+        srv.start()
+        try:
+            deploy(srv, "open", network="outbound")
+            deploy(srv, "closed")
+            assert probe(srv, "open")["interfaces"] == ["eth0", "lo"]
+            assert probe(srv, "closed")["interfaces"] == ["lo"]
+        finally:
+            stop_server(srv)
+        assert "faas_" not in namespace.run("nft", "list", "tables")
+        assert [line for line in namespace.run("ip", "-o", "link").splitlines() if ": fx" in line] == []
+    finally:
+        namespace.close()
