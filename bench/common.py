@@ -179,7 +179,8 @@ def run_child(cmd: list[str], name: str, log_path: str | None, timeout_s: float)
     """Run a benchmark's child process (it owns the cgroups it makes, and
     they go with it); its JSON output. SIGTERM unwinds it on the way out."""
     with open(log_path or os.devnull, "ab") as log:
-        proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=log)
+        # Without a log, its errors go to ours.
+        proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=log if log_path else None)
         CGROUP_OWNERS.append(proc.pid)
         try:
             out, _ = proc.communicate(timeout=timeout_s)

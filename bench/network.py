@@ -33,8 +33,8 @@ TARGET_COLD_DELTA_MS = 2.0
 KINDS = {"none": {}, "outbound": {"network": "outbound"}}
 # Cold starts only, reported: what an allow list and a bandwidth cap add.
 COLD_ONLY = {
-    "outbound+allow": {"network": "outbound", "allow": ["10.0.0.0/8", "192.168.1.5:5432"]},
-    "outbound+egress_mbit": {"network": "outbound", "egress_mbit": 100},
+    "outbound-allow": {"network": "outbound", "allow": ["10.0.0.0/8", "192.168.1.5:5432"]},
+    "outbound-mbit": {"network": "outbound", "egress_mbit": 100},
 }
 
 
