@@ -20,6 +20,8 @@ from .egress import NEVER, PRIVATE, OutboundSpec, TableSpec, policy_chain, table
 from .nft import LibNftables, Nft, NftError
 
 FirewallError = NftError
+# What may hold the policy, as the `firewall` setting names them.
+FIREWALLS = ("nftables", "iptables")
 
 
 class Firewall:

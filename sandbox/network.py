@@ -34,7 +34,7 @@ from typing import Any
 from . import netdev
 from .egress import OutboundSpec, TableSpec
 from .errors import SpawnError
-from .firewall import Firewall, FirewallError, find_firewall
+from .firewall import FIREWALLS, Firewall, FirewallError, find_firewall
 from .ipforward import Forwarding
 from .locks import try_lock, unlock_and_remove
 from .veth import SANDBOX_IFNAME, VethWorker
@@ -180,6 +180,10 @@ class NetworkAttachment:
 class NetworkManager:
     def __init__(self, config: NetworkConfig, data_dir: str, lock_dir: str = LOCK_DIR) -> None:
         self.config = config
+        # Says, while outbound network is on, what holds its rules: so that a
+        # start after a SIGKILL knows what to remove (and one after a clean
+        # stop, or of a server that never had it, touches nothing).
+        self._marker = os.path.join(data_dir, "run", "network-active")
         tag = hashlib.sha256(os.path.realpath(data_dir).encode()).hexdigest()[:6]
         self.veth_prefix = f"fx{tag}"
         self.table = f"faas_{tag}"
@@ -208,7 +212,12 @@ class NetworkManager:
 
     def _remove_stale(self) -> None:
         """What a killed server with this data directory left: its rules and veths."""
-        firewall = find_firewall(self.table, self.veth_prefix, self.config.firewall)
+        try:
+            with open(self._marker) as f:
+                kind = f.read().strip()
+        except FileNotFoundError:
+            return
+        firewall = find_firewall(self.table, self.veth_prefix, kind if kind in FIREWALLS else "auto")
         if firewall is not None:
             with contextlib.suppress(FirewallError):
                 if firewall.remove():
@@ -216,6 +225,7 @@ class NetworkManager:
         stale = self._worker.sweep(self.veth_prefix)
         if stale:
             log.warning("removed %d veths left by a killed server", len(stale))
+        os.unlink(self._marker)
 
     def _remove_all(self) -> None:
         """At stop, once every sandbox is dead: the rules first (cheap, and
@@ -235,6 +245,8 @@ class NetworkManager:
         deleted = self._worker.sweep(self.veth_prefix)
         self._forwarding.release()
         self.block.release()
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self._marker)
         self.active = False
         log.info(
             "outbound network removed in %.2f s (%d veths deleted, the rest went with their sandboxes)",
@@ -255,12 +267,16 @@ class NetworkManager:
         firewall = find_firewall(self.table, self.veth_prefix, self.config.firewall)
         if firewall is None:
             wanted = "nftables or iptables" if self.config.firewall == "auto" else self.config.firewall
+            package = "iptables" if self.config.firewall == "iptables" else "nftables"
             raise NetworkUnavailable(
-                f"outbound network needs {wanted} on the host: install the nftables package"
+                f"outbound network needs {wanted} on the host: install the {package} package"
             )
         try:
             self.block.acquire()
             try:
+                os.makedirs(os.path.dirname(self._marker), exist_ok=True)
+                with open(self._marker, "w") as f:
+                    f.write(firewall.name)
                 self._forwarding.acquire()
                 self.nameservers = self.config.nameservers or host_nameservers()
                 if not self.nameservers:
@@ -278,6 +294,8 @@ class NetworkManager:
             except BaseException:
                 self._forwarding.release()
                 self.block.release()
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(self._marker)
                 raise
         except (OSError, FirewallError) as exc:
             why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
@@ -317,10 +335,13 @@ class NetworkManager:
             firewall = self._firewall
             assert firewall is not None
             name = spec.policy_name
-            if self._policies[name] == 0:
-                await self._run(firewall.add_policy, spec)
+            # Counted before any await, so that a release meanwhile never
+            # removes the chain this sandbox is about to use.
+            first = self._policies[name] == 0
             self._policies[name] += 1
             attachment.policy = name
+            if first:
+                await self._run(firewall.add_policy, spec)
             await self._run(firewall.attach, attachment.host_ifname, name)
         if spec.egress_mbit:
             await self._worker.run(self._worker.cap, attachment.host_ifname, attachment.pid, spec.egress_mbit)

@@ -65,6 +65,7 @@ async def test_forwarding_that_cannot_be_turned_on_refuses_and_keeps_nothing(
     assert "IP forwarding is off on this host and cannot be turned on" in message and "\n" not in message
     assert firewall.installed == []  # no rules made
     assert os.listdir(tmp_path / "locks" / "net-blocks") == []  # its address block let go
+    assert not (tmp_path / "data" / "run" / "network-active").exists()  # nothing for a next start to remove
 
 
 async def test_forwarding_is_turned_on_for_as_long_as_it_is_needed(
