@@ -142,6 +142,13 @@ class TableSpec:
     nameservers: tuple[str, ...] = ()
     egress_default: str = "allow"
 
+    @property
+    def loopback_resolver(self) -> str | None:
+        """The host's first resolver on loopback (a stub such as
+        systemd-resolved's 127.0.0.53): sandboxes reach it at their gateway,
+        port 53, which the host translates to it."""
+        return next((s for s in self.nameservers if ipaddress.ip_address(s).is_loopback), None)
+
 
 def _addresses(networks: Iterable[str], version: int) -> str:
     return ", ".join(n for n in networks if ipaddress.ip_network(n).version == version)
@@ -165,6 +172,16 @@ def table_ruleset(spec: TableSpec) -> str:
                 )
         dns = "\n".join(f"        {rule}" for rule in rules)
     deny_public = "        jump refuse\n" if spec.egress_default == "deny" else ""
+    stub = spec.loopback_resolver
+    dnat = (
+        f"""    chain dns_to_stub {{
+        type nat hook prerouting priority dstnat; policy accept;
+        iifname {veths} ip daddr {spec.block} meta l4proto {{ tcp, udp }} th dport 53 dnat ip to {stub}
+    }}
+"""
+        if stub
+        else ""
+    )
     return f"""add table {table}
 delete table {table}
 table {table} {{
@@ -201,7 +218,7 @@ table {table} {{
         type nat hook postrouting priority srcnat; policy accept;
         ip saddr {spec.block} oifname != {veths} masquerade
     }}
-}}
+{dnat}}}
 """
 
 

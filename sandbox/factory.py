@@ -21,7 +21,7 @@ from .cgroups import CgroupBackend, CgroupLimits, detect
 from .egress import OutboundSpec
 from .errors import SpawnError
 from .instance import Sandbox
-from .network import NetworkConfig, NetworkManager
+from .network import NetworkConfig, NetworkManager, sandbox_nameservers
 from .prewarm import BlankPool
 from .spec import SandboxSpec
 from .zygote_client import Zygote
@@ -129,7 +129,8 @@ class SandboxFactory:
         assert self.network is not None
         attachment = self.network.reserve()
         try:
-            sandbox = await self.blank(limits, timeout_s, self.network.nameservers)
+            resolvers = sandbox_nameservers(self.network.nameservers, attachment.gateway)
+            sandbox = await self.blank(limits, timeout_s, resolvers)
         except BaseException:
             await attachment.release()
             raise

@@ -148,14 +148,24 @@ class IptablesFirewall(Firewall):
             f"-I FORWARD 2 -o {self.veths} -j {c('out')}",
         ]
         chains = ("refuse", "in", "egress", "pol", "default", "out")
+        nat = [
+            f"-A {c('nat')} -s {spec.block} ! -o {self.veths} -j MASQUERADE",
+            f"-I POSTROUTING 1 -j {c('nat')}",
+        ]
+        stub = spec.loopback_resolver
+        if stub:
+            nat += [
+                f"-A {c('stub')} -i {self.veths} -d {spec.block} -p {proto} --dport 53 -j DNAT --to-destination {stub}"
+                for proto in ("udp", "tcp")
+            ]
+            nat.append(f"-I PREROUTING 1 -j {c('stub')}")
         self._restore(
             "*filter\n"
             + "".join(f":{c(name)} - [0:0]\n" for name in chains)
             + "\n".join(rules)
-            + "\nCOMMIT\n*nat\n"
-            + f":{c('nat')} - [0:0]\n"
-            + f"-A {c('nat')} -s {spec.block} ! -o {self.veths} -j MASQUERADE\n"
-            + f"-I POSTROUTING 1 -j {c('nat')}\nCOMMIT\n"
+            + f"\nCOMMIT\n*nat\n:{c('nat')} - [0:0]\n:{c('stub')} - [0:0]\n"
+            + "\n".join(nat)
+            + "\nCOMMIT\n"
         )
 
     def remove(self) -> bool:

@@ -47,8 +47,6 @@ LOCK_DIR = "/run/faas"
 BLOCK_EXTRA_BITS = 4
 MAX_BLOCK_PREFIX = 26
 RESOLV_CONF = "/etc/resolv.conf"
-# systemd-resolved's list of the upstream servers behind its 127.0.0.53 stub.
-RESOLVED_UPSTREAM = "/run/systemd/resolve/resolv.conf"
 # How long a stop waits for the kernel to take down the veths of dead sandboxes.
 VETH_GONE_TIMEOUT_S = 5.0
 
@@ -68,25 +66,33 @@ class NetworkConfig:
 
 
 def host_nameservers(path: str = RESOLV_CONF) -> tuple[str, ...]:
-    """The IPv4 resolvers of the host that a sandbox can reach (a loopback
-    stub cannot be: then systemd-resolved's upstream servers, if listed)."""
+    """The host's IPv4 resolvers, as /etc/resolv.conf lists them (a loopback
+    stub included: sandboxes reach it through their gateway)."""
     found: list[str] = []
-    for conf in (path, RESOLVED_UPSTREAM):
-        try:
-            with open(conf) as f:
-                lines = f.read().splitlines()
-        except OSError:
-            continue
-        for line in lines:
-            parts = line.split()
-            if len(parts) >= 2 and parts[0] == "nameserver":
-                with contextlib.suppress(ValueError):
-                    address = ipaddress.ip_address(parts[1])
-                    if address.version == 4 and not address.is_loopback and str(address) not in found:
-                        found.append(str(address))
-        if found:
-            break
+    try:
+        with open(path) as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return ()
+    for line in lines:
+        parts = line.split()
+        if len(parts) >= 2 and parts[0] == "nameserver":
+            with contextlib.suppress(ValueError):
+                address = ipaddress.ip_address(parts[1])
+                if address.version == 4 and str(address) not in found:
+                    found.append(str(address))
     return tuple(found)
+
+
+def sandbox_nameservers(nameservers: tuple[str, ...], gateway: str) -> tuple[str, ...]:
+    """A sandbox's /etc/resolv.conf: a loopback resolver is its gateway
+    (the host translates port 53 there to it), the others as they are."""
+    out: list[str] = []
+    for server in nameservers:
+        server = gateway if ipaddress.ip_address(server).is_loopback else server
+        if server not in out:
+            out.append(server)
+    return tuple(out)
 
 
 class AddressBlock:
@@ -280,7 +286,7 @@ class NetworkManager:
                 self._forwarding.acquire()
                 self.nameservers = self.config.nameservers or host_nameservers()
                 if not self.nameservers:
-                    log.warning("no resolver a sandbox can reach: outbound sandboxes get no DNS")
+                    log.warning("the host has no IPv4 resolver: outbound sandboxes get no DNS")
                 spec = TableSpec(
                     name=self.table,
                     veth_prefix=self.veth_prefix,
@@ -324,6 +330,7 @@ class NetworkManager:
             attachment.gateway,
             attachment.address,
             self.block.network.max_prefixlen - 1,
+            any(ipaddress.ip_address(s).is_loopback for s in self.nameservers),
         )
         attachment.counters_fd = netdev.open_counters(pid)
 

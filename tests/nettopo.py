@@ -126,23 +126,34 @@ class Namespace:
 
 
 class NamedNamespace(Namespace):
-    """A namespace made by `ip netns add` (for `ip netns exec`), deleted on
-    close, with /run/netns unmounted again if `ip` mounted it for it."""
+    """A namespace made by `ip netns add` (for `ip netns exec`, which also
+    shows a process /etc/netns/NAME/resolv.conf as /etc/resolv.conf), deleted
+    on close, with what `ip` and this made under /run/netns and /etc/netns."""
 
     RUN_NETNS = "/run/netns"
+    ETC_NETNS = "/etc/netns"
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, resolv_conf: str | None = None) -> None:
         self.name = name
         self.proc = None
         self._mounted_run_netns = not _mount_point(self.RUN_NETNS)
+        self._made_etc_netns = not os.path.exists(self.ETC_NETNS)
         subprocess.run(["ip", "netns", "add", name], check=True, capture_output=True)
         self.path = os.path.join(self.RUN_NETNS, name)
+        self.etc = os.path.join(self.ETC_NETNS, name)
+        if resolv_conf is not None:
+            os.makedirs(self.etc)
+            with open(os.path.join(self.etc, "resolv.conf"), "w") as f:
+                f.write(resolv_conf)
         self.run("ip", "link", "set", "lo", "up")
 
     def close(self) -> None:
         subprocess.run(["ip", "netns", "del", self.name], capture_output=True)
         if self._mounted_run_netns and _mount_point(self.RUN_NETNS) and not os.listdir(self.RUN_NETNS):
             subprocess.run(["umount", self.RUN_NETNS], capture_output=True)
+        shutil.rmtree(self.etc, ignore_errors=True)
+        if self._made_etc_netns and os.path.isdir(self.ETC_NETNS) and not os.listdir(self.ETC_NETNS):
+            os.rmdir(self.ETC_NETNS)
 
 
 def _mount_point(path: str) -> bool:

@@ -24,6 +24,7 @@ import json
 import os
 import re
 import signal
+import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -296,12 +297,23 @@ def test_sigkill_then_restart_leaves_no_veth_address_or_rule(
     assert probe(server, "open", tcp=[[PUBLIC, 80]])[f"tcp {PUBLIC}:80"] == "connected"
 
 
-def test_a_server_started_by_ip_netns_exec_finds_its_cgroups_and_gives_outbound(tmp_path: Path) -> None:
+def test_a_server_started_by_ip_netns_exec_serves_outbound_with_the_namespaces_loopback_resolver(
+    tmp_path: Path,
+) -> None:
     """`ip netns exec` gives the server a mount namespace with a fresh /sys
-    and no cgroup mounts: it mounts its hierarchies again there, and serves."""
+    (no cgroup mounts: it mounts its hierarchies again there) and
+    /etc/netns/NAME/resolv.conf as its /etc/resolv.conf: here a resolver on
+    127.0.0.1, which sandboxes reach through their gateway."""
     name = f"fxtest-{os.getpid()}"
-    namespace = NamedNamespace(name)
+    namespace = NamedNamespace(name, resolv_conf="nameserver 127.0.0.1\n")
+    dnsmasq = None
     try:
+        dnsmasq = namespace.popen(
+            "dnsmasq", "--keep-in-foreground", "--conf-file=/dev/null", "--no-resolv", "--no-hosts",
+            "--bind-interfaces", "--listen-address=127.0.0.1", f"--address=/stub.test/{PUBLIC}",
+            "--pid-file=", "--user=root", stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
+        wait_until(lambda: "127.0.0.1:53" in namespace.run("ss", "-lnu"), 10, "dnsmasq to listen")
         config = tmp_path / "faas.toml"
         config.write_text("prewarm = 1\n")
         launcher = ("ip", "netns", "exec", name)
@@ -312,11 +324,15 @@ def test_a_server_started_by_ip_netns_exec_finds_its_cgroups_and_gives_outbound(
         try:
             deploy(srv, "open", network="outbound")
             deploy(srv, "closed")
-            assert probe(srv, "open")["interfaces"] == ["eth0", "lo"]
+            out = probe(srv, "open", resolve=["stub.test"])
+            assert out["interfaces"] == ["eth0", "lo"] and out["resolve stub.test"] == PUBLIC
             assert probe(srv, "closed")["interfaces"] == ["lo"]
         finally:
             stop_server(srv)
         assert "faas_" not in namespace.run("nft", "list", "tables")
         assert [line for line in namespace.run("ip", "-o", "link").splitlines() if ": fx" in line] == []
     finally:
+        if dnsmasq is not None:
+            dnsmasq.kill()
+            dnsmasq.wait()
         namespace.close()

@@ -97,6 +97,20 @@ def test_the_table_refuses_what_the_policy_says_and_nats_only_its_own_block() ->
     assert "reject with tcp reset" in rules  # refused, never dropped
     allowing = table_ruleset(TableSpec(**{**SPEC.__dict__, "egress_default": "allow"}))
     assert rules.count("jump refuse") == allowing.count("jump refuse") + 1  # deny: one more, at the end
+    assert "dnat" not in rules
+
+
+STUB = TableSpec("faas_abc123", "fxabc123", "100.72.0.0/16", "100.72.16.0/20", ("127.0.0.53", "192.0.2.53"))
+
+
+def test_a_loopback_resolver_is_reached_at_the_gateway_through_dnat() -> None:
+    assert STUB.loopback_resolver == "127.0.0.53" and SPEC.loopback_resolver is None
+    rules = table_ruleset(STUB)
+    assert (
+        'iifname "fxabc123*" ip daddr 100.72.16.0/20 meta l4proto { tcp, udp } th dport 53 dnat ip to 127.0.0.53'
+    ) in rules
+    # After the translation the query is addressed to the stub: accepted on port 53.
+    assert "ip daddr { 127.0.0.53, 192.0.2.53 } meta l4proto { tcp, udp } th dport 53 accept" in rules
 
 
 @pytest.mark.root
@@ -104,7 +118,7 @@ def test_nft_accepts_the_ruleset_and_a_policy_chain(tmp_path: object) -> None:
     if os.geteuid() != 0 or shutil.which("nft") is None or shutil.which("unshare") is None:
         pytest.skip("needs root, nft and unshare")
     spec = OutboundSpec(parse_allow_list(["10.0.0.0/8", "[fd00::/8]:443", "10.1.2.3:5432"]))
-    text = table_ruleset(SPEC) + policy_chain(SPEC.name, spec)
+    text = table_ruleset(SPEC) + policy_chain(SPEC.name, spec) + table_ruleset(STUB)
     # A namespace of its own: nothing of the host's ruleset is touched.
     proc = subprocess.run(["unshare", "--net", "nft", "-f", "-"], input=text, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr

@@ -13,7 +13,13 @@ import pytest
 from sandbox import ipforward, network
 from sandbox.egress import TableSpec
 from sandbox.firewall import Firewall
-from sandbox.network import NetworkConfig, NetworkManager, NetworkUnavailable, host_nameservers
+from sandbox.network import (
+    NetworkConfig,
+    NetworkManager,
+    NetworkUnavailable,
+    host_nameservers,
+    sandbox_nameservers,
+)
 
 
 class RecordingFirewall(Firewall):
@@ -90,16 +96,14 @@ async def test_forwarding_is_turned_on_for_as_long_as_it_is_needed(
     assert os.listdir(tmp_path) == ["decide.lock"]
 
 
-def test_resolvers_are_the_hosts_reachable_ones(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_resolvers_are_the_hosts_and_a_loopback_one_is_reached_at_the_gateway(tmp_path: Path) -> None:
     conf = tmp_path / "resolv.conf"
     conf.write_text(
         "# comment\nnameserver 192.0.2.53\nnameserver 127.0.0.53\nnameserver fd00::53\nsearch x\n"
     )
-    monkeypatch.setattr(network, "RESOLVED_UPSTREAM", str(tmp_path / "missing"))
-    assert host_nameservers(str(conf)) == ("192.0.2.53",)
-    # Only a loopback stub: systemd-resolved's upstream servers instead.
-    conf.write_text("nameserver 127.0.0.53\n")
-    upstream = tmp_path / "upstream.conf"
-    upstream.write_text("nameserver 198.51.100.1\n")
-    monkeypatch.setattr(network, "RESOLVED_UPSTREAM", str(upstream))
-    assert host_nameservers(str(conf)) == ("198.51.100.1",)
+    assert host_nameservers(str(conf)) == ("192.0.2.53", "127.0.0.53")  # IPv4: what a sandbox has
+    assert host_nameservers(str(tmp_path / "missing")) == ()
+    assert sandbox_nameservers(("192.0.2.53", "127.0.0.53", "127.0.0.1"), "100.72.0.4") == (
+        "192.0.2.53",
+        "100.72.0.4",
+    )
