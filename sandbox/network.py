@@ -205,14 +205,17 @@ class NetworkManager:
         self.attachments: set[NetworkAttachment] = set()
 
     async def __aenter__(self) -> NetworkManager:
-        await self._worker.run(self._remove_stale)
+        # A server that never had outbound network starts no thread for it.
+        if os.path.exists(self._marker):
+            await self._worker.run(self._remove_stale)
         return self
 
     async def __aexit__(self, *exc: object) -> None:
         for attachment in self.attachments:
             attachment.close_counters()  # an open one would keep its namespace, and veth, alive
         try:
-            await self._worker.run(self._remove_all)
+            if self.active:
+                await self._worker.run(self._remove_all)
         finally:
             self._worker.close()
 

@@ -45,7 +45,8 @@ class VethWorker:
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
 
     def close(self) -> None:
-        self._executor.submit(self._close_ipr)
+        if self._ipr is not None:
+            self._executor.submit(self._close_ipr)
         self._executor.shutdown(wait=True)
 
     def _close_ipr(self) -> None:
