@@ -34,6 +34,7 @@ from .logs import LogStore
 from .metering import BillingTotals, Totals, UsageRecord, billed_ms
 from .metrics import Metrics
 from .model import VERSION_HEADER, FunctionConfig, Invocation, InvocationResult, UsageQuery
+from .outbound import NetworkAdmission
 from .pool import START
 from .recorder import Recorder
 from .registry import CodeStore, SqliteRegistry
@@ -110,7 +111,7 @@ class Invoker(Releases, AsyncInvocations):
         await self._stack.enter_async_context(self.factory)
         self._stack.push_async_callback(self._destroy_all)
         await asyncio.to_thread(self._secrets.load)
-        await asyncio.to_thread(self.catalog.load, registry)
+        await NetworkAdmission(self.factory).load(self.catalog, registry)
         for state in self.catalog.states():
             self._load_layer(state)
         reaper = asyncio.create_task(self._keepalive_loop(), name="keepalive")
@@ -301,7 +302,9 @@ class Invoker(Releases, AsyncInvocations):
         limits = self.factory.limits(config.memory_mb, config.cpu)
         image = state.layer_image(self._uids.layer_zygote())
         try:
-            sandbox, prewarmed = await self.factory.take(limits, max(0.0, deadline - t0), image)
+            sandbox, prewarmed = await self.factory.take(
+                limits, max(0.0, deadline - t0), image, network=state.outbound
+            )
         except CallTimedOut:
             raise CallTimedOut(f"timed out after {config.timeout_s:g} s (creating the sandbox)") from None
         except SandboxError as exc:

@@ -26,6 +26,7 @@ from .errors import BadRequest, Conflict, FaasError, NotFound
 from .functions import FunctionState
 from .logs import LogStore
 from .model import LIVE, Alias, Deployed, FunctionConfig
+from .outbound import NetworkAdmission
 from .release_validate import (
     parse_alias,
     parse_rollback,
@@ -62,7 +63,7 @@ class Releases:
         """A deploy: a new version unless it is the same as the newest."""
         name = body.get("name") if isinstance(body, dict) else None
         async with self.catalog.locked(name if isinstance(name, str) else ""):
-            fn, deployed = await self.catalog.put(body)
+            fn, deployed = await self.catalog.put(body, NetworkAdmission(self.factory))
             if deployed.changed:
                 self._load_layer(fn.newest)  # its import cache starts now, not at the first call
                 await self._settle(fn)
