@@ -142,6 +142,7 @@ def test_every_invoker_setting_is_reachable_from_the_config_file(tmp_path: Path)
     settings["egress_default"] = "deny"  # one of two values
     settings["firewall"] = "iptables"  # one of three values
     settings["sandbox_subnet"] = "10.99.0.0/16"  # a network
+    settings["nameservers"] = ("192.0.2.1",)  # addresses, not networks
     config = load(write(tmp_path, json.dumps(settings), "faas.json"))
     invoker = config.invoker_config()
     assert type(invoker) is InvokerConfig

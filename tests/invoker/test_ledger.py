@@ -101,7 +101,7 @@ async def test_a_usage_db_made_before_network_metering_gains_its_columns(tmp_pat
     new = UsageRecord(**{**record(1).__dict__, "call_id": "new", "net_rx_bytes": 5000, "net_tx_bytes": 700})
     await ledger.append(new)
     rows = {r.call_id: (r.net_rx_bytes, r.net_tx_bytes) for _, r in ledger.records(None, None, None, 0, 10)}
-    assert rows == {"old": (0, 0), "new": (5000, 700)}
+    assert rows == {"old-call": (0, 0), "new": (5000, 700)}
     totals = ledger.totals(None, None, None)["f"]
     assert (totals.requests, totals.net_rx_bytes, totals.net_tx_bytes) == (2, 5000, 700)
     await ledger.aclose()
