@@ -1,7 +1,7 @@
 """Run every benchmark; write bench/results/<UTC timestamp>/results.json,
 chart.png and summary.md, and print the summary table.
 
-    python -m bench [--quick] [--only warm,cpu,cold,creation,density,imports] [--out DIR]
+    python -m bench [--quick] [--only warm,cpu,cold,creation,density,imports,network] [--out DIR]
 
 Each figure comes with a baseline measured in the same run (the machine is
 shared and noisy, so only the ratio is meaningful), and with its target
@@ -21,6 +21,9 @@ shared and noisy, so only the ratio is meaningful), and with its target
   python. Target: >= 200/s.
 - density: PSS per idle warm sandbox (N of them, through the server) vs a
   fresh sleeping python; projected count in 24 GiB. Target: >= 2000.
+- network: outbound cold start vs `none` (same run; target: p50 within
+  2 ms), warm call overhead of an outbound function, sandboxes with a veth
+  created per second; in a network namespace of its own.
 
 Every server, sandbox and cgroup a benchmark starts is torn down when it
 ends, also on failure or Ctrl-C/SIGTERM. Exit status 1 if a benchmark
@@ -43,7 +46,7 @@ from typing import Any
 
 from sandbox import procfs
 
-from . import cold, cpu, creation, density, imports, report, warm
+from . import cold, cpu, creation, density, imports, network, report, warm
 from .common import REPO, leftover_cgroups
 
 BENCHMARKS = {
@@ -53,6 +56,7 @@ BENCHMARKS = {
     "creation": creation,
     "density": density,
     "imports": imports,
+    "network": network,
 }
 
 

@@ -197,6 +197,22 @@ def leftover_cgroups(root: str = "/sys/fs/cgroup", depth: int = 5) -> list[str]:
     return found
 
 
+def run_child(cmd: list[str], name: str, log_path: str | None, timeout_s: float) -> Any:
+    """Run a benchmark's child process (it owns the cgroups it makes, and
+    they go with it); its JSON output. SIGTERM unwinds it on the way out."""
+    with open(log_path or os.devnull, "ab") as log:
+        # Without a log, its errors go to ours.
+        proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=log if log_path else None)
+        CGROUP_OWNERS.append(proc.pid)
+        try:
+            out, _ = proc.communicate(timeout=timeout_s)
+        finally:
+            _stop(proc, 60)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{name} exited with {proc.returncode} (see {log_path or 'stderr'})")
+    return json.loads(out)
+
+
 def _stop(proc: subprocess.Popen[bytes], timeout_s: float) -> None:
     if proc.poll() is not None:
         return

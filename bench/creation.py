@@ -20,21 +20,23 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
 from typing import Any
 
-from .common import CGROUP_OWNERS, REPO, percentile
+from .common import percentile, run_child
 
 KS = (1, 4)
 TARGET_PER_S = 200.0
 
 
-async def _measure_sandboxes(k: int, duration_s: float, warmup: int = 8) -> dict[str, Any]:
+async def _measure_sandboxes(
+    k: int, duration_s: float, warmup: int = 8, outbound: bool = False
+) -> dict[str, Any]:
+    """`outbound`: blanks with a veth (bench/network.py runs it in a
+    network namespace of its own)."""
     from sandbox.factory import FactoryConfig, SandboxFactory
     from sandbox.instance import Sandbox
 
@@ -43,6 +45,7 @@ async def _measure_sandboxes(k: int, duration_s: float, warmup: int = 8) -> dict
     # made on demand, exactly as a cold start that finds the pool empty.
     factory = SandboxFactory(FactoryConfig(data_dir=data_dir, prewarm=0))
     limits = factory.limits(memory_mb=128, cpu_cores=1.0)
+    make = factory.outbound_blank if outbound else factory.blank
     destroys: set[asyncio.Task[None]] = set()
 
     def destroy_later(sandbox: Sandbox) -> None:
@@ -52,9 +55,11 @@ async def _measure_sandboxes(k: int, duration_s: float, warmup: int = 8) -> dict
 
     try:
         async with factory:
+            if outbound:
+                await factory.prepare_network()
             try:
                 for _ in range(warmup):
-                    destroy_later(await factory.blank(limits, 10.0))
+                    destroy_later(await make(limits, 10.0))
                 while destroys:
                     await asyncio.gather(*destroys)
                 made: list[float] = []
@@ -65,7 +70,7 @@ async def _measure_sandboxes(k: int, duration_s: float, warmup: int = 8) -> dict
                 async def worker() -> None:
                     while time.monotonic() < end:
                         start = time.monotonic()
-                        sandbox = await factory.blank(limits, 10.0)  # destroyed by itself on failure
+                        sandbox = await make(limits, 10.0)  # destroyed by itself on failure
                         done = time.monotonic()
                         destroy_later(sandbox)
                         if done <= end:
@@ -120,22 +125,7 @@ async def _child(quick: bool) -> dict[str, Any]:
 
 def run(quick: bool = False, log_path: str | None = None) -> dict[str, Any]:
     cmd = [sys.executable, "-m", "bench.creation", "--child"] + (["--quick"] if quick else [])
-    with open(log_path or os.devnull, "ab") as log:
-        proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=log)
-        CGROUP_OWNERS.append(proc.pid)
-        try:
-            out, _ = proc.communicate(timeout=300)
-        finally:
-            if proc.poll() is None:
-                proc.terminate()  # SIGTERM unwinds it: sandboxes, zygote and cgroups go
-                try:
-                    proc.wait(30)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
-    if proc.returncode != 0:
-        raise RuntimeError(f"bench.creation exited with {proc.returncode} (see {log_path or 'stderr'})")
-    return json.loads(out)
+    return run_child(cmd, "bench.creation", log_path, timeout_s=300)  # type: ignore[no-any-return]
 
 
 def rows(r: dict[str, Any]) -> list[dict[str, Any]]:

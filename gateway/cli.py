@@ -254,6 +254,8 @@ USAGE_COLUMNS = [  # (key, header, format)
     ("billed_ms", "BILLED_MS", "d"),
     ("gb_seconds", "GB_SECONDS", ".6f"),
     ("cpu_seconds", "CPU_SECONDS", ".3f"),
+    ("net_rx_bytes", "NET_RX_BYTES", "d"),
+    ("net_tx_bytes", "NET_TX_BYTES", "d"),
     ("cost", "COST", ".8f"),  # per-request prices are 2e-7: fewer decimals would show 0
 ]
 

@@ -59,7 +59,7 @@ def _deploy_flags(parser: argparse.ArgumentParser) -> None:
             if f.required or f.kind in REPEATED_KINDS
             else f" (default {'none' if f.default is None else f.default})"
         )
-        help_text = f"{f.description.rstrip('.')}{unit}{default}"
+        help_text = f"{f.full_description.rstrip('.')}{unit}{default}"
         if f.kind in REPEATED_KINDS:
             # append, not nargs="+": a greedy --env would swallow a PATH written after it.
             parser.add_argument(
@@ -71,7 +71,12 @@ def _deploy_flags(parser: argparse.ArgumentParser) -> None:
             )
         else:
             parser.add_argument(
-                f.cli_flag, dest=f.name, metavar=f.cli_metavar, type=FLAG_TYPES[f.kind], help=help_text
+                f.cli_flag,
+                dest=f.name,
+                metavar=f.cli_metavar,
+                type=FLAG_TYPES[f.kind],
+                choices=f.choices,
+                help=help_text,
             )
 
 

@@ -90,6 +90,7 @@ class ServerConfig(InvokerConfig):
             raise ConfigError(f"max_async_queue must be at least 1, got {self.max_async_queue}")
         if bool(self.lambda_access_key_id) != bool(self.lambda_secret_access_key):
             raise ConfigError("set lambda_access_key_id and lambda_secret_access_key together")
+        _check_network(self)
         if not (0 <= self.port <= 65535):
             raise ConfigError(f"port must be 0-65535, got {self.port}")
         if not self.token and not is_loopback(self.host):
@@ -97,6 +98,25 @@ class ServerConfig(InvokerConfig):
                 f"refusing to listen on {self.host} without a token: set --token or FAAS_TOKEN, "
                 "or listen on 127.0.0.1"
             )
+
+
+def _check_network(config: ServerConfig) -> None:
+    """The outbound-network settings (invoker/config.py)."""
+    if config.egress_default not in ("allow", "deny"):
+        raise ConfigError(f"egress_default must be 'allow' or 'deny', got {config.egress_default!r}")
+    if config.firewall not in ("auto", "nftables", "iptables"):
+        raise ConfigError(f"firewall must be 'auto', 'nftables' or 'iptables', got {config.firewall!r}")
+    try:
+        subnet = ipaddress.IPv4Network(config.sandbox_subnet)
+    except ValueError as exc:
+        raise ConfigError(f"sandbox_subnet must be an IPv4 network (CIDR): {exc}") from None
+    if subnet.prefixlen > 28:
+        raise ConfigError(f"sandbox_subnet {subnet} is too small: a /28 or larger")
+    for server in config.nameservers:
+        try:
+            ipaddress.IPv4Address(server)
+        except ValueError:
+            raise ConfigError(f"nameservers: {server!r} is not an IPv4 address") from None
 
 
 def is_loopback(host: str) -> bool:

@@ -121,10 +121,13 @@ class Catalog:
         async with lock:
             yield
 
-    async def put(self, body: Any) -> tuple[FunctionVersions, Deployed]:
+    async def put(
+        self, body: Any, admit: Callable[[FunctionConfig], Awaitable[None]] | None = None
+    ) -> tuple[FunctionVersions, Deployed]:
         """Validate and store a deploy as a new version, unless it is the same
         as the newest. The caller holds the function's lock (`locked`) and
-        applies retention."""
+        applies retention. `admit` may refuse a valid config (BadRequest)
+        before anything is built or stored."""
         config, files = validate_deploy(body, self.limits, version=0, now=time.time())
         for secret in config.secrets:
             if not self.secret_exists(secret):
@@ -133,6 +136,8 @@ class Catalog:
         if fn is not None and fn.newest.config.same_deploy(config):
             return fn, Deployed(fn.newest.config, created=False, changed=False)
         self._check_room(config)
+        if admit is not None:
+            await admit(config)
         self._deploying += 1
         try:
             config, layer = await self._with_layer(config, files)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 
-from sandbox.factory import FactoryConfig
+from sandbox.factory import FactoryConfig, NetworkConfig
 
 from .layers import DEFAULT_BUILD_TIMEOUT_S, DEFAULT_LAYER_LIMIT_BYTES
 from .validate import DEFAULT_CODE_LIMIT_BYTES
@@ -85,10 +85,24 @@ class InvokerConfig:
     # The region in the ARNs of functions (Lambda's invoked_function_arn, FunctionArn).
     lambda_region: str = "us-east-1"
 
+    # -- outbound network (docs/SANDBOX.md, "Network") ----------------------
+    # Outbound network (functions deployed with network: outbound): the IPv4
+    # subnet sandbox addresses come from (each server on a host takes a
+    # block of it), whether public addresses are reachable unless a
+    # function's allow list says so ("allow") or only as it says ("deny"),
+    # the resolvers sandboxes get (empty: the host's, /etc/resolv.conf), and
+    # what holds the egress policy: "auto" (nftables, else iptables),
+    # "nftables" or "iptables".
+    sandbox_subnet: str = "100.72.0.0/16"
+    egress_default: str = "allow"
+    nameservers: tuple[str, ...] = ()
+    firewall: str = "auto"
+
     def factory_config(self) -> FactoryConfig:
         """The sandbox factory's part of these settings (the same names)."""
         return FactoryConfig(
-            **{f.name: getattr(self, f.name) for f in fields(FactoryConfig) if hasattr(self, f.name)}
+            **{f.name: getattr(self, f.name) for f in fields(FactoryConfig) if hasattr(self, f.name)},
+            network=NetworkConfig(self.sandbox_subnet, self.egress_default, self.nameservers, self.firewall),
         )
 
 

@@ -42,10 +42,21 @@ class DeployField:
     cli_metavar: str = ""
     required: bool = False
     description: str = ""
+    # The values a string field may take (None: any).
+    choices: tuple[str, ...] | None = None
+    # (field, value): this field may be set only where that field has that value.
+    needs: tuple[str, str] | None = None
 
     @property
     def is_number(self) -> bool:
         return self.kind in NUMBER_KINDS
+
+    @property
+    def full_description(self) -> str:
+        """The description, and the field it needs if any."""
+        if self.needs is None:
+            return self.description
+        return f"{self.description} Only with `{self.needs[0]}: {self.needs[1]}`."
 
     def maximum_for(self, host_cores: float) -> float | None:
         """The maximum on a host with `host_cores` cores."""
@@ -54,6 +65,8 @@ class DeployField:
         return self.maximum
 
     def range_text(self) -> str:
+        if self.choices is not None:
+            return " or ".join(f"`{choice}`" for choice in self.choices)
         if not self.is_number:
             return ""
         maximum = "the host's cores" if isinstance(self.maximum, HostCores) else f"{self.maximum:g}"
@@ -197,6 +210,39 @@ DEPLOY_FIELDS: tuple[DeployField, ...] = (
         description="An asynchronous call not done this long after it was queued is dropped as failed; "
         "none: the server's max_event_age_s.",
     ),
+    DeployField(
+        "network",
+        "string",
+        default="none",
+        choices=("none", "outbound"),
+        cli_flag="--network",
+        cli_metavar="MODE",
+        description="`none`: loopback only. `outbound`: `eth0` with an address, a default route and the "
+        "host's resolvers, under the server's egress policy (never the host itself, other sandboxes, "
+        "link-local or multicast; private ranges only as `allow` lists them).",
+    ),
+    DeployField(
+        "allow",
+        "array",
+        cli_flag="--allow",
+        cli_metavar="CIDR[:PORT]",
+        needs=("network", "outbound"),
+        description="Networks the function may reach besides public addresses: private ranges (10/8, "
+        "172.16/12, 192.168/16, 100.64/10, fc00::/7), or public ones when the server's egress_default "
+        "is deny; each CIDR or address optionally with one TCP/UDP port (`10.0.0.5:5432`, "
+        "`[fd00::/8]:443`); at most 64.",
+    ),
+    DeployField(
+        "egress_mbit",
+        "number",
+        minimum=0.1,
+        maximum=10000,
+        unit="Mbit/s",
+        cli_flag="--egress-mbit",
+        cli_metavar="N",
+        needs=("network", "outbound"),
+        description="Bandwidth cap of one sandbox, each direction.",
+    ),
 )
 
 FIELD_NAMES = frozenset(f.name for f in DEPLOY_FIELDS)
@@ -222,7 +268,7 @@ def markdown_table() -> str:
             "required" if f.required else ("none" if f.default is None else f"`{json.dumps(f.default)}`")
         )
         flag = f"`{f.cli_flag} {f.cli_metavar}`" if f.cli_flag else ""
-        cells = [f"`{f.name}`", f.kind, default, f.range_text(), f.unit, flag, _cell(f.description)]
+        cells = [f"`{f.name}`", f.kind, default, f.range_text(), f.unit, flag, _cell(f.full_description)]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from sandbox.api import FunctionSpec, LayerImage, UidMapping
+from sandbox.api import FunctionSpec, LayerImage, OutboundSpec, UidMapping, parse_allow
 
 from .lambda_ids import function_arn
 from .layers import Layer
@@ -35,6 +35,8 @@ class FunctionState:
         # Calls waiting in the pool's queue that came through an alias, and its name:
         # they follow the alias if it moves to another version while they wait.
         self.alias_waiters: dict[asyncio.Future[Any], str] = {}
+        # The network policy its sandboxes are taken with (None: loopback only).
+        self.outbound = _outbound(config)
 
     @property
     def name(self) -> str:
@@ -70,3 +72,10 @@ class FunctionState:
         if self.layer is None:
             return None
         return LayerImage(self.layer.path, self.layer.imports, uids)
+
+
+def _outbound(config: FunctionConfig) -> OutboundSpec | None:
+    """The network policy its sandboxes are taken with (None: loopback only)."""
+    if config.network != "outbound":
+        return None
+    return OutboundSpec(tuple(parse_allow(entry) for entry in config.allow), config.egress_mbit)

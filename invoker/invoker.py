@@ -1,11 +1,8 @@
-"""The Invoker: the registry and one pool per function version, in front of
-a SandboxFactory; turns an Invocation into an InvocationResult. Its methods
-for versions, aliases and secrets are in invoker/releases.py (a mixin).
-
-Its public methods are all the gateway uses (and what a remote invoker
-will stand behind). An async context manager: resources are set up in
-order in __aenter__ and torn down in reverse in __aexit__.
-"""
+"""The Invoker: one pool per function version, in front of a SandboxFactory;
+turns an Invocation into an InvocationResult. Its management methods are in
+invoker/releases.py, its asynchronous calls in invoker/async_api.py (mixins).
+Its public methods are all the gateway uses (what a remote invoker will stand
+behind). Resources are set up in __aenter__, torn down in reverse."""
 
 from __future__ import annotations
 
@@ -34,6 +31,7 @@ from .logs import LogStore
 from .metering import BillingTotals, billed_ms
 from .metrics import Metrics
 from .model import VERSION_HEADER, FunctionConfig, Invocation, InvocationResult
+from .outbound import NetworkAdmission
 from .pool import START
 from .recorder import Recorder
 from .registry import CodeStore, SqliteRegistry
@@ -113,7 +111,7 @@ class Invoker(Releases, AsyncInvocations):
         await self._stack.enter_async_context(self.factory)
         self._stack.push_async_callback(self._destroy_all)
         await asyncio.to_thread(self._secrets.load)
-        await asyncio.to_thread(self.catalog.load, registry)
+        await NetworkAdmission(self.factory).load(self.catalog, registry)
         for state in self.catalog.states():
             self._load_layer(state)
         reaper = asyncio.create_task(self._keepalive_loop(), name="keepalive")
@@ -282,7 +280,9 @@ class Invoker(Releases, AsyncInvocations):
         limits = self.factory.limits(config.memory_mb, config.cpu)
         image = state.layer_image(self._uids.layer_zygote())
         try:
-            sandbox, prewarmed = await self.factory.take(limits, max(0.0, deadline - t0), image)
+            sandbox, prewarmed = await self.factory.take(
+                limits, max(0.0, deadline - t0), image, state.outbound
+            )
         except CallTimedOut:
             raise CallTimedOut(f"timed out after {config.timeout_s:g} s (creating the sandbox)") from None
         except SandboxError as exc:

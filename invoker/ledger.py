@@ -35,23 +35,28 @@ CREATE TABLE IF NOT EXISTS usage (
     max_memory_bytes INTEGER NOT NULL,
     status TEXT NOT NULL,
     cold INTEGER NOT NULL,
-    attempt INTEGER NOT NULL DEFAULT 1
+    attempt INTEGER NOT NULL DEFAULT 1,
+    net_rx_bytes INTEGER NOT NULL DEFAULT 0,
+    net_tx_bytes INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS usage_started ON usage (started_at);
 """
-
 # Columns added since the first schema: a ledger made before them gains them
 # on open, its old records taking the default.
-MIGRATIONS = (("attempt", "ALTER TABLE usage ADD COLUMN attempt INTEGER NOT NULL DEFAULT 1"),)
+MIGRATIONS = (
+    ("attempt", "ALTER TABLE usage ADD COLUMN attempt INTEGER NOT NULL DEFAULT 1"),
+    ("net_rx_bytes", "ALTER TABLE usage ADD COLUMN net_rx_bytes INTEGER NOT NULL DEFAULT 0"),
+    ("net_tx_bytes", "ALTER TABLE usage ADD COLUMN net_tx_bytes INTEGER NOT NULL DEFAULT 0"),
+)
 
 COLUMNS = (
     "call_id, function, version, started_at, wall_ms, init_ms, billed_ms, cpu_us, memory_mb, "
-    "max_memory_bytes, status, cold, attempt"
+    "max_memory_bytes, status, cold, attempt, net_rx_bytes, net_tx_bytes"
 )
 
 
-ROW_PLACEHOLDERS = "(" + ",".join("?" * 13) + ")"
-# SQLite allows 32766 parameters per statement; 13 per row.
+ROW_PLACEHOLDERS = "(" + ",".join("?" * 15) + ")"
+# SQLite allows 32766 parameters per statement; 15 per row.
 MAX_ROWS_PER_STATEMENT = 2000
 CHECKPOINT_EVERY_S = 2.0
 
@@ -92,6 +97,8 @@ def _row(record: UsageRecord) -> tuple[Any, ...]:
         record.status,
         int(record.cold),
         record.attempt,
+        record.net_rx_bytes,
+        record.net_tx_bytes,
     )
 
 
@@ -221,7 +228,8 @@ class SqliteLedger(Ledger):
         where, args = _where(since, until, function)
         sql = (
             "SELECT function, COUNT(*), SUM(status != 'ok'), SUM(billed_ms), SUM(memory_mb * billed_ms), "
-            f"SUM(cpu_us) FROM usage{where} GROUP BY function ORDER BY function"
+            f"SUM(cpu_us), SUM(net_rx_bytes), SUM(net_tx_bytes) FROM usage{where} "
+            "GROUP BY function ORDER BY function"
         )
         with self._reader_lock:
             rows = self._reader.execute(sql, args).fetchall()
@@ -251,15 +259,26 @@ class SqliteLedger(Ledger):
             status,
             cold,
             att,
+            rx,
+            tx,
         ) in rows:
-            out.append(
-                (
-                    seq,
-                    UsageRecord(
-                        call_id, fn, version, started, wall, init, cpu_us, mem, peak, status, bool(cold), att
-                    ),
-                )
+            record = UsageRecord(
+                call_id,
+                fn,
+                version,
+                started,
+                wall,
+                init,
+                cpu_us,
+                mem,
+                peak,
+                status,
+                bool(cold),
+                attempt=att,
+                net_rx_bytes=rx,
+                net_tx_bytes=tx,
             )
+            out.append((seq, record))
         return out
 
     async def aclose(self) -> None:

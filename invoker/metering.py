@@ -18,6 +18,7 @@ from .errors import BadRequest
 
 STATUSES = ("ok", "error", "timeout", "cpu_limit", "oom", "crash")
 MB_MS_PER_GB_SECOND = 1024 * 1000
+BYTES_PER_GB = 1024**3
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,9 @@ class UsageRecord:
     cold: bool
     # Which delivery of an asynchronous call this was (1 for synchronous calls).
     attempt: int = 1
+    # Bytes the sandbox received and sent during the call (outbound network).
+    net_rx_bytes: int = 0
+    net_tx_bytes: int = 0
 
     @property
     def billed_ms(self) -> int:
@@ -63,6 +67,8 @@ class UsageRecord:
             "status": self.status,
             "cold": self.cold,
             "attempt": self.attempt,
+            "net_rx_bytes": self.net_rx_bytes,
+            "net_tx_bytes": self.net_tx_bytes,
         }
 
 
@@ -88,6 +94,8 @@ class PricePlan:
     per_request: float = 0.20 / 1_000_000
     per_gb_second: float = 0.0000166667
     per_cpu_second: float = 0.0
+    # Per GiB (2^30 bytes) a sandbox received plus sent.
+    per_gb_transfer: float = 0.0
 
 
 @dataclass
@@ -99,6 +107,8 @@ class Totals:
     billed_ms: int = 0
     mb_ms: int = 0
     cpu_us: int = 0
+    net_rx_bytes: int = 0
+    net_tx_bytes: int = 0
 
     def add(self, record: UsageRecord) -> None:
         self.requests += 1
@@ -106,6 +116,8 @@ class Totals:
         self.billed_ms += record.billed_ms
         self.mb_ms += record.memory_mb * record.billed_ms
         self.cpu_us += record.cpu_us
+        self.net_rx_bytes += record.net_rx_bytes
+        self.net_tx_bytes += record.net_tx_bytes
 
     @classmethod
     def sum(cls, parts: Iterable[Totals]) -> Totals:
@@ -116,6 +128,8 @@ class Totals:
             total.billed_ms += part.billed_ms
             total.mb_ms += part.mb_ms
             total.cpu_us += part.cpu_us
+            total.net_rx_bytes += part.net_rx_bytes
+            total.net_tx_bytes += part.net_tx_bytes
         return total
 
     @property
@@ -126,11 +140,17 @@ class Totals:
     def cpu_seconds(self) -> float:
         return self.cpu_us / 1_000_000
 
+    @property
+    def transfer_gb(self) -> float:
+        """GiB received plus sent."""
+        return (self.net_rx_bytes + self.net_tx_bytes) / BYTES_PER_GB
+
     def cost(self, plan: PricePlan) -> float:
         return (
             self.requests * plan.per_request
             + self.gb_seconds * plan.per_gb_second
             + self.cpu_seconds * plan.per_cpu_second
+            + self.transfer_gb * plan.per_gb_transfer
         )
 
     def to_json(self, plan: PricePlan) -> dict[str, Any]:
@@ -140,6 +160,9 @@ class Totals:
             "billed_ms": self.billed_ms,
             "gb_seconds": self.gb_seconds,
             "cpu_seconds": self.cpu_seconds,
+            "net_rx_bytes": self.net_rx_bytes,
+            "net_tx_bytes": self.net_tx_bytes,
+            "transfer_gb": self.transfer_gb,
             "cost": round(self.cost(plan), 12),
         }
 

@@ -46,11 +46,18 @@ class BillingCollector(Collector):
         gb = CounterMetricFamily("faas_billed_gb_seconds", "Billed GB-seconds", labels=["function_name"])
         cpu = CounterMetricFamily("faas_cpu_seconds", "CPU seconds used by calls", labels=["function_name"])
         requests = CounterMetricFamily("faas_billed_requests", "Billed requests", labels=["function_name"])
+        network = CounterMetricFamily(
+            "faas_network_bytes",
+            "Bytes sandboxes received (rx) and sent (tx)",
+            labels=["function_name", "direction"],
+        )
         for name, totals in sorted(self._billing.by_function.items()):
             gb.add_metric([name], totals.gb_seconds)
             cpu.add_metric([name], totals.cpu_seconds)
             requests.add_metric([name], totals.requests)
-        yield from (gb, cpu, requests)
+            network.add_metric([name, "rx"], totals.net_rx_bytes)
+            network.add_metric([name, "tx"], totals.net_tx_bytes)
+        yield from (gb, cpu, requests, network)
 
 
 class Metrics:

@@ -23,6 +23,10 @@ class FunctionConfig:
     env: tuple[tuple[str, str], ...] = ()
     max_instances: int = 10
     max_queue: int = 1000
+    # "none" or "outbound"; allow: canonical CIDR[:PORT] entries (sandbox/egress.py).
+    network: str = "none"
+    allow: tuple[str, ...] = ()
+    egress_mbit: float | None = None
     code_size_bytes: int = 0
     code_sha256: str = ""
     files: tuple[str, ...] = ()
@@ -57,6 +61,9 @@ class FunctionConfig:
             "env": dict(self.env),
             "max_instances": self.max_instances,
             "max_queue": self.max_queue,
+            "network": self.network,
+            "allow": list(self.allow),
+            "egress_mbit": self.egress_mbit,
             "code_size_bytes": self.code_size_bytes,
             "code_sha256": self.code_sha256,
             "files": list(self.files),

@@ -47,6 +47,8 @@ class Recorder:
             status=status,
             cold=cold,
             attempt=attempt,
+            net_rx_bytes=usage.net_rx_bytes,
+            net_tx_bytes=usage.net_tx_bytes,
         )
         if self.ledger is not None:
             await self.ledger.append(record)

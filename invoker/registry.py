@@ -174,6 +174,8 @@ def _config_from_json(text: str) -> FunctionConfig:
     data["files"] = tuple(data["files"])
     data["secrets"] = tuple(data.get("secrets", ()))
     data["layer_packages"] = tuple(tuple(p) for p in data.get("layer_packages", ()))
+    # Rows stored before outbound network have no allow list.
+    data["allow"] = tuple(data.get("allow", ()))
     return FunctionConfig(**data)
 
 

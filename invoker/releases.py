@@ -27,6 +27,7 @@ from .functions import FunctionState
 from .logs import LogStore
 from .metering import Totals, UsageRecord
 from .model import LIVE, Alias, Deployed, FunctionConfig, UsageQuery
+from .outbound import NetworkAdmission
 from .recorder import Recorder
 from .release_validate import (
     parse_alias,
@@ -51,11 +52,8 @@ class Releases:
     _secret_lock: asyncio.Lock
 
     if TYPE_CHECKING:
-        factory: SandboxFactory
 
         async def _drain_idle(self, state: FunctionState) -> None: ...
-
-        def _load_layer(self, state: FunctionState) -> None: ...
 
     # -- deploy and delete -------------------------------------------------------
 
@@ -68,7 +66,7 @@ class Releases:
         """A deploy: a new version unless it is the same as the newest."""
         name = body.get("name") if isinstance(body, dict) else None
         async with self.catalog.locked(name if isinstance(name, str) else ""):
-            fn, deployed = await self.catalog.put(body)
+            fn, deployed = await self.catalog.put(body, NetworkAdmission(self.factory))
             if deployed.changed:
                 self._load_layer(fn.newest)  # its import cache starts now, not at the first call
                 await self._settle(fn)

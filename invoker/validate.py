@@ -15,6 +15,9 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from sandbox.api import MAX_ALLOW_ENTRIES as MAX_ALLOW_ENTRIES  # for the OpenAPI schema
+from sandbox.api import parse_allow_list
+
 from .errors import BadRequest
 from .fields import BY_NAME, DEPLOY_FIELDS, FIELD_NAMES, DeployField
 from .model import FunctionConfig
@@ -67,6 +70,31 @@ def _number(body: dict[str, Any], field: DeployField, host_cores: float) -> Any:
     if not lo <= value <= hi:
         raise BadRequest(f"{key} must be from {lo:g} to {hi:g}, got {value:g}")
     return int(value) if integer else float(value)
+
+
+def _network(body: dict[str, Any], numbers: dict[str, Any]) -> dict[str, Any]:
+    """network, allow (canonical entries) and egress_mbit; a field that
+    needs another's value (allow and egress_mbit need network: outbound)
+    is refused without it."""
+    field = BY_NAME["network"]
+    network = body.get("network")
+    if network is None:
+        network = field.default
+    if network not in (field.choices or ()):
+        choices = " or ".join(repr(c) for c in field.choices or ())
+        raise BadRequest(f"network must be {choices}, got {network!r}")
+    raw_allow = body.get("allow")
+    try:
+        allow = () if raw_allow is None else parse_allow_list(raw_allow)
+    except ValueError as exc:
+        raise BadRequest(f"allow: {exc}") from None
+    given = {"network": network, "allow": allow, "egress_mbit": numbers.get("egress_mbit")}
+    for f in DEPLOY_FIELDS:
+        if f.needs is not None and given.get(f.name) not in (None, ()) and given[f.needs[0]] != f.needs[1]:
+            raise BadRequest(
+                f"{f.name} needs {f.needs[0]}: {f.needs[1]} (the function has {given[f.needs[0]]})"
+            )
+    return {"network": network, "allow": tuple(str(rule) for rule in allow)}
 
 
 def _safe_path(path: Any) -> str:
@@ -246,6 +274,7 @@ def validate_deploy(
         raise BadRequest(f"entry must be a non-empty string, got {entry!r}")
     # The numeric fields are FunctionConfig's fields of the same names.
     numbers = {f.name: _number(body, f, limits.host_cores) for f in DEPLOY_FIELDS if f.is_number}
+    network = _network(body, numbers)
     env = body.get("env")
     if env is None:
         env = {}
@@ -277,6 +306,7 @@ def validate_deploy(
         entry=func,
         env=tuple(sorted(env.items())),
         **numbers,
+        **network,
         code_size_bytes=sum(len(d) for d in files.values()),
         code_sha256=digest.hexdigest(),
         files=tuple(sorted(files)),

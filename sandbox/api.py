@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from .cgroups import CgroupLimits, CgroupUnavailable
+from .egress import MAX_ALLOW_ENTRIES, OutboundSpec, parse_allow, parse_allow_list
 from .errors import (
     CallTimedOut,
     CpuBudgetExceeded,
@@ -30,6 +31,7 @@ from .errors import (
     SpawnError,
 )
 from .hostfs import layer_libraries
+from .network import NetworkUnavailable
 from .protocol import LOG_CAP_BYTES, TRUNCATION_MARKER, Call, Result, Secrets, Stamps
 from .spec import FunctionSpec, LayerImage, UidMapping
 
@@ -37,6 +39,7 @@ from .spec import FunctionSpec, LayerImage, UidMapping
 # sandbox.factory, nothing else of this package.
 __all__ = [
     "LOG_CAP_BYTES",
+    "MAX_ALLOW_ENTRIES",
     "NO_USAGE",
     "TRUNCATION_MARKER",
     "Call",
@@ -49,6 +52,8 @@ __all__ = [
     "FunctionSpec",
     "InitError",
     "LayerImage",
+    "NetworkUnavailable",
+    "OutboundSpec",
     "Result",
     "Sandbox",
     "SandboxDied",
@@ -62,6 +67,8 @@ __all__ = [
     "Usage",
     "check_transition",
     "layer_libraries",
+    "parse_allow",
+    "parse_allow_list",
 ]
 
 
@@ -102,6 +109,9 @@ class Usage:
     wall_ms: float
     cpu_us: int
     max_memory_bytes: int
+    # Bytes the sandbox received and sent (outbound network only; else 0).
+    net_rx_bytes: int = 0
+    net_tx_bytes: int = 0
 
     @property
     def cpu_ms(self) -> float:
@@ -165,12 +175,23 @@ class SandboxFactory(AbstractAsyncContextManager["SandboxFactory"], Protocol):
         ...
 
     async def take(
-        self, limits: CgroupLimits, timeout_s: float, layer: LayerImage | None = None
+        self,
+        limits: CgroupLimits,
+        timeout_s: float,
+        layer: LayerImage | None = None,
+        network: OutboundSpec | None = None,
     ) -> tuple[Sandbox, bool]:
         """A blank sandbox with these limits, and whether it was pre-warmed;
         for a function with a layer, one that has imported it already where
-        the layer has an import cache. Raises SpawnError, SetupError,
-        SandboxDied or CallTimedOut."""
+        the layer has an import cache; with `network`, one with outbound
+        network under that policy (never from the import cache: its layer is
+        imported in the sandbox). Raises SpawnError, SetupError, SandboxDied
+        or CallTimedOut."""
+        ...
+
+    async def prepare_network(self) -> None:
+        """Ready for sandboxes with outbound network (the host prepared, some
+        pre-warmed); NetworkUnavailable, one line saying why, if it cannot be."""
         ...
 
     def load_layer(self, layer: LayerImage) -> None:

@@ -19,9 +19,11 @@ from typing import Any
 
 from . import hostfs
 from .cgroups import CgroupBackend, CgroupLimits, detect
+from .egress import OutboundSpec
 from .errors import SandboxError, SpawnError
 from .import_cache import ImportCache, LayerZygote
 from .instance import Sandbox
+from .network import NetworkConfig, NetworkManager, sandbox_nameservers
 from .prewarm import BlankPool
 from .spec import LayerImage, SandboxSpec
 from .zygote_client import Zygote
@@ -53,6 +55,8 @@ class FactoryConfig:
     import_cache: bool = True
     layer_zygote_memory_mb: int = 1024
     layer_prewarm: int = 2
+    # Outbound network (functions with `network: outbound`).
+    network: NetworkConfig = NetworkConfig()
 
 
 class SandboxFactory:
@@ -62,6 +66,9 @@ class SandboxFactory:
         self.zygote: Zygote | None = None
         self.blanks: BlankPool | None = None
         self.import_cache: ImportCache | None = None
+        # Blanks with a veth, kept from the first function with outbound network on.
+        self.outbound_blanks: BlankPool | None = None
+        self.network: NetworkManager | None = None
         self._template: SandboxSpec | None = None
         self._stack = contextlib.AsyncExitStack()
 
@@ -74,6 +81,10 @@ class SandboxFactory:
             stale = self.remove_stale()
             if stale:
                 log.warning("removed %d cgroups left behind by a dead server", stale)
+            # Before the zygote: torn down after it, once every sandbox is dead.
+            self.network = await self._stack.enter_async_context(
+                NetworkManager(self.config.network, self.config.data_dir)
+            )
             plan = await asyncio.to_thread(hostfs.sandbox_root_plan, self.config.data_dir)
             self._template = SandboxSpec(
                 sandbox_id="",
@@ -119,14 +130,50 @@ class SandboxFactory:
 
     @property
     def prewarmed(self) -> int:
-        return len(self.blanks.ready) if self.blanks is not None else 0
+        return sum(len(pool.ready) for pool in (self.blanks, self.outbound_blanks) if pool is not None)
+
+    async def prepare_network(self) -> None:
+        """Outbound network from now on: the host made ready, blanks with a
+        veth pre-warmed. NetworkUnavailable (one line why) where it cannot be."""
+        assert self.network is not None
+        await self.network.activate()
+        if self.outbound_blanks is None:
+            # Set before entering it: a second caller meanwhile must not make another.
+            self.outbound_blanks = BlankPool(self.config.prewarm, self.outbound_blank)
+            await self._stack.enter_async_context(self.outbound_blanks)
+
+    async def outbound_blank(self, limits: CgroupLimits | None = None, timeout_s: float = 30.0) -> Sandbox:
+        """A new blank sandbox with a veth: eth0 addressed and routed, its
+        resolvers in /etc/resolv.conf."""
+        assert self.network is not None
+        attachment = self.network.reserve()
+        try:
+            resolvers = sandbox_nameservers(self.network.nameservers, attachment.gateway)
+            sandbox = await self.blank(limits, timeout_s, nameservers=resolvers)
+        except BaseException:
+            await attachment.release()
+            raise
+        sandbox.network = attachment
+        try:
+            await self.network.attach(attachment, sandbox.pid)
+        except BaseException as exc:
+            await sandbox.destroy()
+            if isinstance(exc, Exception):
+                raise SpawnError(f"could not give the sandbox its network: {exc}") from None
+            raise
+        return sandbox
 
     async def blank(
-        self, limits: CgroupLimits | None = None, timeout_s: float = 30.0, zygote: LayerZygote | None = None
+        self,
+        limits: CgroupLimits | None = None,
+        timeout_s: float = 30.0,
+        zygote: LayerZygote | None = None,
+        nameservers: tuple[str, ...] = (),
     ) -> Sandbox:
         """A new blank sandbox: its cgroup, then the fork into new namespaces
-        (by the main zygote, or by a layer's). Raises SpawnError (also for a
-        cgroup that cannot be made), SetupError, SandboxDied or CallTimedOut."""
+        (by the main zygote, or by a layer's); `nameservers` for one with
+        outbound network. Raises SpawnError (also for a cgroup that cannot be
+        made), SetupError, SandboxDied or CallTimedOut."""
         assert self.cgroups is not None and self.zygote is not None and self._template is not None
         limits = limits or self.limits(self.config.blank_memory_mb, self.config.blank_cpu_cores)
         sandbox_id = uuid.uuid4().hex[:16]
@@ -143,17 +190,26 @@ class SandboxFactory:
             new_root_dir=self._template.new_root_dir,
             cgroup_procs_files=cgroup.procs_files,
             thaw_command=cgroup.thaw_command or (),
+            nameservers=nameservers,
         )
         sandbox = Sandbox(spec, cgroup, limits, self.config.freeze_idle)
         await sandbox.spawn(zygote or self.zygote, timeout_s)  # type: ignore[arg-type]
         return sandbox
 
     async def take(
-        self, limits: CgroupLimits, timeout_s: float, layer: LayerImage | None = None
+        self,
+        limits: CgroupLimits,
+        timeout_s: float,
+        layer: LayerImage | None = None,
+        network: OutboundSpec | None = None,
     ) -> tuple[Sandbox, bool]:
         """A blank with `limits`, and whether it was pre-warmed: forked from
         its layer's zygote if it has one, else a pre-warmed blank if one is
-        ready, else a new one."""
+        ready, else a new one. With `network`, a blank with outbound network
+        under that policy, never from the import cache (the sandbox imports
+        its layer itself)."""
+        if network is not None:
+            return await self._take_outbound(limits, timeout_s, network)
         if layer is not None and self.import_cache is not None:
             try:
                 forked = await self.import_cache.sandbox(layer, limits, timeout_s)
@@ -183,3 +239,23 @@ class SandboxFactory:
         if self.import_cache is None:
             return {"state": "off"}
         return self.import_cache.status(layer_dir)
+
+    async def _take_outbound(
+        self, limits: CgroupLimits, timeout_s: float, network: OutboundSpec
+    ) -> tuple[Sandbox, bool]:
+        """A blank with a veth, under the function's egress policy."""
+        await self.prepare_network()
+        assert self.network is not None and self.outbound_blanks is not None
+        sandbox = await self.outbound_blanks.take(limits)
+        prewarmed = sandbox is not None
+        if sandbox is None:
+            sandbox = await self.outbound_blank(limits, timeout_s)
+        assert sandbox.network is not None
+        try:
+            await self.network.apply(sandbox.network, network)
+        except BaseException as exc:
+            await sandbox.destroy()
+            if isinstance(exc, Exception):
+                raise SpawnError(f"could not apply the function's network policy: {exc}") from None
+            raise
+        return sandbox, prewarmed

@@ -18,6 +18,7 @@ from . import frames, linux, procfs, protocol
 from .api import CallResult, SandboxState, Usage, check_transition
 from .cgroups import CgroupLimits, SandboxCgroup
 from .errors import CallTimedOut, CpuBudgetExceeded, InitError, SandboxDied, SandboxError, SetupError
+from .network import NetworkAttachment
 from .protocol import Call, Secrets, Stamps
 from .spec import FunctionSpec, SandboxSpec
 from .zygote_client import Zygote
@@ -59,6 +60,8 @@ class Sandbox:
         # The layer it was forked with, already mounted and imported (a layer
         # zygote's sandbox, sandbox/import_cache.py); "": none.
         self.preloaded_layer = ""
+        # Its veth, for a sandbox with outbound network (set by the factory).
+        self.network: NetworkAttachment | None = None
 
     @property
     def id(self) -> str:
@@ -323,10 +326,12 @@ class Sandbox:
             peak = self.cgroup.memory_peak_bytes()
         except OSError:
             cpu_us, peak = 0, 0
-        return Usage(wall_ms=wall_ms, cpu_us=max(0, cpu_us), max_memory_bytes=peak)
+        rx, tx = self.network.usage_since_mark() if self.network is not None else (0, 0)
+        return Usage(wall_ms, max(0, cpu_us), peak, net_rx_bytes=rx, net_tx_bytes=tx)
 
     async def destroy(self) -> None:
-        """Kill every process of the sandbox and remove its cgroup. Idempotent."""
+        """Kill every process of the sandbox and remove its cgroup (its veth
+        goes with its network namespace). Idempotent."""
         if self._state is SandboxState.DEAD:
             return
         self._to(SandboxState.DEAD)
@@ -338,7 +343,11 @@ class Sandbox:
         if self._stat is not None:
             self._stat.close()
         # remove() waits for the kernel to empty the cgroup: keep that off the loop.
-        await asyncio.to_thread(self.cgroup.remove)
+        try:
+            await asyncio.to_thread(self.cgroup.remove)
+        finally:
+            if self.network is not None:
+                await self.network.release()
 
 
 def _protocol_error(what: str) -> SandboxDied:

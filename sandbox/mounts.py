@@ -87,6 +87,10 @@ def enter_root(spec: SandboxSpec) -> None:
     os.makedirs(os.path.join(root, "var/task"))
     os.makedirs(root + SECRETS_DIR)
     os.makedirs(os.path.join(root, "etc"))
+    if spec.nameservers:
+        _write(
+            os.path.join(root, "etc/resolv.conf"), "".join(f"nameserver {ns}\n" for ns in spec.nameservers)
+        )
 
     for name in DEVICES:
         # Device nodes stay writable (writes to /dev/null must work) but no exec or suid.

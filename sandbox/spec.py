@@ -53,6 +53,9 @@ class SandboxSpec:
     # (file, value) that thaws the sandbox's cgroup: the zygote writes it
     # after killing its sandboxes, or frozen ones would never die.
     thaw_command: tuple[str, ...] = ()
+    # Resolvers for /etc/resolv.conf: set only for a sandbox with outbound
+    # network (its eth0 is made by the host, sandbox/network.py).
+    nameservers: tuple[str, ...] = ()
 
     def to_wire(self) -> dict[str, Any]:
         return asdict(self)
@@ -62,7 +65,14 @@ class SandboxSpec:
         data = dict(data)
         data["symlinks"] = tuple(tuple(link) for link in data["symlinks"])
         data["runtime_binds"] = tuple(BindMount(**b) for b in data["runtime_binds"])
-        for key in ("namespaces", "python_path", "cgroup_procs_files", "masked_files", "thaw_command"):
+        for key in (
+            "namespaces",
+            "python_path",
+            "cgroup_procs_files",
+            "masked_files",
+            "thaw_command",
+            "nameservers",
+        ):
             data[key] = tuple(data[key])
         return cls(**data)
 

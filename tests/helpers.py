@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from sandbox.cgroups.base import remove_tree
 from tests import leaks
@@ -71,6 +71,18 @@ def _own_cgroup(path: str | None) -> Any:
     return join
 
 
+def _preexec(join_cgroup: Callable[[], None] | None, netns: Netns | None) -> Callable[[], None] | None:
+    steps = [step for step in (join_cgroup, netns.join() if netns is not None else None) if step is not None]
+    if not steps:
+        return None
+
+    def run() -> None:
+        for step in steps:
+            step()
+
+    return run
+
+
 @dataclass
 class Response:
     status: int
@@ -85,12 +97,31 @@ class Response:
         return self.body.decode()
 
 
+class Netns(Protocol):
+    """A network namespace to run a server in (tests/nettopo.py's Namespace)."""
+
+    def join(self) -> Callable[[], None]: ...
+
+    def socket(self) -> socket.socket: ...
+
+
 class Server:
-    def __init__(self, data_dir: Path, token: str | None = None, extra_args: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        token: str | None = None,
+        extra_args: tuple[str, ...] = (),
+        netns: Netns | None = None,
+        launcher: tuple[str, ...] = (),
+    ) -> None:
         self.data_dir = data_dir
         self.port = free_port()
         self.token = token
         self.extra_args = extra_args
+        # Run in this network namespace; requests go to its 127.0.0.1.
+        self.netns = netns
+        # What runs the server's command line (`ip netns exec NS`, say).
+        self.launcher = launcher
         self.proc: subprocess.Popen[bytes] | None = None
         self.log_path = data_dir.parent / f"serve-{self.port}.log"
         self._starts = 0
@@ -102,6 +133,7 @@ class Server:
 
     def start(self, timeout_s: float = 20) -> Server:
         cmd = [
+            *self.launcher,
             sys.executable,
             "-m",
             "gateway.cli",
@@ -116,6 +148,7 @@ class Server:
         ]
         env = dict(os.environ)
         env.pop("FAAS_TOKEN", None)
+        env["PYTHONFAULTHANDLER"] = "1"  # tracebacks in the log if it ever has to be aborted
         if self.token:
             env["FAAS_TOKEN"] = self.token
         self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
@@ -124,7 +157,7 @@ class Server:
             stdout=self._log,
             stderr=subprocess.STDOUT,
             env=env,
-            preexec_fn=_own_cgroup(self._cgroup_path()),
+            preexec_fn=_preexec(_own_cgroup(self._cgroup_path()), self.netns),
         )
         leaks.SERVER_PIDS.add(self.proc.pid)
         deadline = time.monotonic() + timeout_s
@@ -153,8 +186,14 @@ class Server:
             try:
                 self.proc.wait(timeout_s)
             except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+                # Stuck: SIGABRT first, so faulthandler writes every thread's
+                # traceback into its log, saying where.
+                self.proc.send_signal(signal.SIGABRT)
+                try:
+                    self.proc.wait(5)
+                except subprocess.TimeoutExpired:
+                    self.proc.kill()
+                    self.proc.wait()
         self._log.close()
         while self._cgroups:  # the server's own cgroups (see _own_cgroup)
             remove_tree(self._cgroups.pop())
@@ -182,7 +221,12 @@ class Server:
         auth: bool = True,
     ) -> Response:
         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        if self.netns is not None:
+            conn.sock = self.netns.socket()
+            conn.sock.settimeout(timeout)
         try:
+            if conn.sock is not None:
+                conn.sock.connect(("127.0.0.1", self.port))
             hdrs = dict(headers or {})
             if json_body is not None:
                 body = json.dumps(json_body)

@@ -9,7 +9,7 @@ from invoker.async_model import STATUSES as ASYNC_STATUSES
 from invoker.fields import BY_NAME, DEPLOY_FIELDS, DeployField
 from invoker.metering import STATUSES
 from invoker.release_validate import MAX_SECRETS_PER_FUNCTION, SECRET_NAME_RE
-from invoker.validate import MAX_FILES, NAME_RE
+from invoker.validate import MAX_ALLOW_ENTRIES, MAX_FILES, NAME_RE
 
 JSON = "application/json"
 Obj = dict[str, Any]
@@ -34,6 +34,9 @@ EXTRA_SCHEMA: dict[str, Obj] = {
     },
     "handler": {"nullable": True},
     "max_event_age_s": {"nullable": True},
+    "network": {"nullable": True},
+    "allow": {"items": {"type": "string", "maxLength": 100}, "maxItems": MAX_ALLOW_ENTRIES, "nullable": True},
+    "egress_mbit": {"nullable": True},
 }
 
 
@@ -41,10 +44,12 @@ def _field_schema(field: DeployField, host_cores: float) -> Obj:
     schema: Obj = {"type": field.kind}
     if field.is_number:
         schema |= {"minimum": field.minimum, "maximum": field.maximum_for(host_cores)}
+    if field.choices is not None:
+        schema["enum"] = list(field.choices)
     if field.default is not None:
         schema["default"] = field.default
     unit = f" Unit: {field.unit}." if field.unit else ""
-    return schema | EXTRA_SCHEMA.get(field.name, {}) | {"description": field.description + unit}
+    return schema | EXTRA_SCHEMA.get(field.name, {}) | {"description": field.full_description + unit}
 
 
 def deploy_schema(host_cores: float, code_limit_bytes: int) -> Obj:
@@ -67,11 +72,12 @@ def deploy_schema(host_cores: float, code_limit_bytes: int) -> Obj:
 
 def component_schemas(host_cores: float, code_limit_bytes: int) -> Obj:
     number, integer, string = {"type": "number"}, {"type": "integer"}, {"type": "string"}
+    counts = ("requests", "errors", "billed_ms", "net_rx_bytes", "net_tx_bytes")
     totals = {
         "type": "object",
         "properties": {
-            k: integer if k in ("requests", "errors", "billed_ms") else number
-            for k in ("requests", "errors", "billed_ms", "gb_seconds", "cpu_seconds", "cost")
+            k: integer if k in counts else number
+            for k in (*counts, "gb_seconds", "cpu_seconds", "transfer_gb", "cost")
         },
     }
     nullable_int = {**integer, "nullable": True}
@@ -81,6 +87,9 @@ def component_schemas(host_cores: float, code_limit_bytes: int) -> Obj:
         **{k: string for k in ("name", "handler", "entry", "code_sha256", "created_at", "updated_at")},
         **{k: integer for k in ("version", "memory_mb", "max_instances", "max_queue", "code_size_bytes")},
         **{"timeout_s": number, "cpu": number, "cpu_ms_per_call": nullable_int, "env": env, "files": strings},
+        "network": {"type": "string", "enum": list(BY_NAME["network"].choices or ())},
+        "allow": strings,
+        "egress_mbit": {**number, "nullable": True},
         "instances": integer,
         "secrets": strings,
         "aliases": {"type": "array", "items": ref("Alias")},
@@ -126,7 +135,7 @@ def component_schemas(host_cores: float, code_limit_bytes: int) -> Obj:
             "type": "object",
             "properties": {
                 **{k: string for k in ("call_id", "function", "started_at")},
-                **{k: integer for k in ("version", "billed_ms")},
+                **{k: integer for k in ("version", "billed_ms", "net_rx_bytes", "net_tx_bytes")},
                 **{k: number for k in ("wall_ms", "cpu_ms", "max_memory_mb", "memory_mb")},
                 "init_ms": {**number, "nullable": True},
                 "status": {"type": "string", "enum": list(STATUSES)},

@@ -64,6 +64,7 @@ def make_usage_handler(invoker: Invoker, plan: PricePlan) -> web.RequestHandler:
                 "per_request": plan.per_request,
                 "per_gb_second": plan.per_gb_second,
                 "per_cpu_second": plan.per_cpu_second,
+                "per_gb_transfer": plan.per_gb_transfer,
             },
             "functions": [{"function": name, **t.to_json(plan)} for name, t in by_function.items()],
             "totals": overall.to_json(plan),

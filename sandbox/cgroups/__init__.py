@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 
+from . import remount
 from .base import CgroupBackend, CgroupLimits, CgroupUnavailable, SandboxCgroup, parent_name_for
 from .v1 import CONTROLLERS as V1_CONTROLLERS
 from .v1 import FREEZER as V1_FREEZER
@@ -71,6 +72,10 @@ def detect(proc: str = "/proc/self", server_pid: int | None = None, move_self: b
         raise CgroupUnavailable("faas serve needs root (to create namespaces and cgroups)")
     with open(os.path.join(proc, "mountinfo")) as f:
         mounts = parse_mountinfo(f.read())
+    if not mounts and proc == "/proc/self" and remount.mount_missing():
+        # Started by `ip netns exec` (a mount namespace of its own, a fresh /sys).
+        with open(os.path.join(proc, "mountinfo")) as f:
+            mounts = parse_mountinfo(f.read())
     with open(os.path.join(proc, "cgroup")) as f:
         own = parse_proc_cgroup(f.read())
     parent = parent_name_for(server_pid if server_pid is not None else os.getpid())

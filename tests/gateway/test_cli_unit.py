@@ -406,6 +406,8 @@ def test_usage_table(gw: Canned, capsys: pytest.CaptureFixture[str]) -> None:
         "billed_ms": 120,
         "gb_seconds": 0.015,
         "cpu_seconds": 0.05,
+        "net_rx_bytes": 2048,
+        "net_tx_bytes": 512,
         "cost": 8.5e-7,
     }
     gw.answer(
@@ -423,9 +425,9 @@ def test_usage_table(gw: Canned, capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(argv) == 0
     assert capsys.readouterr().out.splitlines() == [
         "usage from 2026-01-01T00:00:00Z to 2026-01-02T00:00:00Z",
-        "FUNCTION  REQUESTS  ERRORS  BILLED_MS  GB_SECONDS  CPU_SECONDS        COST",
-        "hello            3       1        120    0.015000        0.050  0.00000085",
-        "TOTAL            3       1        120    0.015000        0.050  0.00000085",
+        "FUNCTION  REQUESTS  ERRORS  BILLED_MS  GB_SECONDS  CPU_SECONDS  NET_RX_BYTES  NET_TX_BYTES        COST",
+        "hello            3       1        120    0.015000        0.050          2048           512  0.00000085",
+        "TOTAL            3       1        120    0.015000        0.050          2048           512  0.00000085",
     ]
     assert gw.seen[-1].path == "/system/usage?function=hello&since=1767225600"
     assert cli.main(["--gateway", gw.url, "usage", "--json"]) == 0

@@ -139,9 +139,14 @@ def test_every_invoker_setting_is_reachable_from_the_config_file(tmp_path: Path)
     defaults = InvokerConfig(data_dir="/x")
     settings = {f.name: sample(getattr(defaults, f.name)) for f in fields(InvokerConfig)}
     settings["ledger_sync"] = "full"  # one of two values
+    settings["egress_default"] = "deny"  # one of two values
+    settings["firewall"] = "iptables"  # one of three values
+    settings["sandbox_subnet"] = "10.99.0.0/16"  # a network
+    settings["nameservers"] = ("192.0.2.1",)  # addresses, not networks
     config = load(write(tmp_path, json.dumps(settings), "faas.json"))
     invoker = config.invoker_config()
     assert type(invoker) is InvokerConfig
+    settings["nameservers"] = tuple(settings["nameservers"])
     assert {f.name: getattr(invoker, f.name) for f in fields(InvokerConfig)} == settings
 
 
@@ -154,3 +159,21 @@ def test_every_setting_is_a_row_of_the_operations_docs() -> None:
     doc = (Path(__file__).resolve().parents[2] / "docs" / "OPERATIONS.md").read_text()
     rows = {line.split("|")[1].strip().strip("`") for line in doc.splitlines() if line.startswith("| `")}
     assert {f.name for f in fields(ServerConfig)} == rows
+
+
+@pytest.mark.parametrize(
+    "setting,message",
+    [
+        ('egress_default = "block"', "egress_default must be 'allow' or 'deny'"),
+        ('firewall = "pf"', "firewall must be 'auto', 'nftables' or 'iptables'"),
+        ('sandbox_subnet = "100.72.0.1/16"', "sandbox_subnet must be an IPv4 network"),
+        ('sandbox_subnet = "fd00::/64"', "sandbox_subnet must be an IPv4 network"),
+        ('sandbox_subnet = "100.72.0.0/30"', "too small"),
+        ('nameservers = ["dns.example"]', "nameservers: 'dns.example' is not an IPv4 address"),
+    ],
+)
+def test_bad_network_settings_stop_the_server_with_one_line(
+    tmp_path: Path, setting: str, message: str
+) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load(write(tmp_path, setting))

@@ -14,6 +14,7 @@ from gateway.config import ServerConfig
 from gateway.lambda_api.app import PREFIX as LAMBDA_PREFIX
 from gateway.routes.openapi import INVOKE_METHODS, build_document
 from invoker.errors import BadRequest
+from invoker.fields import BY_NAME
 from invoker.validate import Limits, validate_deploy
 
 HTTP_METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}
@@ -106,13 +107,16 @@ def test_deploy_ranges_and_defaults_match_validation(field: str, schema: dict[st
     lo, hi = schema["minimum"], schema["maximum"]
     if field == "cpu":
         assert hi == CORES
-    assert getattr(deploy(**{field: lo}), field) == lo
-    assert getattr(deploy(**{field: hi}), field) == hi
+    # A field that needs another (egress_mbit: network outbound) gets it.
+    needs = BY_NAME[field].needs
+    beside = {needs[0]: needs[1]} if needs else {}
+    assert getattr(deploy(**{field: lo}, **beside), field) == lo
+    assert getattr(deploy(**{field: hi}, **beside), field) == hi
     step = 1 if schema["type"] == "integer" else 0.001
     for outside in (lo - step, hi + step):
         with pytest.raises(BadRequest, match=field):
-            deploy(**{field: outside})
+            deploy(**{field: outside}, **beside)
     if schema["type"] == "integer":
         with pytest.raises(BadRequest, match=field):
-            deploy(**{field: lo + 0.5})
+            deploy(**{field: lo + 0.5}, **beside)
     assert getattr(deploy(), field) == schema.get("default")

@@ -16,7 +16,7 @@ from typing import Any
 from invoker.config import InvokerConfig
 from invoker.invoker import Invoker
 from invoker.metrics import Metrics
-from sandbox.api import CallResult, SandboxState, Usage, check_transition
+from sandbox.api import CallResult, NetworkUnavailable, OutboundSpec, SandboxState, Usage, check_transition
 from sandbox.cgroups import CgroupLimits
 from sandbox.errors import SandboxError
 from sandbox.protocol import Call, Result, Secrets, Stamps
@@ -45,6 +45,8 @@ class FakeSandbox:
         self.crashed = False
         # What specialize was given: secret name -> value.
         self.secrets: dict[str, bytes] = {}
+        # The network policy it was taken with (None: no outbound network).
+        self.outbound: OutboundSpec | None = None
         self._state = SandboxState.BLANK
 
     @property
@@ -84,7 +86,8 @@ class FakeSandbox:
         finally:
             self._factory.in_flight.discard(self)
         self._state = check_transition(self._state, SandboxState.IDLE)
-        return CallResult(result, Usage(1.5, 250, self._factory.memory_bytes))
+        rx, tx = self._factory.net_bytes
+        return CallResult(result, Usage(1.5, 250, self._factory.memory_bytes, rx, tx))
 
     def memory_bytes(self) -> int:
         return self._factory.memory_bytes
@@ -109,6 +112,11 @@ class FakeFactory:
         # Layers asked for (load_layer, take) and let go (unload_layer).
         self.loaded_layers: list[LayerImage] = []
         self.unloaded_layers: list[str] = []
+        # Why outbound network is unavailable (None: it is), and how often it was prepared.
+        self.network_problem: str | None = None
+        self.network_prepared = 0
+        # (received, sent) bytes each call reports.
+        self.net_bytes = (0, 0)
 
     async def __aenter__(self) -> FakeFactory:
         return self
@@ -123,13 +131,25 @@ class FakeFactory:
         return CgroupLimits(memory_mb=memory_mb, cpu_cores=cpu_cores, pids_max=128)
 
     async def take(
-        self, limits: CgroupLimits, timeout_s: float, layer: LayerImage | None = None
+        self,
+        limits: CgroupLimits,
+        timeout_s: float,
+        layer: LayerImage | None = None,
+        network: OutboundSpec | None = None,
     ) -> tuple[FakeSandbox, bool]:
+        if network is not None:
+            await self.prepare_network()
         prewarmed = self._ready > 0
         self._ready = max(0, self._ready - 1)
         sandbox = FakeSandbox(self, f"fake-{next(self._ids)}", limits)
+        sandbox.outbound = network
         self.made.append(sandbox)
         return sandbox, prewarmed
+
+    async def prepare_network(self) -> None:
+        self.network_prepared += 1
+        if self.network_problem is not None:
+            raise NetworkUnavailable(self.network_problem)
 
     @property
     def prewarmed(self) -> int:

@@ -59,15 +59,29 @@ def deploy(**extra: Any) -> Any:
     return config
 
 
+def needed(field: DeployField) -> dict[str, Any]:
+    """What the field needs set beside it (egress_mbit: network outbound)."""
+    return {} if field.needs is None else {field.needs[0]: field.needs[1]}
+
+
 @pytest.mark.parametrize("field", number_fields(), ids=lambda f: f.name)
 def test_validation_applies_the_tables_default_and_range(field: DeployField) -> None:
     lo, hi = field.minimum, field.maximum_for(CORES)
     assert getattr(deploy(), field.name) == field.default
-    assert getattr(deploy(**{field.name: lo}), field.name) == lo
-    assert getattr(deploy(**{field.name: hi}), field.name) == hi
+    assert getattr(deploy(**{field.name: lo}, **needed(field)), field.name) == lo
+    assert getattr(deploy(**{field.name: hi}, **needed(field)), field.name) == hi
     assert lo is not None and hi is not None
     with pytest.raises(BadRequest, match=f"{field.name} must be from {lo:g} to {hi:g}"):
-        deploy(**{field.name: hi + 1})
+        deploy(**{field.name: hi + 1}, **needed(field))
+
+
+@pytest.mark.parametrize("field", [f for f in DEPLOY_FIELDS if f.needs], ids=lambda f: f.name)
+def test_a_field_that_needs_another_is_refused_without_it(field: DeployField) -> None:
+    value = 8 if field.is_number else ["10.0.0.0/8"]
+    assert field.needs is not None
+    with pytest.raises(BadRequest, match=f"{field.name} needs {field.needs[0]}: {field.needs[1]}"):
+        deploy(**{field.name: value})
+    assert getattr(deploy(**{field.name: value}, **needed(field)), field.name) in (8, ("10.0.0.0/8",))
 
 
 def test_openapi_schema_follows_the_table() -> None:
@@ -86,6 +100,16 @@ def test_cli_has_one_flag_per_field_and_builds_the_body_from_them() -> None:
     argv += ["--cpu", "0.5", "--cpu-ms-per-call", "7", "--env", "A=1", "--env", "B=2=3"]
     argv += ["--max-instances", "3", "--max-queue", "0", "--secret", "db", "--secret", "api-key"]
     argv += ["--async-retries", "0", "--max-event-age", "60"]
+    argv += [
+        "--network",
+        "outbound",
+        "--allow",
+        "10.0.0.0/8",
+        "--allow",
+        "10.1.2.3:5432",
+        "--egress-mbit",
+        "8",
+    ]
     options = cli.deploy_options(parser.parse_args(argv))
     assert options == {
         "name": "n",
@@ -101,6 +125,9 @@ def test_cli_has_one_flag_per_field_and_builds_the_body_from_them() -> None:
         "handler": None,
         "async_retries": 0,
         "max_event_age_s": 60,
+        "network": "outbound",
+        "allow": ["10.0.0.0/8", "10.1.2.3:5432"],
+        "egress_mbit": 8.0,
     }
     assert set(options) == {f.name for f in DEPLOY_FIELDS if f.cli_flag}
     assert set(fields.FIELD_NAMES) - set(options) == {"files"}  # files come from PATH

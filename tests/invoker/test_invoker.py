@@ -13,10 +13,11 @@ from typing import Any
 
 import pytest
 
-from invoker.errors import CallTimeout, NotFound, SandboxDied, TooManyRequests, Unavailable
+from invoker.errors import BadRequest, CallTimeout, NotFound, SandboxDied, TooManyRequests, Unavailable
 from invoker.invoker import Invoker
 from invoker.model import Invocation, UsageQuery
 from sandbox.api import SandboxState
+from sandbox.egress import AllowRule, OutboundSpec
 from sandbox.protocol import Call, Result
 
 from .fakes import MIB, FakeFactory, FakeSandbox, make_invoker
@@ -231,3 +232,40 @@ async def test_a_failed_init_is_recorded_and_frees_the_slot(invoker: Invoker, fa
     assert any("Traceback: boom" in line for line in invoker.logs("f", 10))
     factory.init_error = None
     assert (await invoker.invoke(invocation())).status == 200
+
+
+async def test_outbound_is_deployed_only_where_the_host_can_give_it(
+    invoker: Invoker, factory: FakeFactory
+) -> None:
+    factory.network_problem = "outbound network needs nftables on the host"
+    with pytest.raises(BadRequest, match="outbound network needs nftables on the host"):
+        await invoker.deploy(deploy_body("out", network="outbound"))
+    assert invoker.functions() == []  # nothing stored
+    await invoker.deploy(deploy_body("plain"))  # loopback-only functions are not affected
+    assert factory.network_prepared == 1
+
+
+async def test_a_cold_start_takes_a_sandbox_with_the_functions_policy(
+    invoker: Invoker, factory: FakeFactory
+) -> None:
+    await invoker.deploy(deploy_body("out", network="outbound", allow=["10.0.0.5:5432"], egress_mbit=8))
+    await invoker.deploy(deploy_body("plain"))
+    await invoker.invoke(invocation("out"))
+    await invoker.invoke(invocation("plain", "c2"))
+    out, plain = factory.made
+    assert out.outbound == OutboundSpec((AllowRule("10.0.0.5/32", 5432),), egress_mbit=8.0)
+    assert plain.outbound is None
+    record = invoker.get("out").to_record()
+    assert (record["network"], record["allow"], record["egress_mbit"]) == (
+        "outbound",
+        ["10.0.0.5/32:5432"],
+        8.0,
+    )
+
+
+async def test_network_bytes_reach_the_usage_record(invoker: Invoker, factory: FakeFactory) -> None:
+    await invoker.deploy(deploy_body("out", network="outbound"))
+    factory.net_bytes = (1234, 567)
+    await invoker.invoke(invocation("out"))
+    ((_, record),) = await invoker.usage_records(UsageQuery(function="out"), 0, 10)
+    assert (record.net_rx_bytes, record.net_tx_bytes) == (1234, 567)

@@ -90,3 +90,22 @@ async def test_a_ledger_from_before_attempts_gains_the_column(tmp_path: Path) ->
     await ledger.aclose()
     assert [(r.call_id, r.attempt) for r in records] == [("old-call", 1), ("call-2", 3)]
     assert records[1].to_json()["attempt"] == 3
+
+
+async def test_a_usage_db_made_before_network_metering_gains_its_columns(tmp_path: Path) -> None:
+    path = tmp_path / "usage.db"
+    db = sqlite3.connect(path)
+    db.executescript(OLD_SCHEMA)
+    db.close()
+    ledger = SqliteLedger(str(path))
+    new = UsageRecord(**{**record(1).__dict__, "call_id": "new", "net_rx_bytes": 5000, "net_tx_bytes": 700})
+    await ledger.append(new)
+    rows = {r.call_id: (r.net_rx_bytes, r.net_tx_bytes) for _, r in ledger.records(None, None, None, 0, 10)}
+    assert rows == {"old-call": (0, 0), "new": (5000, 700)}
+    totals = ledger.totals(None, None, None)["f"]
+    assert (totals.requests, totals.net_rx_bytes, totals.net_tx_bytes) == (2, 5000, 700)
+    await ledger.aclose()
+    # Opening it again changes nothing more.
+    SqliteLedger(str(path)).close()
+    columns = [row[1] for row in sqlite3.connect(path).execute("PRAGMA table_info(usage)")]
+    assert columns[-2:] == ["net_rx_bytes", "net_tx_bytes"] and len(columns) == len(set(columns))

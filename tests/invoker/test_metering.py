@@ -42,6 +42,24 @@ def test_default_prices_match_the_spec() -> None:
         plan.per_request == 0.20 / 1_000_000
         and plan.per_gb_second == 0.0000166667
         and plan.per_cpu_second == 0
+        and plan.per_gb_transfer == 0
+    )
+
+
+def test_transfer_is_summed_and_priced_per_gib_received_plus_sent() -> None:
+    parts = [Totals(), Totals()]
+    parts[0].add(record(net_rx_bytes=3 * 1024**3, net_tx_bytes=1024**3))
+    parts[1].add(record(net_rx_bytes=512 * 1024**2))
+    totals = Totals.sum(parts)
+    assert (totals.net_rx_bytes, totals.net_tx_bytes) == (3 * 1024**3 + 512 * 1024**2, 1024**3)
+    assert totals.transfer_gb == 4.5
+    plan = PricePlan(per_request=0, per_gb_second=0, per_gb_transfer=0.09)
+    assert totals.cost(plan) == pytest.approx(4.5 * 0.09)
+    data = totals.to_json(plan)
+    assert (data["net_rx_bytes"], data["net_tx_bytes"], data["transfer_gb"]) == (
+        totals.net_rx_bytes,
+        1024**3,
+        4.5,
     )
 
 
@@ -58,7 +76,7 @@ def test_record_json_fields_are_the_specs() -> None:
     data = record(init_ms=1.0, cold=True).to_json()
     assert set(data) == {
         "call_id", "function", "version", "started_at", "wall_ms", "billed_ms", "init_ms", "cpu_ms",
-        "memory_mb", "max_memory_mb", "status", "cold", "attempt",
+        "memory_mb", "max_memory_mb", "status", "cold", "attempt", "net_rx_bytes", "net_tx_bytes",
     }  # fmt: skip
     assert data["started_at"] == "2026-11-18T11:06:40.500Z"
     assert data["cpu_ms"] == 4.567 and data["max_memory_mb"] == 10.0
