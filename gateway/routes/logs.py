@@ -6,7 +6,6 @@ from aiohttp import web
 
 from invoker.errors import BadRequest
 from invoker.invoker import Invoker
-from invoker.validate import validate_name
 
 MAX_TAIL = 5000
 
@@ -15,9 +14,8 @@ def make_logs_handler(invoker: Invoker) -> web.RequestHandler:  # type: ignore[n
     async def logs(request: web.Request) -> web.Response:
         # `name`, or `function` as /system/usage calls it; a given but bad one is a 400.
         name = request.query.get("name", request.query.get("function"))
-        if name is None:
+        if not name:
             raise BadRequest("query parameter 'name' (the function) is required")
-        validate_name(name)
         raw_tail = request.query.get("tail", "100")
         try:
             tail = int(raw_tail)
