@@ -46,14 +46,34 @@ class Headers(Mapping[str, str]):
 
 
 class Event:
-    __slots__ = ("method", "path", "query", "headers", "body")
+    __slots__ = ("method", "path", "query", "headers", "body", "_raw_query", "_query_list")
 
-    def __init__(self, method: str, path: str, query: dict[str, str], headers: Headers, body: bytes) -> None:
+    def __init__(
+        self,
+        method: str,
+        path: str,
+        query: dict[str, str],
+        headers: Headers,
+        body: bytes,
+        raw_query: str = "",
+    ) -> None:
         self.method = method
         self.path = path
         self.query = query
         self.headers = headers
         self.body = body
+        self._raw_query = raw_query
+        self._query_list: dict[str, list[str]] | None = None
+
+    @property
+    def query_list(self) -> dict[str, list[str]]:
+        """Every value of each query key, in order (`query` keeps the last);
+        parsed on first use."""
+        if self._query_list is None:
+            from urllib.parse import parse_qs  # only a call that asks pays for it
+
+            self._query_list = parse_qs(self._raw_query, keep_blank_values=True)
+        return self._query_list
 
     @property
     def text(self) -> str:

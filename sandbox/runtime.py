@@ -203,7 +203,12 @@ class Runtime:
 
     def _faas_call(self, msg: protocol.Call) -> tuple[int, list[tuple[str, str]], bytes]:
         event = Event(
-            method=msg.method, path=msg.path, query=msg.query, headers=Headers(msg.headers), body=msg.body
+            method=msg.method,
+            path=msg.path,
+            query=msg.query,
+            headers=Headers(msg.headers),
+            body=msg.body,
+            raw_query=msg.raw_query,
         )
         context = Context(
             request_id=msg.id,

@@ -276,3 +276,10 @@ def test_refuses_public_address_without_token(tmp_path) -> None:
     assert result.returncode != 0
     assert "token" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_query_list_has_every_value_in_order(server: Server) -> None:
+    server.deploy_ok("querylist", "def handle(e, c):\n    return {'list': e.query_list, 'last': e.query}\n")
+    answer = server.invoke("querylist", "?a=1&b=x%20y&a=2&empty=").json()
+    assert answer["list"] == {"a": ["1", "2"], "b": ["x y"], "empty": [""]}
+    assert answer["last"] == {"a": "2", "b": "x y", "empty": ""}
