@@ -45,7 +45,7 @@ def environment(spec: FunctionSpec, log_stream: str) -> dict[str, str]:
     version = f"{sys.version_info.major}.{sys.version_info.minor}"
     return {
         "AWS_LAMBDA_FUNCTION_NAME": spec.function_name,
-        "AWS_LAMBDA_FUNCTION_VERSION": LATEST,
+        "AWS_LAMBDA_FUNCTION_VERSION": str(spec.function_version),
         "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(spec.memory_mb),
         "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/{spec.function_name}",
         "AWS_LAMBDA_LOG_STREAM_NAME": log_stream,
@@ -168,8 +168,10 @@ class LambdaContext:
     def __init__(self, call: Call, spec: FunctionSpec, log_stream: str) -> None:
         self.aws_request_id = call.id
         self.function_name = spec.function_name
-        self.function_version = LATEST
-        self.invoked_function_arn = spec.lambda_arn
+        # The version that runs, and the ARN qualified by it (the sandbox
+        # does not know through which alias, if any, the call came).
+        self.function_version = str(spec.function_version)
+        self.invoked_function_arn = f"{spec.lambda_arn}:{spec.function_version}" if spec.lambda_arn else ""
         self.memory_limit_in_mb = str(spec.memory_mb)
         self.log_group_name = f"/aws/lambda/{spec.function_name}"
         self.log_stream_name = log_stream

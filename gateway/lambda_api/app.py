@@ -25,6 +25,7 @@ from .errors import UnrecognizedClient, lambda_errors
 from .functions import FunctionOperations
 from .invoke import InvokeOperation
 from .sigv4 import verify
+from .versions import VersionOperations
 
 PREFIX = "/2015-03-31"
 INVOKE_ROUTE = "invoke_function"
@@ -52,6 +53,7 @@ def make_auth_middleware(config: ServerConfig) -> web.Middleware:  # type: ignor
 def make_lambda_app(invoker: Invoker, metrics: Metrics, config: ServerConfig) -> web.Application:
     app = web.Application(middlewares=[lambda_errors, make_auth_middleware(config)])
     FunctionOperations(invoker, config.lambda_region, config.code_limit_bytes).add_to(app.router)
+    VersionOperations(invoker, config.lambda_region).add_to(app.router)
     invoke = InvokeOperation(invoker, metrics, config.max_body_bytes)
     app.router.add_post("/functions/{name}/invocations", invoke.invoke, name=INVOKE_ROUTE)
     return app

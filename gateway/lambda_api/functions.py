@@ -1,6 +1,6 @@
 """The Lambda API's function operations: CreateFunction, GetFunction,
-GetFunctionConfiguration, ListFunctions, UpdateFunctionCode,
-UpdateFunctionConfiguration, DeleteFunction. Each becomes a call of the
+GetFunctionConfiguration (both with a Qualifier), ListFunctions,
+UpdateFunctionCode, UpdateFunctionConfiguration, DeleteFunction. Each becomes a call of the
 Invoker's public methods (deploy, get, functions, delete)."""
 
 from __future__ import annotations
@@ -14,7 +14,16 @@ from invoker.errors import BadRequest, Conflict, NotFound
 from invoker.invoker import Invoker
 from invoker.validate import validate_name
 
-from .shapes import deploy_fields, encoded, function_configuration, redeploy_body, split_name, unzip
+from .qualifiers import qualified_config
+from .shapes import (
+    LATEST,
+    deploy_fields,
+    encoded,
+    function_configuration,
+    redeploy_body,
+    split_name,
+    unzip,
+)
 
 MAX_ITEMS_DEFAULT, MAX_ITEMS_LIMIT = 50, 10_000
 
@@ -37,7 +46,16 @@ class FunctionOperations:
         self.code_limit_bytes = code_limit_bytes
 
     def _name(self, request: web.Request) -> str:
-        return split_name(request.match_info["name"], request.query.get("Qualifier"))
+        """The function named, unqualified or `$LATEST` (versions go with deploys)."""
+        name, qualifier = split_name(request.match_info["name"], request.query.get("Qualifier"))
+        if qualifier not in (None, LATEST):
+            raise BadRequest(f"this operation takes no qualifier but {LATEST}, got {qualifier!r}")
+        return name
+
+    def _qualified(self, request: web.Request) -> dict[str, Any]:
+        name, qualifier = split_name(request.match_info["name"], request.query.get("Qualifier"))
+        config, version = qualified_config(self.invoker, name, qualifier)
+        return function_configuration(config, self.region, version)
 
     def _exists(self, name: str) -> bool:
         try:
@@ -45,9 +63,6 @@ class FunctionOperations:
         except NotFound:
             return False
         return True
-
-    def _configuration(self, name: str) -> dict[str, Any]:
-        return function_configuration(self.invoker.get(name), self.region)
 
     async def create(self, request: web.Request) -> web.Response:
         settings = await read_json(request)
@@ -66,10 +81,10 @@ class FunctionOperations:
         return web.json_response(function_configuration(config, self.region), status=201)
 
     async def get(self, request: web.Request) -> web.Response:
-        return web.json_response({"Configuration": self._configuration(self._name(request)), "Code": {}})
+        return web.json_response({"Configuration": self._qualified(request), "Code": {}})
 
     async def get_configuration(self, request: web.Request) -> web.Response:
-        return web.json_response(self._configuration(self._name(request)))
+        return web.json_response(self._qualified(request))
 
     async def list(self, request: web.Request) -> web.Response:
         marker = request.query.get("Marker") or ""

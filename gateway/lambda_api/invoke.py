@@ -6,7 +6,8 @@ JSON), Event (202, through the asynchronous queue: retries, results under
 The payload is the event itself. A handler that raised, or a sandbox that
 timed out or died, is a function error: 200 with `X-Amz-Function-Error:
 Unhandled` and Lambda's `{errorMessage, errorType, stackTrace, requestId}`.
-`X-Amz-Log-Type: Tail` adds `X-Amz-Log-Result`, the base64 of the last
+A `Qualifier` (`$LATEST`, a version number or an alias) picks the version
+run; `X-Amz-Executed-Version` names the one that ran. `X-Amz-Log-Type: Tail` adds `X-Amz-Log-Result`, the base64 of the last
 4 KB of the call's log (START, its output, END, REPORT).
 """
 
@@ -30,11 +31,12 @@ from invoker.errors import (
 )
 from invoker.invoker import Invoker
 from invoker.metrics import Metrics
-from invoker.model import Invocation
+from invoker.model import VERSION_HEADER, Invocation
 
 from ..errors import http_status
 from .errors import InvalidRequestContent
-from .shapes import LATEST, split_name
+from .qualifiers import target
+from .shapes import split_name
 
 INVOCATION_TYPES = ("RequestResponse", "Event", "DryRun")
 LOG_TAIL_BYTES = 4096
@@ -58,7 +60,7 @@ def sandbox_error_type(exc: SandboxError) -> str:
     return "Runtime.Unknown"
 
 
-def log_tail(invoker: Invoker, name: str, call_id: str) -> str:
+def log_tail(invoker: Invoker, name: str, call_id: str, version: str) -> str:
     """The call's log as Lambda's tail shows it, last 4 KB, base64."""
     texts = []
     for line in invoker.logs(name, LOG_LINES_SEARCHED):
@@ -67,7 +69,7 @@ def log_tail(invoker: Invoker, name: str, call_id: str) -> str:
             texts.append(parts[2] if len(parts) == 3 else "")
     output = "".join(f"{t}\n" for t in texts if not t.startswith("REPORT "))
     reports = "".join(f"{t}\n" for t in texts if t.startswith("REPORT "))
-    text = f"START RequestId: {call_id} Version: {LATEST}\n{output}END RequestId: {call_id}\n{reports}"
+    text = f"START RequestId: {call_id} Version: {version}\n{output}END RequestId: {call_id}\n{reports}"
     return base64.b64encode(text.encode("utf-8", "replace")[-LOG_TAIL_BYTES:]).decode("ascii")
 
 
@@ -80,26 +82,27 @@ class InvokeOperation:
     async def invoke(self, request: web.Request) -> web.Response:
         received = time.monotonic()
         call_id: str = request["call_id"]
-        name = split_name(request.match_info["name"], request.query.get("Qualifier"))
+        name, qualifier = split_name(request.match_info["name"], request.query.get("Qualifier"))
+        function = target(self.invoker, name, qualifier)
         kind = request.headers.get("X-Amz-Invocation-Type", "RequestResponse")
         if kind not in INVOCATION_TYPES:
             raise InvalidRequestContent(f"X-Amz-Invocation-Type must be one of {', '.join(INVOCATION_TYPES)}")
         # 404 for no such function, 503 while draining; a full function is a
         # 429 for a call made now, not for one queued (Event).
-        self.invoker.admit(name, room=kind == "RequestResponse")
+        self.invoker.admit(function, room=kind == "RequestResponse")
         if kind == "DryRun":
             return web.Response(status=204)
-        inv = await self._invocation(request, name, call_id, received)
+        inv = await self._invocation(request, function, call_id, received)
         if kind == "Event":
             await self.invoker.enqueue_async(inv)
             return web.Response(status=202)
-        code = 500
+        code, version = 500, ""
         try:
             result = await self.invoker.invoke(inv)
-            code = result.status
+            code, version = result.status, str(result.version)
             body, function_error = result.body, result.error is not None
         except SandboxError as exc:
-            code = http_status(exc)
+            code, version = http_status(exc), exc.headers.get(VERSION_HEADER, "")
             payload = {"errorMessage": exc.message, "errorType": sandbox_error_type(exc), "stackTrace": []}
             body, function_error = json.dumps({**payload, "requestId": call_id}).encode(), True
         except FaasError as exc:
@@ -107,11 +110,12 @@ class InvokeOperation:
             raise
         finally:
             self.metrics.invocation_done(name, code, time.monotonic() - received)
-        headers = {"X-Amz-Executed-Version": LATEST}
+        version = version or str(self.invoker.get(name).version)
+        headers = {"X-Amz-Executed-Version": version}
         if function_error:
             headers["X-Amz-Function-Error"] = "Unhandled"
         if request.headers.get("X-Amz-Log-Type") == "Tail":
-            headers["X-Amz-Log-Result"] = log_tail(self.invoker, name, call_id)
+            headers["X-Amz-Log-Result"] = log_tail(self.invoker, name, call_id, version)
         return web.Response(status=200, body=body, content_type="application/json", headers=headers)
 
     async def _invocation(self, request: web.Request, name: str, call_id: str, received: float) -> Invocation:

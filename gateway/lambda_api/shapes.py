@@ -13,7 +13,7 @@ import zipfile
 from datetime import UTC, datetime
 from typing import Any
 
-from invoker.errors import BadRequest, NotFound, PayloadTooLarge
+from invoker.errors import BadRequest, PayloadTooLarge
 from invoker.fields import DEPLOY_FIELDS
 from invoker.lambda_ids import ACCOUNT_ID, function_arn
 from invoker.model import FunctionConfig
@@ -24,21 +24,18 @@ RUNTIME = f"python{sys.version_info.major}.{sys.version_info.minor}"
 NOT_CARRIED = frozenset({"name", "files", "entry", "handler"})
 
 
-def split_name(function_name: str, qualifier: str | None) -> str:
-    """The function a Lambda FunctionName names: `NAME`, `NAME:QUALIFIER`,
-    or an ARN `arn:aws:lambda:REGION:ACCOUNT:function:NAME[:QUALIFIER]`.
-    Only $LATEST exists as a qualifier (versions and aliases come with the
-    packaging work); any other is a ResourceNotFoundException."""
+def split_name(function_name: str, qualifier: str | None) -> tuple[str, str | None]:
+    """The function a Lambda FunctionName names and its qualifier: `NAME`,
+    `NAME:QUALIFIER`, or an ARN `arn:aws:lambda:REGION:ACCOUNT:function:NAME[:QUALIFIER]`;
+    a `Qualifier` parameter wins over one in the name. The qualifier is None
+    for none, else `$LATEST`, a version number or an alias name."""
     name, _, named_qualifier = function_name.partition(":")
     if function_name.startswith("arn:"):
         parts = function_name.split(":")
         if len(parts) not in (7, 8) or parts[5] != "function":
             raise BadRequest(f"{function_name!r} is not a function ARN")
         name, named_qualifier = parts[6], parts[7] if len(parts) == 8 else ""
-    wanted = qualifier or named_qualifier or LATEST
-    if wanted != LATEST:
-        raise NotFound(f"Function not found: {function_name} (qualifier {wanted}: only $LATEST exists)")
-    return name
+    return name, qualifier or named_qualifier or None
 
 
 def lambda_time(ts: float) -> str:
@@ -50,12 +47,13 @@ def handler_string(config: FunctionConfig) -> str:
     return f"{config.handler_module.replace('.', '/')}.{config.entry}"
 
 
-def function_configuration(config: FunctionConfig, region: str) -> dict[str, Any]:
-    """FunctionConfiguration of CreateFunction, GetFunction, ListFunctions and the updates."""
+def function_configuration(config: FunctionConfig, region: str, version: str = LATEST) -> dict[str, Any]:
+    """FunctionConfiguration of CreateFunction, GetFunction, ListFunctions and
+    the updates (`$LATEST`), or of one version (its number)."""
     digest = bytes.fromhex(config.code_sha256) if config.code_sha256 else b""
     return {
         "FunctionName": config.name,
-        "FunctionArn": function_arn(region, config.name),
+        "FunctionArn": function_arn(region, config.name, None if version == LATEST else version),
         "Runtime": RUNTIME,
         "Role": f"arn:aws:iam::{ACCOUNT_ID}:role/faas",
         "Handler": handler_string(config),
@@ -65,7 +63,7 @@ def function_configuration(config: FunctionConfig, region: str) -> dict[str, Any
         "MemorySize": config.memory_mb,
         "LastModified": lambda_time(config.updated_at),
         "CodeSha256": base64.b64encode(digest).decode("ascii"),
-        "Version": LATEST,
+        "Version": version,
         "Environment": {"Variables": dict(config.env)},
         "State": "Active",
         "LastUpdateStatus": "Successful",

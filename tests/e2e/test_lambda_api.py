@@ -62,12 +62,12 @@ def test_invoke_request_response_with_the_log_tail(client: Any, hello: str) -> N
     payload = {"key1": "value1", "key2": "value2"}
     answer = client.invoke(FunctionName=hello, Payload=json.dumps(payload), LogType="Tail")
     assert answer["StatusCode"] == 200 and "FunctionError" not in answer
-    assert answer["ExecutedVersion"] == "$LATEST"
+    assert answer["ExecutedVersion"] == "1"  # the version that ran
     assert json.loads(answer["Payload"].read()) == "value1"
     log = base64.b64decode(answer["LogResult"]).decode()
     request_id = answer["ResponseMetadata"]["RequestId"]
     lines = log.splitlines()
-    assert lines[0] == f"START RequestId: {request_id} Version: $LATEST"
+    assert lines[0] == f"START RequestId: {request_id} Version: 1"
     assert "value1 = value1" in lines and "value2 = value2" in lines
     assert lines[-2] == f"END RequestId: {request_id}" and lines[-1].startswith(
         f"REPORT RequestId: {request_id}"
@@ -187,7 +187,7 @@ def test_service_errors_carry_lambdas_types(client: Any, hello: str) -> None:
     with pytest.raises(client.exceptions.RequestTooLargeException):
         client.invoke(FunctionName=hello, Payload=b'"' + b"x" * (7 * 1024 * 1024) + b'"')
     with pytest.raises(client.exceptions.ResourceNotFoundException):
-        client.invoke(FunctionName=hello, Qualifier="7")  # versions are not there yet: only $LATEST
+        client.invoke(FunctionName=hello, Qualifier="7")  # no such version
 
 
 def test_throttling_is_too_many_requests(client: Any, server: Server) -> None:
@@ -227,3 +227,86 @@ def test_a_client_error_names_the_operation(client: Any) -> None:
         client.get_function(FunctionName="lambda-none")
     assert error.value.response["Error"]["Code"] == "ResourceNotFoundException"
     assert error.value.response["ResponseMetadata"]["HTTPStatusCode"] == 404
+
+
+VERSIONED = """def lambda_handler(event, context):
+    return {"tag": TAG, "version": context.function_version, "arn": context.invoked_function_arn}
+"""
+
+
+def versioned(tag: str) -> bytes:
+    return zipped({"lambda_function.py": f"TAG = {tag!r}\n" + VERSIONED})
+
+
+def call(client: Any, name: str, **qualified: Any) -> tuple[str, dict[str, Any]]:
+    answer = client.invoke(FunctionName=name, **qualified)
+    return answer["ExecutedVersion"], json.loads(answer["Payload"].read())
+
+
+@pytest.fixture(scope="module")
+def two_versions(client: Any) -> str:
+    name = "lambda-versions"
+    client.create_function(
+        FunctionName=name,
+        Role="r",
+        Handler="lambda_function.lambda_handler",
+        Code={"ZipFile": versioned("one")},
+    )
+    client.update_function_code(FunctionName=name, ZipFile=versioned("two"))
+    return name
+
+
+def test_versions_publish_list_and_qualified_calls(client: Any, two_versions: str) -> None:
+    name = two_versions
+    published = client.publish_version(FunctionName=name)
+    assert published["Version"] == "2" and published["FunctionArn"].endswith(f":function:{name}:2")
+    listed = client.list_versions_by_function(FunctionName=name)["Versions"]
+    assert [v["Version"] for v in listed] == ["$LATEST", "1", "2"]
+    arn = f"arn:aws:lambda:us-east-1:000000000000:function:{name}"
+    assert call(client, name, Qualifier="1") == ("1", {"tag": "one", "version": "1", "arn": f"{arn}:1"})
+    assert call(client, name, Qualifier="$LATEST")[0] == "2"
+    assert call(client, f"{name}:1") == call(client, f"{arn}:1")
+    assert call(client, name) == ("2", {"tag": "two", "version": "2", "arn": f"{arn}:2"})
+    config = client.get_function_configuration(FunctionName=name, Qualifier="1")
+    assert (config["Version"], config["FunctionArn"]) == ("1", f"{arn}:1")
+    assert client.get_function(FunctionName=name, Qualifier="2")["Configuration"]["Version"] == "2"
+    assert client.get_function(FunctionName=name)["Configuration"]["Version"] == "$LATEST"
+    for qualifier in ("9", "nope"):
+        with pytest.raises(client.exceptions.ResourceNotFoundException):
+            client.invoke(FunctionName=name, Qualifier=qualifier)
+        with pytest.raises(client.exceptions.ResourceNotFoundException):
+            client.get_function(FunctionName=name, Qualifier=qualifier)
+
+
+def test_alias_operations_route_calls(client: Any, two_versions: str) -> None:
+    name = two_versions
+    created = client.create_alias(FunctionName=name, Name="beta", FunctionVersion="1")
+    assert created["AliasArn"] == f"arn:aws:lambda:us-east-1:000000000000:function:{name}:beta"
+    assert (created["Name"], created["FunctionVersion"]) == ("beta", "1")
+    with pytest.raises(client.exceptions.ResourceConflictException):
+        client.create_alias(FunctionName=name, Name="beta", FunctionVersion="2")
+    assert call(client, name, Qualifier="beta")[1]["tag"] == "one"
+    assert call(client, f"{name}:beta")[0] == "1"
+    updated = client.update_alias(
+        FunctionName=name,
+        Name="beta",
+        FunctionVersion="2",
+        RoutingConfig={"AdditionalVersionWeights": {"1": 0.5}},
+    )
+    assert updated["FunctionVersion"] == "2"
+    assert updated["RoutingConfig"] == {"AdditionalVersionWeights": {"1": 0.5}}
+    ran = {call(client, name, Qualifier="beta")[0] for _ in range(12)}
+    assert ran == {"1", "2"}
+    assert client.get_alias(FunctionName=name, Name="beta")["FunctionVersion"] == "2"
+    names = [a["Name"] for a in client.list_aliases(FunctionName=name)["Aliases"]]
+    assert names == ["live", "beta"]
+    client.update_alias(FunctionName=name, Name="beta", RoutingConfig={"AdditionalVersionWeights": {}})
+    assert "RoutingConfig" not in client.get_alias(FunctionName=name, Name="beta")
+    client.delete_alias(FunctionName=name, Name="beta")
+    for operation in (client.get_alias, client.delete_alias, client.update_alias):
+        with pytest.raises(client.exceptions.ResourceNotFoundException):
+            operation(FunctionName=name, Name="beta")
+    with pytest.raises(client.exceptions.ResourceNotFoundException):
+        client.invoke(FunctionName=name, Qualifier="beta")
+    with pytest.raises(client.exceptions.InvalidParameterValueException):
+        client.create_alias(FunctionName=name, Name="gamma", FunctionVersion="9")

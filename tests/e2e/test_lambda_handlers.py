@@ -78,8 +78,8 @@ def test_the_context_and_environment_are_lambdas(deployed: Server) -> None:
     got = echo(deployed, method="GET")
     context, env = got["context"], got["env"]
     assert context["aws_request_id"] == got["call_id"]
-    assert (context["function_name"], context["function_version"]) == ("url-echo", "$LATEST")
-    assert context["invoked_function_arn"] == "arn:aws:lambda:us-east-1:000000000000:function:url-echo"
+    assert (context["function_name"], context["function_version"]) == ("url-echo", "1")
+    assert context["invoked_function_arn"] == "arn:aws:lambda:us-east-1:000000000000:function:url-echo:1"
     assert context["memory_limit_in_mb"] == "192"
     assert context["log_group_name"] == "/aws/lambda/url-echo"
     assert context["log_stream_name"].split("/")[-1].startswith("[$LATEST]")

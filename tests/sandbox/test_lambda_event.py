@@ -76,7 +76,7 @@ def test_the_context_has_lambdas_attributes() -> None:
     msg = call(headers=(("X-Amz-Client-Context", client),), raw=True)
     context = lambda_event.LambdaContext(msg, SPEC, "2026/01/01/[$LATEST]abc123")
     assert context.aws_request_id == "req-1" and context.function_name == "fn"
-    assert (context.function_version, context.invoked_function_arn) == ("$LATEST", ARN)
+    assert (context.function_version, context.invoked_function_arn) == ("3", f"{ARN}:3")
     assert context.memory_limit_in_mb == "256"  # a string, as in Lambda's own runtime
     assert (context.log_group_name, context.log_stream_name) == (
         "/aws/lambda/fn",
