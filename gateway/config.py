@@ -15,6 +15,8 @@ from typing import Any
 from invoker.config import InvokerConfig
 from invoker.metering import PricePlan
 
+from .cluster_config import check_cluster
+
 DEFAULT_MAX_BODY_BYTES = 6 * 1024 * 1024
 
 
@@ -77,6 +79,7 @@ class ServerConfig(InvokerConfig):
             or self.versions_kept < 1
         ):
             raise ConfigError(f"versions_kept must be an integer of at least 1, got {self.versions_kept!r}")
+        check_cluster(self)
         if not (0 <= self.port <= 65535):
             raise ConfigError(f"port must be 0-65535, got {self.port}")
         if not self.token and not is_loopback(self.host):

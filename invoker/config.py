@@ -51,6 +51,14 @@ class InvokerConfig:
     # A file holding a Fernet key (URL-safe base64 of 32 bytes, mode 0600):
     # secrets are then encrypted at rest. None: stored as given (mode 0600).
     secrets_key_file: str | None = None
+    # A cluster's shared store (postgresql://USER:PASSWORD@HOST:PORT/DB): the
+    # registry (versions, code, aliases) and the usage ledger. None: SQLite
+    # under data_dir.
+    database: str | None = None
+    # PostgreSQL's synchronous_commit for usage records: "on" (a record is
+    # flushed to the WAL before its answer leaves), "remote_apply",
+    # "remote_write", "local" or "off" (faster, loses the last records on a crash).
+    pg_synchronous_commit: str = "on"
 
     def factory_config(self) -> FactoryConfig:
         """The sandbox factory's part of these settings (the same names)."""

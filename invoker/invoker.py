@@ -26,16 +26,16 @@ from .config import InvokerConfig
 from .errors import CallTimeout, StartupError, Unavailable
 from .functions import FunctionState
 from .lease import Lease
-from .ledger import SqliteLedger
 from .logs import LogStore
 from .metering import BillingTotals, Totals, UsageRecord, billed_ms
 from .metrics import Metrics
 from .model import VERSION_HEADER, FunctionConfig, Invocation, InvocationResult, UsageQuery
 from .pool import START
 from .recorder import Recorder
-from .registry import CodeStore, SqliteRegistry
+from .registry import CodeStore
 from .releases import Releases
 from .secrets import SecretStore
+from .stores import open_ledger, open_registry
 from .uids import UidRange
 from .validate import Limits, host_cores
 from .versions import FunctionVersions, Rerouted
@@ -88,12 +88,10 @@ class Invoker(Releases):
 
     async def _open(self) -> None:
         self._stack.enter_context(self._uids)
-        registry = SqliteRegistry(os.path.join(self.config.data_dir, "registry.db"))
+        registry = await asyncio.to_thread(open_registry, self.config)
         self._stack.callback(registry.close)
         if self.config.metering:
-            ledger = SqliteLedger(
-                os.path.join(self.config.data_dir, "usage.db"), synchronous=self.config.ledger_sync.upper()
-            )
+            ledger = await asyncio.to_thread(open_ledger, self.config)
             self._recorder.ledger = ledger
             self._stack.push_async_callback(ledger.aclose)
         self._stack.callback(self._logs.close)
