@@ -99,6 +99,12 @@ class Invoker(Releases):
         self._stack.push_async_callback(self._destroy_all)
         await asyncio.to_thread(self._secrets.load)
         await asyncio.to_thread(self.catalog.load, registry)
+        if self.config.database:  # a cluster: follow the other servers' deploys
+            from .cluster_sync import follow
+            from .pg_listen import RegistryListener
+
+            listener = RegistryListener(self.config.database, lambda name: follow(self, name))
+            await self._stack.enter_async_context(listener)
         reaper = asyncio.create_task(self._keepalive_loop(), name="keepalive")
         self._stack.push_async_callback(_cancel_and_wait, reaper)
         self.ready = True

@@ -4,12 +4,13 @@ a real PostgreSQL, outliving the server and its data directory."""
 from __future__ import annotations
 
 import signal
+import time
 from pathlib import Path
 
 import psycopg
 import pytest
 
-from tests.helpers import EXAMPLES, Server
+from tests.helpers import EXAMPLES, Server, wait_until
 
 pytestmark = pytest.mark.root
 
@@ -38,3 +39,22 @@ def test_functions_and_usage_live_in_postgres(tmp_path: Path, pg_url: str) -> No
         assert len(usage["records"]) == 6
     finally:
         second.stop()
+
+
+def test_a_deploy_on_one_server_is_callable_on_another_within_a_second(tmp_path: Path, pg_url: str) -> None:
+    a = Server(tmp_path / "a", extra_args=("--database", pg_url)).start()
+    b = Server(tmp_path / "b", extra_args=("--database", pg_url)).start()
+    try:
+        a.deploy_ok("hello", EXAMPLES / "hello.py")
+        t0 = time.monotonic()
+        wait_until(lambda: b.invoke("hello").status == 200, 1.0, "the deploy callable on the other server")
+        assert time.monotonic() - t0 < 1.0
+        a.deploy_ok("hello", EXAMPLES / "echo.py")  # version 2
+        wait_until(lambda: b.invoke("hello").headers.get("X-Faas-Version") == "2", 1.0, "version 2 there")
+        assert a.request("POST", "/system/functions/hello/rollback", json_body={}).status == 200
+        wait_until(lambda: b.invoke("hello").headers.get("X-Faas-Version") == "1", 1.0, "the rollback there")
+        assert a.request("DELETE", "/system/functions/hello").status in (200, 202, 204)
+        wait_until(lambda: b.invoke("hello").status == 404, 1.0, "the delete there")
+    finally:
+        a.stop()
+        b.stop()
