@@ -59,4 +59,3 @@ async def follow(invoker: Invoker, name: str | None) -> None:
         await invoker._retire(
             gone, lambda state: NotFound(f"version {state.config.version} of function {name!r} was removed")
         )
-
