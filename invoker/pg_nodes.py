@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -52,7 +52,25 @@ async def _connect(url: str) -> psycopg.AsyncConnection:
     )
 
 
-class NodeLease:
+class _Periodic:
+    """A connection of its own and a task repeating one action on it."""
+
+    _url: str
+    _conn: psycopg.AsyncConnection | None = None
+    _task: asyncio.Task[None] | None = None
+
+    async def _reconnect(self) -> None:
+        if self._conn is not None and (self._conn.closed or self._conn.broken):
+            self._conn = await _connect(self._url)
+
+    async def _stop_task(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+
+class NodeLease(_Periodic):
     """This invoker's row, kept alive while the context is open; removed on a
     clean exit (a killed invoker's row just runs out)."""
 
@@ -92,22 +110,11 @@ class NodeLease:
             )  # fmt: skip
 
     async def _beats(self) -> None:
-        while True:
-            await asyncio.sleep(self._heartbeat_s)
-            try:
-                await self.beat()
-            except (psycopg.Error, TimeoutError) as exc:
-                # The lease runs out if this goes on: gateways stop routing here, as they should.
-                log.warning("heartbeat failed: %s", exc)
-                if self._conn is not None and (self._conn.closed or self._conn.broken):
-                    with contextlib.suppress(psycopg.Error, OSError):
-                        self._conn = await _connect(self._url)
+        # A lease that keeps failing runs out: gateways stop routing here, as they should.
+        await _every(self._heartbeat_s, self.beat, "heartbeat", self._reconnect)
 
     async def __aexit__(self, *exc: object) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await self._stop_task()
         if self._conn is not None:
             with contextlib.suppress(psycopg.Error, TimeoutError):
                 async with asyncio.timeout(CONNECT_TIMEOUT_S):
@@ -124,7 +131,7 @@ async def live_nodes(conn: psycopg.AsyncConnection) -> list[NodeInfo]:
     return [NodeInfo(*row) for row in await cur.fetchall()]
 
 
-class NodeWatch:
+class NodeWatch(_Periodic):
     """A gateway's view of the live invokers, read every `period_s`."""
 
     def __init__(self, url: str, period_s: float = HEARTBEAT_S) -> None:
@@ -146,20 +153,27 @@ class NodeWatch:
             self.nodes = {node.node_id: node for node in await live_nodes(self._conn)}
 
     async def _watch(self) -> None:
-        while True:
-            await asyncio.sleep(self._period_s)
-            try:
-                await self.refresh()
-            except (psycopg.Error, TimeoutError) as exc:
-                log.warning("reading the invokers failed: %s", exc)
-                if self._conn is not None and (self._conn.closed or self._conn.broken):
-                    with contextlib.suppress(psycopg.Error, OSError):
-                        self._conn = await _connect(self._url)
+        await _every(self._period_s, self.refresh, "reading the invokers", self._reconnect)
 
     async def __aexit__(self, *exc: object) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await self._stop_task()
         if self._conn is not None:
             await self._conn.close()
+
+
+async def _every(
+    period_s: float,
+    action: Callable[[], Awaitable[None]],
+    what: str,
+    reconnect: Callable[[], Awaitable[None]],
+) -> None:
+    """Run `action` every `period_s` until cancelled; a failure is logged and
+    the connection made again if it broke, and the next round tries again."""
+    while True:
+        await asyncio.sleep(period_s)
+        try:
+            await action()
+        except (psycopg.Error, TimeoutError) as exc:
+            log.warning("%s failed: %s", what, exc)
+            with contextlib.suppress(psycopg.Error, OSError):
+                await reconnect()
