@@ -538,6 +538,7 @@ def test_serve_passes_options(monkeypatch: pytest.MonkeyPatch) -> None:
             "config_file": None,
             "token": None,
             "keepalive_s": None,
+            "database": None,
             "deploy_paths": ["a.py", "fns/", "b.py"],
         },
         {
@@ -547,6 +548,7 @@ def test_serve_passes_options(monkeypatch: pytest.MonkeyPatch) -> None:
             "config_file": "c.toml",
             "token": "t",
             "keepalive_s": 2.5,
+            "database": None,
             "deploy_paths": [],
         },
     ]

@@ -137,6 +137,8 @@ def test_every_invoker_setting_is_reachable_from_the_config_file(tmp_path: Path)
     defaults = InvokerConfig(data_dir="/x")
     settings = {f.name: sample(getattr(defaults, f.name)) for f in fields(InvokerConfig)}
     settings["ledger_sync"] = "full"  # one of two values
+    settings["database"] = "postgresql://faas@db/faas"  # a URL of its scheme
+    settings["pg_synchronous_commit"] = "off"  # one of five values
     config = load(write(tmp_path, json.dumps(settings), "faas.json"))
     invoker = config.invoker_config()
     assert type(invoker) is InvokerConfig
@@ -152,3 +154,11 @@ def test_every_setting_is_a_row_of_the_operations_docs() -> None:
     doc = (Path(__file__).resolve().parents[2] / "docs" / "OPERATIONS.md").read_text()
     rows = {line.split("|")[1].strip().strip("`") for line in doc.splitlines() if line.startswith("| `")}
     assert {f.name for f in fields(ServerConfig)} == rows
+
+
+def test_cluster_settings_are_checked() -> None:
+    with pytest.raises(ConfigError, match=r"postgresql:// URL, got 'mysql://u:\*\*\*@db/x'"):
+        load(database="mysql://u:secret@db/x")  # the password never shows
+    with pytest.raises(ConfigError, match="pg_synchronous_commit must be one of"):
+        load(pg_synchronous_commit="maybe")
+    assert load(database="postgresql://faas@db/faas").invoker_config().database == "postgresql://faas@db/faas"
