@@ -156,3 +156,39 @@ async def test_ledger_write_failure_reaches_every_waiter(pg_url: str) -> None:
     assert all(type(r).__name__ == "LedgerError" for r in results), results
     await ledger.append(record(3))  # the writer carries on
     await ledger.aclose()
+
+
+async def test_ledger_keeps_every_usage_field(pg_url: str) -> None:
+    """Fields added after the first schema (migration 003): the delivery of an
+    asynchronous call and the bytes of outbound network, stored and summed."""
+    ledger = PostgresLedger(pg_url)
+    full = dataclasses.replace(record(1), attempt=3, net_rx_bytes=5_000_000_000, net_tx_bytes=42)
+    await ledger.append(full)
+    await ledger.append(record(2))
+    [(_, first), (_, second)] = ledger.records(None, None, None, after=0, limit=10)
+    assert first == full
+    assert (second.attempt, second.net_rx_bytes, second.net_tx_bytes) == (1, 0, 0)
+    totals = ledger.totals(None, None, None)["f"]
+    assert (totals.net_rx_bytes, totals.net_tx_bytes) == (5_000_000_000, 42)
+    await ledger.aclose()
+
+
+def test_registry_round_trips_every_config_field(pg_url: str) -> None:
+    registry = PostgresRegistry(pg_url)
+    full = dataclasses.replace(
+        config(),
+        network="outbound",
+        allow=("203.0.113.0/24:443",),
+        flavour="lambda",
+        layer_id="abc123",
+        layer_size_bytes=1234,
+        layer_packages=(("requests", "2.32.3"), ("idna", "3.7")),
+        egress_mbit=5.0,
+        max_event_age_s=60,
+        build_ms=12.5,
+    )
+    stored, created = registry.put(full, {"handler.py": b"x"})
+    assert created
+    assert registry.load_all() == [stored]
+    assert stored == dataclasses.replace(full, version=1)
+    registry.close()
