@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from .errors import NotFound
 from .functions import FunctionState
+from .outbound import NetworkAdmission
 from .pg_registry import PostgresRegistry
 from .versions import FunctionVersions
 
@@ -45,7 +46,10 @@ async def follow(invoker: Invoker, name: str | None) -> None:
             if version not in fn.states:
                 files = await asyncio.to_thread(registry.files, name, version)
                 code_dir = await asyncio.to_thread(catalog.code.write, name, files)
-                fn.add(FunctionState(config, code_dir))
+                state = FunctionState(config, code_dir)
+                if state.outbound is not None:  # the host's network, as a deploy here would
+                    await NetworkAdmission(invoker.factory).prepare(name)
+                fn.add(state)
         gone = [state for version, state in fn.states.items() if version not in stored]
         stored_aliases = {alias.name: alias for alias in aliases}
         for alias_name in list(fn.aliases):
