@@ -55,6 +55,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         # Only an explicit --token: the server itself reads FAAS_TOKEN, ranked above its config file.
         token=getattr(args, "token", None),
         keepalive_s=args.keepalive,
+        database=args.database,
         deploy_paths=list(args.deploy),
     )
     return int(code or 0)

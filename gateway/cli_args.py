@@ -107,6 +107,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", metavar="FILE", help="configuration file")
     p.add_argument("--keepalive", metavar="S", type=float, help="seconds an idle sandbox is kept")
     p.add_argument(
+        "--database",
+        metavar="URL",
+        help="postgresql://... for the registry and usage ledger (default SQLite)",
+    )
+    p.add_argument(
         "--deploy",
         metavar="PATH",
         nargs="+",

@@ -16,6 +16,8 @@ from invoker.callback_policy import parse_networks
 from invoker.config import InvokerConfig
 from invoker.metering import PricePlan
 
+from .cluster_config import check_cluster
+
 DEFAULT_MAX_BODY_BYTES = 6 * 1024 * 1024
 
 
@@ -91,6 +93,7 @@ class ServerConfig(InvokerConfig):
         if bool(self.lambda_access_key_id) != bool(self.lambda_secret_access_key):
             raise ConfigError("set lambda_access_key_id and lambda_secret_access_key together")
         _check_network(self)
+        check_cluster(self)
         if not (0 <= self.port <= 65535):
             raise ConfigError(f"port must be 0-65535, got {self.port}")
         if not self.token and not is_loopback(self.host):

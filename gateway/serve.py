@@ -84,6 +84,7 @@ def run_server(
     config_file: str | None = None,
     token: str | None = None,
     keepalive_s: float | None = None,
+    database: str | None = None,
     deploy_paths: Sequence[str] | None = None,
 ) -> int:
     logging.basicConfig(
@@ -97,6 +98,7 @@ def run_server(
             data_dir=os.path.abspath(data_dir) if data_dir else None,
             token=token,
             keepalive_s=keepalive_s,
+            database=database,
             deploy_paths=list(deploy_paths) if deploy_paths else None,
         )
         os.makedirs(config.data_dir, mode=0o755, exist_ok=True)

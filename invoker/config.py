@@ -98,6 +98,16 @@ class InvokerConfig:
     nameservers: tuple[str, ...] = ()
     firewall: str = "auto"
 
+    # -- cluster (docs/CLUSTER.md) ---------------------------------------
+    # A cluster's shared store (postgresql://USER:PASSWORD@HOST:PORT/DB): the
+    # registry (versions, code, aliases) and the usage ledger. None: SQLite
+    # under data_dir.
+    database: str | None = None
+    # PostgreSQL's synchronous_commit for usage records: "on" (a record is
+    # flushed to the WAL before its answer leaves), "remote_apply",
+    # "remote_write", "local" or "off" (faster, loses the last records on a crash).
+    pg_synchronous_commit: str = "on"
+
     def factory_config(self) -> FactoryConfig:
         """The sandbox factory's part of these settings (the same names)."""
         return FactoryConfig(

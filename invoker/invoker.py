@@ -26,7 +26,6 @@ from .errors import CallTimeout, FaasError, StartupError, Unavailable
 from .functions import FunctionState
 from .layers import LayerStore
 from .lease import Lease
-from .ledger import SqliteLedger
 from .logs import LogStore
 from .metering import BillingTotals, billed_ms
 from .metrics import Metrics
@@ -34,9 +33,10 @@ from .model import VERSION_HEADER, FunctionConfig, Invocation, InvocationResult
 from .outbound import NetworkAdmission
 from .pool import START
 from .recorder import Recorder
-from .registry import CodeStore, SqliteRegistry
+from .registry import CodeStore
 from .releases import Releases
 from .secrets import SecretStore
+from .stores import follow_cluster, open_ledger, open_registry
 from .tasks import cancel_and_wait, task_stacks
 from .uids import UidRange
 from .validate import Limits, host_cores
@@ -99,12 +99,10 @@ class Invoker(Releases, AsyncInvocations):
 
     async def _open(self) -> None:
         self._stack.enter_context(self._uids)
-        registry = SqliteRegistry(os.path.join(self.config.data_dir, "registry.db"))
+        registry = await asyncio.to_thread(open_registry, self.config)
         self._stack.callback(registry.close)
         if self.config.metering:
-            ledger = SqliteLedger(
-                os.path.join(self.config.data_dir, "usage.db"), synchronous=self.config.ledger_sync.upper()
-            )
+            ledger = await asyncio.to_thread(open_ledger, self.config)
             self._recorder.ledger = ledger
             self._stack.push_async_callback(ledger.aclose)
         self._stack.callback(self._logs.close)
@@ -114,6 +112,7 @@ class Invoker(Releases, AsyncInvocations):
         await NetworkAdmission(self.factory).load(self.catalog, registry)
         for state in self.catalog.states():
             self._load_layer(state)
+        await follow_cluster(self, self._stack)
         reaper = asyncio.create_task(self._keepalive_loop(), name="keepalive")
         self._stack.push_async_callback(cancel_and_wait, reaper)
         await self._stack.enter_async_context(self._async)

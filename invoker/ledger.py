@@ -81,6 +81,10 @@ class Ledger(ABC):
     @abstractmethod
     def close(self) -> None: ...
 
+    async def aclose(self) -> None:
+        """Write what is queued, then close."""
+        self.close()
+
 
 def _row(record: UsageRecord) -> tuple[Any, ...]:
     return (

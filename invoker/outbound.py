@@ -42,3 +42,11 @@ class NetworkAdmission:
             await self.factory.prepare_network()
         except NetworkUnavailable as exc:
             log.error("functions with outbound network cannot start: %s", exc.message)
+
+    async def prepare(self, name: str) -> None:
+        """A version deployed on another server (invoker/cluster_sync.py): the
+        host prepared now; where it cannot be, said (its calls answer 503)."""
+        try:
+            await self.factory.prepare_network()
+        except NetworkUnavailable as exc:
+            log.error("function %r with outbound network cannot start here: %s", name, exc.message)

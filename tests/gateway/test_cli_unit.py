@@ -459,6 +459,7 @@ def test_serve_passes_options(monkeypatch: pytest.MonkeyPatch) -> None:
             "config_file": None,
             "token": None,
             "keepalive_s": None,
+            "database": None,
             "deploy_paths": ["a.py", "fns/", "b.py"],
         },
         {
@@ -468,6 +469,7 @@ def test_serve_passes_options(monkeypatch: pytest.MonkeyPatch) -> None:
             "config_file": "c.toml",
             "token": "t",
             "keepalive_s": 2.5,
+            "database": None,
             "deploy_paths": [],
         },
     ]

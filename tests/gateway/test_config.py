@@ -143,6 +143,8 @@ def test_every_invoker_setting_is_reachable_from_the_config_file(tmp_path: Path)
     settings["firewall"] = "iptables"  # one of three values
     settings["sandbox_subnet"] = "10.99.0.0/16"  # a network
     settings["nameservers"] = ("192.0.2.1",)  # addresses, not networks
+    settings["database"] = "postgresql://faas@db/faas"  # a URL of its scheme
+    settings["pg_synchronous_commit"] = "off"  # one of five values
     config = load(write(tmp_path, json.dumps(settings), "faas.json"))
     invoker = config.invoker_config()
     assert type(invoker) is InvokerConfig
@@ -177,3 +179,11 @@ def test_bad_network_settings_stop_the_server_with_one_line(
 ) -> None:
     with pytest.raises(ConfigError, match=message):
         load(write(tmp_path, setting))
+
+
+def test_cluster_settings_are_checked() -> None:
+    with pytest.raises(ConfigError, match=r"postgresql:// URL, got 'mysql://u:\*\*\*@db/x'"):
+        load(database="mysql://u:secret@db/x")  # the password never shows
+    with pytest.raises(ConfigError, match="pg_synchronous_commit must be one of"):
+        load(pg_synchronous_commit="maybe")
+    assert load(database="postgresql://faas@db/faas").invoker_config().database == "postgresql://faas@db/faas"

@@ -1,0 +1,117 @@
+"""Real PostgreSQL and NATS servers for tests, on loopback, each with its own
+data directory, started and stopped by the test (never a shared system one).
+
+In CI they must run: a missing binary is a failure there, a skip elsewhere.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import os
+import pwd
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator
+
+import pytest
+
+from tests.helpers import free_port, wait_until
+
+
+def _need(binary: str | None, what: str, package: str) -> str:
+    if binary is None or not os.path.exists(binary):
+        reason = f"{what} not installed (apt-get install {package})"
+        if os.environ.get("CI"):
+            pytest.fail(reason)
+        pytest.skip(reason)
+    return binary
+
+
+def _pg_bin() -> str | None:
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"))
+    return os.path.dirname(found[-1]) if found else None
+
+
+@contextlib.contextmanager
+def postgres_server() -> Iterator[str]:
+    """A fresh PostgreSQL cluster on 127.0.0.1; yields its URL (superuser, trust)."""
+    bindir = _need(_pg_bin(), "PostgreSQL", "postgresql")
+    # PostgreSQL refuses to run as root: the cluster belongs to the postgres user.
+    user = "postgres" if os.getuid() == 0 else pwd.getpwuid(os.getuid()).pw_name
+    as_user = ["runuser", "-u", user, "--"] if os.getuid() == 0 else []
+    root = tempfile.mkdtemp(prefix="faas-pg-")
+    data = os.path.join(root, "data")
+    if os.getuid() == 0:
+        shutil.chown(root, user)
+    port = free_port()
+    pg_ctl = [*as_user, os.path.join(bindir, "pg_ctl"), "-D", data]
+    try:
+        subprocess.run(
+            [
+                *as_user,
+                os.path.join(bindir, "initdb"),
+                "-D",
+                data,
+                "-U",
+                "faas",
+                "--auth=trust",
+                "-E",
+                "UTF8",
+            ],
+            check=True,
+            capture_output=True,
+        )
+        options = f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=on"
+        subprocess.run(
+            [*pg_ctl, "-o", options, "-l", os.path.join(root, "log"), "-w", "-t", "60", "start"],
+            check=True,
+            capture_output=True,
+        )
+        yield f"postgresql://faas@127.0.0.1:{port}/postgres"
+    finally:
+        subprocess.run([*pg_ctl, "-m", "immediate", "-w", "stop"], capture_output=True)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def fresh_database(server_url: str, name: str) -> str:
+    """An empty database of its own for one test; its URL."""
+    import psycopg
+
+    with psycopg.connect(server_url, autocommit=True, connect_timeout=5) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{name}"')
+    return server_url.rsplit("/", 1)[0] + "/" + name
+
+
+@contextlib.contextmanager
+def nats_server() -> Iterator[str]:
+    """A nats-server with JetStream on 127.0.0.1; yields its URL."""
+    binary = _need(shutil.which("nats-server"), "nats-server", "nats-server")
+    root = tempfile.mkdtemp(prefix="faas-nats-")
+    port = free_port()
+    proc = subprocess.Popen(
+        [binary, "-js", "-a", "127.0.0.1", "-p", str(port), "-sd", root],
+        stdout=subprocess.DEVNULL,
+        stderr=open(os.path.join(root, "log"), "wb"),  # noqa: SIM115 - closed with the process
+    )
+    try:
+        wait_until(lambda: _listening(port), 20, f"nats-server on port {port}")
+        yield f"nats://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _listening(port: int) -> bool:
+    import socket
+
+    with socket.socket() as s:
+        s.settimeout(0.2)
+        return s.connect_ex(("127.0.0.1", port)) == 0
