@@ -1,4 +1,4 @@
-"""/system against web pages in the operator's browser (SPEC section 2).
+"""/system against web pages in the operator's browser (docs/HTTP-API.md).
 
 /system listens on loopback without a token, and a browser on the same
 machine reaches loopback too. Two ways a hostile page would use that:

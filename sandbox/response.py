@@ -15,7 +15,7 @@ TEXT = "text/plain; charset=utf-8"
 BINARY = "application/octet-stream"
 JSON = "application/json"
 
-# The statuses a function may answer with: final ones only (SPEC section 1).
+# The statuses a function may answer with: final ones only (docs/HANDLER.md).
 FIRST_FINAL_STATUS = 200
 LAST_STATUS = 599
 

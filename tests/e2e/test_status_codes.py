@@ -1,4 +1,4 @@
-"""A handler's statusCode must be a final status, 200 to 599 (SPEC section 1):
+"""A handler's statusCode must be a final status, 200 to 599 (docs/HANDLER.md):
 an interim (1xx) or out-of-range one is a 500 with a clear error, and the
 client's keep-alive connection carries its next request normally."""
 

@@ -1,4 +1,4 @@
-"""Answers with the status ?code= names (SPEC section 1: only 200 to 599 are allowed)."""
+"""Answers with the status ?code= names (docs/HANDLER.md: only 200 to 599 are allowed)."""
 
 
 def handle(event, context):

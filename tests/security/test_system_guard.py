@@ -1,4 +1,4 @@
-"""/system against a web page in the operator's browser (SPEC section 2,
+"""/system against a web page in the operator's browser (docs/HTTP-API.md,
 gateway/guard.py): a cross-site form or fetch cannot change state (415), a
 DNS-rebound name cannot read (421), a foreign Origin is refused (403).
 Functions stay public endpoints; the real CLI still works."""

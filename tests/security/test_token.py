@@ -1,4 +1,4 @@
-"""The server's token never reaches a function (SPEC section 2): not through
+"""The server's token never reaches a function (docs/HTTP-API.md): not through
 `faas invoke`, not through a raw request that carries it in any spelling.
 Another Authorization value is the function's business and reaches it."""
 
