@@ -14,6 +14,7 @@ import contextlib
 import sqlite3
 import threading
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -53,6 +54,31 @@ COLUMNS = (
     "call_id, function, version, started_at, wall_ms, init_ms, billed_ms, cpu_us, memory_mb, "
     "max_memory_bytes, status, cold, attempt, net_rx_bytes, net_tx_bytes"
 )
+
+
+def record_from_row(row: Sequence[Any], started_at: float) -> UsageRecord:
+    """A usage record from a ledger row in COLUMNS order, SQLite's or
+    PostgreSQL's; `started_at` as Unix seconds (each database stores its own
+    kind). billed_ms is stored for queries and derived again here."""
+    call_id, fn, version, _started, wall, init, _billed, cpu_us, mem, peak, status, cold, attempt, rx, tx = (
+        row
+    )
+    return UsageRecord(
+        call_id,
+        fn,
+        version,
+        started_at,
+        wall,
+        init,
+        cpu_us,
+        mem,
+        peak,
+        status,
+        bool(cold),
+        attempt=attempt,
+        net_rx_bytes=rx,
+        net_tx_bytes=tx,
+    )
 
 
 ROW_PLACEHOLDERS = "(" + ",".join("?" * 15) + ")"
@@ -247,43 +273,7 @@ class SqliteLedger(Ledger):
         sql = f"SELECT seq, {COLUMNS} FROM usage{where} ORDER BY seq LIMIT ?"
         with self._reader_lock:
             rows = self._reader.execute(sql, [*args, after, limit]).fetchall()
-        out = []
-        for (
-            seq,
-            call_id,
-            fn,
-            version,
-            started,
-            wall,
-            init,
-            _billed,
-            cpu_us,
-            mem,
-            peak,
-            status,
-            cold,
-            att,
-            rx,
-            tx,
-        ) in rows:
-            record = UsageRecord(
-                call_id,
-                fn,
-                version,
-                started,
-                wall,
-                init,
-                cpu_us,
-                mem,
-                peak,
-                status,
-                bool(cold),
-                attempt=att,
-                net_rx_bytes=rx,
-                net_tx_bytes=tx,
-            )
-            out.append((seq, record))
-        return out
+        return [(row[0], record_from_row(row[1:], row[4])) for row in rows]
 
     async def aclose(self) -> None:
         """Flush what is queued, then stop the writer."""

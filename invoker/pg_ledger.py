@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
-from .ledger import Ledger, LedgerError, _settle
+from .ledger import Ledger, LedgerError, _settle, record_from_row
 from .metering import Totals, UsageRecord
 from .pg_schema import connect, ensure_partitions, migrate
 
@@ -159,42 +159,7 @@ class PostgresLedger(Ledger):
         query = f"SELECT seq, {', '.join(COLUMNS)} FROM usage{where} ORDER BY seq LIMIT %s"
         with self._reader_lock:
             rows = self._reader.execute(query, [*args, after, limit]).fetchall()  # type: ignore[arg-type]
-        out = []
-        for (
-            seq,
-            call_id,
-            fn,
-            version,
-            started,
-            wall,
-            init,
-            _billed,
-            cpu_us,
-            mem,
-            peak,
-            status,
-            cold,
-            *rest,
-        ) in rows:
-            attempt, rx, tx = rest
-            record = UsageRecord(
-                call_id,
-                fn,
-                version,
-                started.timestamp(),
-                wall,
-                init,
-                cpu_us,
-                mem,
-                peak,
-                status,
-                cold,
-                attempt=attempt,
-                net_rx_bytes=rx,
-                net_tx_bytes=tx,
-            )
-            out.append((seq, record))
-        return out
+        return [(row[0], record_from_row(row[1:], row[4].timestamp())) for row in rows]
 
     async def aclose(self) -> None:
         """Flush what is queued, then stop the writer."""
