@@ -18,6 +18,12 @@ from invoker.metrics import Metrics
 from invoker.validate import host_cores
 
 from .bodies import BufferedBodies
+from .cluster.invoker_side import (
+    make_cluster_auth_middleware,
+    make_internal_invoke_handler,
+    node_lease_context,
+)
+from .cluster.wire import PATH as INTERNAL_INVOKE_PATH
 from .config import ServerConfig
 from .errors import Handler, error_middleware, http_status
 from .guard import make_guard_middleware
@@ -29,6 +35,7 @@ from .routes.functions import FunctionRoutes
 from .routes.invoke import make_invoke_handler
 from .routes.layers import make_layers_handler
 from .routes.logs import make_logs_handler
+from .routes.nodes import make_nodes_handler
 from .routes.openapi import make_openapi_handler
 from .routes.ops import OpsRoutes
 from .routes.secrets import SecretRoutes
@@ -63,13 +70,14 @@ def create_app(config: ServerConfig) -> web.Application:
     # one gets validation's precise 400; invocations enforce their own, smaller
     # limit while reading.
     max_request = max(config.max_body_bytes, config.code_limit_bytes * 2 + 1024 * 1024)
+    if config.role == "invoker":
+        # Reached only through the cluster's gateways, which check the user's side.
+        assert config.cluster_token is not None  # config.check() said so
+        checks = [make_cluster_auth_middleware(config.cluster_token)]
+    else:
+        checks = [make_guard_middleware(config), make_auth_middleware(config.token)]
     app = web.Application(
-        middlewares=[
-            error_middleware,
-            make_limits_middleware(config.body_timeout_s),
-            make_guard_middleware(config),
-            make_auth_middleware(config.token),
-        ],
+        middlewares=[error_middleware, make_limits_middleware(config.body_timeout_s), *checks],
         client_max_size=max_request,
         handler_args=handler_args(config),
     )
@@ -89,6 +97,9 @@ def create_app(config: ServerConfig) -> web.Application:
     app.router.add_get("/system/logs", make_logs_handler(invoker))
     app.router.add_get("/system/layers", make_layers_handler(invoker))
     app.router.add_get("/system/usage", make_usage_handler(invoker, config.pricing))
+    app.router.add_get("/system/nodes", make_nodes_handler(invoker, config.advertised))
+    if config.role == "invoker":
+        app.router.add_post(INTERNAL_INVOKE_PATH, make_internal_invoke_handler(invoker, metrics))
     OpsRoutes(invoker, metrics).add_to(app.router)
     app.add_subapp(LAMBDA_PREFIX, make_lambda_app(invoker, metrics, config))
     app.router.add_get("/openapi.json", make_openapi_handler(config, host_cores()))
@@ -98,6 +109,10 @@ def create_app(config: ServerConfig) -> web.Application:
             yield
 
     app.cleanup_ctx.append(invoker_context)
+    if config.role == "invoker":
+        # Registered once ready; the row goes before the invoker tears down.
+        assert config.database is not None
+        app.cleanup_ctx.append(node_lease_context(invoker, config.database, config.advertised))
 
     async def drain(app: web.Application) -> None:
         # Runs once the listener is closed, before aiohttp waits for the

@@ -57,6 +57,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
         keepalive_s=args.keepalive,
         database=args.database,
         deploy_paths=list(args.deploy),
+        role=args.role,
+        cluster_token=args.cluster_token,
+        advertise=args.advertise,
+        workers=args.workers,
     )
     return int(code or 0)
 
@@ -191,6 +195,33 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_nodes(args: argparse.Namespace) -> int:
+    data = _json(_client(args).call("GET", "/system/nodes"))
+    if args.json:
+        dump(data)
+        return 0
+    rows = [
+        [
+            str(n.get("node_id", "?")),
+            "yes" if n.get("healthy") else "no",
+            fmt(n.get("in_flight")),
+            fmt(n.get("sandboxes")),
+            fmt(n.get("cores")),
+            fmt(n.get("memory_mb")) + "MB",
+        ]
+        for n in (data if isinstance(data, list) else [])
+        if isinstance(n, dict)
+    ]
+    print(
+        table(
+            ["NODE", "HEALTHY", "IN-FLIGHT", "SANDBOXES", "CORES", "MEMORY"],
+            rows,
+            right=frozenset({2, 3, 4, 5}),
+        )
+    )
+    return 0
+
+
 def cmd_describe(args: argparse.Namespace) -> int:
     dump(_json(_client(args).call("GET", _fn_path(args.name))))
     return 0
@@ -308,6 +339,7 @@ COMMANDS = {
     "deploy": cmd_deploy,
     "invoke": cmd_invoke,
     "list": cmd_list,
+    "nodes": cmd_nodes,
     "describe": cmd_describe,
     "delete": cmd_delete,
     "logs": cmd_logs,

@@ -112,6 +112,22 @@ def build_parser() -> argparse.ArgumentParser:
         help="postgresql://... for the registry and usage ledger (default SQLite)",
     )
     p.add_argument(
+        "--role",
+        choices=("all", "gateway", "invoker"),
+        help="all (default): one machine; gateway: route to the cluster's invokers; invoker: run sandboxes",
+    )
+    p.add_argument(
+        "--cluster-token",
+        metavar="TOKEN",
+        help="shared by a cluster's gateways and invokers (or env FAAS_CLUSTER_TOKEN)",
+    )
+    p.add_argument(
+        "--advertise", metavar="HOST:PORT", help="where gateways reach this invoker (default --host:--port)"
+    )
+    p.add_argument(
+        "--workers", metavar="N", type=int, help="gateway processes sharing the port (role gateway)"
+    )
+    p.add_argument(
         "--deploy",
         metavar="PATH",
         nargs="+",
@@ -142,6 +158,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--callback", metavar="URL", help="with --async: where the result is POSTed when the call ends"
     )
     p.set_defaults(command="invoke")
+
+    p = sub.add_parser("nodes", parents=[common], help="list the invokers serving calls")
+    p.add_argument("--json", action="store_true", help="print the JSON answer")
+    p.set_defaults(command="nodes")
 
     p = sub.add_parser("list", parents=[common], help="list functions")
     p.add_argument("--json", action="store_true", help="print the JSON answer")

@@ -66,6 +66,23 @@ class ServerConfig(InvokerConfig):
     # (AWS SigV4) when the server has a token; without a token they may come unsigned.
     lambda_access_key_id: str | None = None
     lambda_secret_access_key: str | None = None
+    # -- cluster roles (docs/CLUSTER.md) --------------------------------------
+    # "all": gateway and invoker in one process (one machine). "gateway":
+    # routes calls to the invokers registered in `database` and runs no
+    # sandbox. "invoker": runs sandboxes for the gateways; needs `database`.
+    role: str = "all"
+    # Shared by a cluster's gateways and invokers (or env FAAS_CLUSTER_TOKEN):
+    # an invoker refuses every request without it but its health probes.
+    cluster_token: str | None = None
+    # HOST:PORT an invoker registers for gateways to call (default host:port).
+    advertise: str | None = None
+    # Gateway processes sharing the listen port (SO_REUSEPORT); role gateway only.
+    workers: int = 1
+
+    @property
+    def advertised(self) -> str:
+        """The address this server registers as an invoker."""
+        return self.advertise or f"{self.host}:{self.port}"
 
     def invoker_config(self) -> InvokerConfig:
         """The invoker's part of these settings."""
@@ -96,7 +113,8 @@ class ServerConfig(InvokerConfig):
         check_cluster(self)
         if not (0 <= self.port <= 65535):
             raise ConfigError(f"port must be 0-65535, got {self.port}")
-        if not self.token and not is_loopback(self.host):
+        # An invoker of a cluster is guarded by the cluster token instead.
+        if not self.token and not is_loopback(self.host) and self.role != "invoker":
             raise ConfigError(
                 f"refusing to listen on {self.host} without a token: set --token or FAAS_TOKEN, "
                 "or listen on 127.0.0.1"
@@ -138,6 +156,8 @@ def load(config_file: str | None = None, **overrides: Any) -> ServerConfig:
         config = _apply(config, _read_file(config_file), source=config_file)
     if os.environ.get("FAAS_TOKEN"):
         config = replace(config, token=os.environ["FAAS_TOKEN"])
+    if os.environ.get("FAAS_CLUSTER_TOKEN"):
+        config = replace(config, cluster_token=os.environ["FAAS_CLUSTER_TOKEN"])
     given = {k: v for k, v in overrides.items() if v is not None}
     if "deploy_paths" in given:
         given["deploy_paths"] = tuple(given["deploy_paths"])

@@ -61,6 +61,20 @@ class RequestTimeout(FaasError, TimeoutError):
     connection."""
 
 
+class BadGateway(FaasError):
+    """A cluster's invoker failed during a call: it died or its answer broke
+    off. The call may have run; it is not tried elsewhere."""
+
+
+class Relayed(FaasError):
+    """An error a cluster's invoker answered, passed on with its status."""
+
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.headers = headers or {}
+
+
 HTTP_STATUS: dict[type[FaasError], int] = {
     BadRequest: 400,
     LayerBuildFailed: 400,
@@ -81,6 +95,7 @@ HTTP_STATUS: dict[type[FaasError], int] = {
     SecretMissing: 500,
     # The sandbox died: out of memory, crashed, exited, broke the protocol, or failed its setup.
     SandboxDied: 502,
+    BadGateway: 502,
     SetupError: 502,
     Unavailable: 503,
     SpawnError: 503,
@@ -92,6 +107,8 @@ HTTP_STATUS: dict[type[FaasError], int] = {
 
 def http_status(exc: FaasError) -> int:
     """The status of an error: its own kind's, else its nearest base's, else 500."""
+    if isinstance(exc, Relayed):
+        return exc.status
     for kind in type(exc).__mro__:
         status = HTTP_STATUS.get(kind)
         if status is not None:

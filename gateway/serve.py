@@ -14,6 +14,7 @@ from invoker.errors import CgroupUnavailable, FaasError, SpawnError, StartupErro
 
 from .app import INVOKER, create_app
 from .bodies import give_large_allocations_back
+from .cluster.workers import run_workers
 from .config import ConfigError, ServerConfig, load
 
 log = logging.getLogger("faas.serve")
@@ -86,6 +87,10 @@ def run_server(
     keepalive_s: float | None = None,
     database: str | None = None,
     deploy_paths: Sequence[str] | None = None,
+    role: str | None = None,
+    cluster_token: str | None = None,
+    advertise: str | None = None,
+    workers: int | None = None,
 ) -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s", stream=sys.stderr
@@ -100,11 +105,18 @@ def run_server(
             keepalive_s=keepalive_s,
             database=database,
             deploy_paths=list(deploy_paths) if deploy_paths else None,
+            role=role,
+            cluster_token=cluster_token,
+            advertise=advertise,
+            workers=workers,
         )
         os.makedirs(config.data_dir, mode=0o755, exist_ok=True)
     except (ConfigError, OSError) as exc:
         print(f"faas serve: {exc}", file=sys.stderr)
         return 2
+    if config.role == "gateway":
+        # A gateway keeps no state: nothing to lock, and its workers share the port.
+        return run_workers(config, _serve) if config.workers > 1 else _serve(config)
     try:
         lock_fd = lock_data_dir(config.data_dir)
     except (ConfigError, OSError) as exc:
@@ -118,7 +130,12 @@ def run_server(
 
 def _serve(config: ServerConfig) -> int:
     give_large_allocations_back()
-    app = create_app(config)
+    if config.role == "gateway":
+        from .cluster.gateway_app import create_gateway_app
+
+        app = create_gateway_app(config)
+    else:
+        app = create_app(config)
     if config.deploy_paths:
 
         async def on_startup(app: web.Application) -> None:
@@ -136,8 +153,13 @@ def _serve(config: ServerConfig) -> int:
             loop=uvloop.new_event_loop(),
             shutdown_timeout=config.shutdown_timeout_s,
             access_log=None,
+            reuse_port=config.workers > 1 or None,
             print=lambda _msg: log.info(
-                "serving on http://%s:%d (data in %s)", config.host, config.port, config.data_dir
+                "%s serving on http://%s:%d (data in %s)",
+                config.role,
+                config.host,
+                config.port,
+                config.data_dir,
             ),
         )
     except (CgroupUnavailable, ConfigError, SpawnError, StartupError) as exc:

@@ -81,7 +81,7 @@ class Invoker(Releases, AsyncInvocations):
             self._secrets.exists,
             LayerStore.in_data_dir(config.data_dir, config.layer_limit_bytes, config.build_timeout_s),
         )
-        metrics.watch_pools(self._pool_snapshot)
+        metrics.watch_pools(self.pool_snapshot)
         metrics.watch_billing(self.billing)
         self._async = self._make_async_calls(config, metrics, self._logs, http_status)
 
@@ -390,7 +390,7 @@ class Invoker(Releases, AsyncInvocations):
                 self._drop(lease)
             await self.catalog.collect_layers(self.factory.unload_layer)
 
-    def _pool_snapshot(self) -> tuple[dict[str, int], dict[str, int]]:
+    def pool_snapshot(self) -> tuple[dict[str, int], dict[str, int]]:
         states = self.catalog.states()
         idle = sum(len(s.pool.idle) for s in states)
         busy = sum(s.pool.busy for s in states)

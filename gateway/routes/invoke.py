@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hmac
 import time
+from typing import Any
 
 from aiohttp import web
 
@@ -104,15 +105,22 @@ def make_invoke_handler(
             raise
         finally:
             metrics.invocation_done(function, code, time.monotonic() - received)
-        response = web.Response(status=result.status, body=result.body)
-        for key, value in result.headers:
-            if key.lower() not in HOP_BY_HOP:
-                response.headers.add(key, value)
-        response.headers["X-Call-Id"] = call_id
-        response.headers["X-Duration-Ms"] = f"{result.wall_ms:.3f}"
-        response.headers["X-Billed-Duration-Ms"] = str(result.billed_ms)
-        response.headers["X-Cold-Start"] = "true" if result.cold else "false"
-        response.headers[VERSION_HEADER] = str(result.version)
-        return response
+        return result_response(result, call_id)
 
     return invoke
+
+
+def result_response(result: Any, call_id: str) -> web.Response:
+    """The HTTP response of a call's answer (an InvocationResult here, a
+    cluster invoker's RemoteResult at a gateway): the function's status,
+    headers and body, and how it was served."""
+    response = web.Response(status=result.status, body=result.body)
+    for key, value in result.headers:
+        if key.lower() not in HOP_BY_HOP:
+            response.headers.add(key, value)
+    response.headers["X-Call-Id"] = call_id
+    response.headers["X-Duration-Ms"] = f"{result.wall_ms:.3f}"
+    response.headers["X-Billed-Duration-Ms"] = str(result.billed_ms)
+    response.headers["X-Cold-Start"] = "true" if result.cold else "false"
+    response.headers[VERSION_HEADER] = str(result.version)
+    return response

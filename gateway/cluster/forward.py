@@ -1,0 +1,109 @@
+"""A gateway's way of sending work to the cluster's invokers: a call to its
+function's home (or the next invoker along the ring when the home is full,
+not ready or unreachable), any other request to the invoker of the
+function it names. 502 when an invoker fails during a call; the call is
+never sent twice, as it may have run."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterable
+from urllib.parse import unquote
+
+from multidict import CIMultiDict
+
+from invoker.errors import FaasError, Unavailable
+from invoker.pg_nodes import NodeInfo
+
+from ..errors import BadGateway, Relayed
+from .client import InvokerClient, Lost, NotSent, end_to_end
+from .metrics import ClusterMetrics
+from .router import Router
+from .wire import CONTENT_TYPE, PATH, RemoteResult, decode_result
+
+# Answers after which the next invoker is tried: the call did not run there
+# (full: 429; shutting down, not ready or unable to start a sandbox: 503).
+TRY_NEXT = frozenset({429, 503})
+LAMBDA_FUNCTIONS = "/2015-03-31/functions/"
+
+
+class Cluster:
+    def __init__(self, router: Router, client: InvokerClient, metrics: ClusterMetrics) -> None:
+        self.router = router
+        self.client = client
+        self.metrics = metrics
+
+    async def call(self, function: str, frame: bytes) -> tuple[RemoteResult, str]:
+        """Run a framed call on the cluster; its answer and the invoker's id."""
+        headers = CIMultiDict({"Content-Type": CONTENT_TYPE})
+        status, answer_headers, body, node = await self._send(function, "POST", PATH, headers, frame)
+        if status == 200:
+            return decode_result(body), node.node_id
+        raise _relayed(status, answer_headers, body)
+
+    async def forward(
+        self, method: str, path_qs: str, headers: Iterable[tuple[str, str]], body: bytes, key: str
+    ) -> tuple[int, CIMultiDict[str], bytes, str]:
+        """Any other request, to the invoker `key` (a function's name, or "")
+        maps to: its status, end-to-end headers and body, and the invoker's id."""
+        status, answer_headers, data, node = await self._send(key, method, path_qs, end_to_end(headers), body)
+        return status, end_to_end(answer_headers.items()), data, node.node_id
+
+    async def _send(
+        self, key: str, method: str, path_qs: str, headers: CIMultiDict[str], body: bytes
+    ) -> tuple[int, CIMultiDict[str], bytes, NodeInfo]:
+        order = self.router.order(key, time.monotonic())
+        if not order:
+            raise Unavailable("no invoker of the cluster is ready")
+        last: tuple[int, CIMultiDict[str], bytes, NodeInfo] | None = None
+        for node in order:
+            self.router.started(node.node_id)
+            self.metrics.in_flight(node.node_id, self.router.in_flight[node.node_id])
+            try:
+                status, answer_headers, data = await self.client.send(
+                    node.address, method, path_qs, headers, body
+                )
+            except NotSent:
+                self.router.unreachable(node.node_id, time.monotonic())
+                self.metrics.sent(node.node_id, "unreachable")
+                continue
+            except Lost as exc:
+                self.metrics.sent(node.node_id, "lost")
+                raise BadGateway(f"invoker {node.node_id} failed during the request: {exc}") from None
+            finally:
+                self.router.finished(node.node_id)
+                self.metrics.in_flight(node.node_id, self.router.in_flight.get(node.node_id, 0))
+            self.metrics.sent(node.node_id, "full" if status in TRY_NEXT else "answered")
+            last = (status, answer_headers, data, node)
+            if status not in TRY_NEXT:
+                return last
+        if last is not None:
+            return last  # every invoker was full: the last one's answer
+        raise Unavailable("no invoker of the cluster could be reached")
+
+
+def _relayed(status: int, headers: CIMultiDict[str], body: bytes) -> FaasError:
+    try:
+        message = str(json.loads(body)["error"])
+    except (ValueError, KeyError, TypeError):
+        message = body.decode("utf-8", "replace")[:500] or f"invoker answered {status}"
+    kept = {name: headers[name] for name in ("Retry-After", "Allow") if name in headers}
+    return Relayed(status, message, kept)
+
+
+def function_of(path: str, query: dict[str, str]) -> str:
+    """The function a request is about, to route it to that function's home
+    invoker (where its sandboxes, logs and layer are); "" for none."""
+    parts = path.split("/")
+    name = ""
+    if path.startswith(("/async-function/", "/system/functions/", "/system/function/")) and len(parts) > 2:
+        name = parts[2]
+    elif path.startswith(LAMBDA_FUNCTIONS) and len(parts) > 3:
+        name = unquote(parts[3])
+        if ":function:" in name:  # an ARN
+            name = name.split(":function:", 1)[1]
+        name = name.split(":", 1)[0]
+    elif path.startswith("/system/"):
+        name = query.get("name", "") or query.get("function", "")
+    return name.partition("@")[0]

@@ -1,0 +1,144 @@
+"""create_gateway_app(config): a cluster's gateway (`role = "gateway"`).
+
+It runs no sandbox and keeps no state of its own: the user's checks
+(limits, Host, Origin, token) happen here, then each synchronous call goes
+framed to its function's home invoker (gateway/cluster/forward.py) and
+every other request (/system, asynchronous calls, the Lambda API) to the
+invoker of the function it names, which shares the registry, the ledger and
+the queue with the others. The live invokers come from the database's
+node table (invoker/pg_nodes.py), read every 0.5 s.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from invoker.errors import FaasError
+from invoker.metrics import Metrics
+from invoker.pg_nodes import NodeWatch
+
+from ..app import make_auth_middleware
+from ..bodies import BufferedBodies
+from ..config import ServerConfig
+from ..errors import error_middleware, http_status
+from ..guard import make_guard_middleware
+from ..limits import handler_args, make_limits_middleware
+from ..routes.invoke import invocation_of, result_response
+from .client import InvokerClient
+from .forward import Cluster, function_of
+from .metrics import ClusterMetrics
+from .router import Router
+from .wire import NODE_HEADER, encode_invocation
+
+
+class GatewayRoutes:
+    def __init__(self, config: ServerConfig, metrics: Metrics) -> None:
+        self.config = config
+        self.metrics = metrics
+        self.bodies = BufferedBodies(config.max_buffered_bytes)
+        self.watch: NodeWatch | None = None
+        self.cluster: Cluster | None = None
+
+    async def invoke(self, request: web.Request) -> web.StreamResponse:
+        assert self.cluster is not None
+        received = time.monotonic()
+        name = request.match_info["name"]
+        path = "/" + request.match_info.get("path", "")
+        async with self.bodies.read(request, self.config.max_body_bytes) as body:
+            inv = invocation_of(request, name, body, received, self.config.token, path)
+            frame = encode_invocation(inv)
+        function = name.partition("@")[0]
+        code = 500
+        try:
+            result, node = await self.cluster.call(function, frame)
+            code = result.status
+        except FaasError as exc:
+            code = http_status(exc)
+            raise
+        finally:
+            if code != 404:  # a name nobody deployed makes no series
+                self.metrics.invocation_done(function, code, time.monotonic() - received)
+        response = result_response(result, request["call_id"])
+        response.headers[NODE_HEADER] = node
+        return response
+
+    async def forward(self, request: web.Request) -> web.StreamResponse:
+        assert self.cluster is not None
+        body = await request.read()
+        key = function_of(request.path, dict(request.query))
+        status, headers, data, node = await self.cluster.forward(
+            request.method, request.raw_path, request.headers.items(), body, key
+        )
+        response = web.Response(status=status, body=data, headers=headers)
+        response.headers[NODE_HEADER] = node
+        return response
+
+    async def nodes(self, request: web.Request) -> web.Response:
+        assert self.watch is not None and self.cluster is not None
+        now = time.monotonic()
+        router = self.cluster.router
+        return web.json_response(
+            [
+                {
+                    **node.to_json(),
+                    "healthy": node.ready and router.healthy(node.node_id, now),
+                    "gateway_in_flight": router.in_flight.get(node.node_id, 0),
+                }
+                for node in self.watch.nodes.values()
+            ]
+        )
+
+    async def healthz(self, request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    async def readyz(self, request: web.Request) -> web.Response:
+        if self.watch is None or not any(node.ready for node in self.watch.nodes.values()):
+            return web.json_response({"status": "no invoker is ready"}, status=503)
+        return web.json_response({"status": "ready"})
+
+    async def metrics_text(self, request: web.Request) -> web.Response:
+        response = web.Response(body=generate_latest(self.metrics.registry))
+        response.headers["Content-Type"] = CONTENT_TYPE_LATEST
+        return response
+
+
+def create_gateway_app(config: ServerConfig) -> web.Application:
+    config.check()
+    assert config.database is not None and config.cluster_token is not None  # check() said so
+    metrics = Metrics()
+    cluster_metrics = ClusterMetrics(metrics.registry)
+    max_request = max(config.max_body_bytes, config.code_limit_bytes * 2 + 1024 * 1024)
+    app = web.Application(
+        middlewares=[
+            error_middleware,
+            make_limits_middleware(config.body_timeout_s),
+            make_guard_middleware(config),
+            make_auth_middleware(config.token),
+        ],
+        client_max_size=max_request,
+        handler_args=handler_args(config),
+    )
+    routes = GatewayRoutes(config, metrics)
+    app.router.add_get("/healthz", routes.healthz)
+    app.router.add_get("/readyz", routes.readyz)
+    app.router.add_get("/metrics", routes.metrics_text)
+    app.router.add_get("/system/nodes", routes.nodes)
+    app.router.add_route("*", "/function/{name}", routes.invoke)
+    app.router.add_route("*", "/function/{name}/{path:[\\s\\S]*}", routes.invoke)
+    app.router.add_route("*", "/{tail:[\\s\\S]*}", routes.forward)
+
+    database, token = config.database, config.cluster_token
+
+    async def connected(app: web.Application) -> AsyncIterator[None]:
+        async with NodeWatch(database) as watch, InvokerClient(token) as client:
+            routes.watch = watch
+            routes.cluster = Cluster(Router(lambda: watch.nodes), client, cluster_metrics)
+            cluster_metrics.watch_nodes(lambda: watch.nodes)
+            yield
+
+    app.cleanup_ctx.append(connected)
+    return app
