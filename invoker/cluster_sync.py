@@ -39,8 +39,11 @@ async def follow(invoker: Invoker, name: str | None) -> None:
                 fn.drop(states)
                 await invoker._retire(states, lambda _s: NotFound(f"function {name!r} was deleted"))
             return
+        # A new function is published once it has its versions: a call
+        # arriving meanwhile gets "no such function", not an empty one.
+        new = fn is None
         if fn is None:
-            fn = catalog.functions[name] = FunctionVersions(name)
+            fn = FunctionVersions(name)
         stored = {config.version: config for config in configs}
         for version, config in sorted(stored.items()):
             if version not in fn.states:
@@ -58,6 +61,8 @@ async def follow(invoker: Invoker, name: str | None) -> None:
         for alias in aliases:
             if alias.targets <= stored.keys():
                 fn.set_alias(alias)
+        if new:
+            catalog.functions[name] = fn
         fn.drop(gone)
         fn.reroute_waiters()
         await invoker._retire(

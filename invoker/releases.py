@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from sandbox.api import SandboxFactory
 
 from .catalog import Catalog
+from .config import InvokerConfig
 from .errors import BadRequest, Conflict, FaasError, NotFound
 from .functions import FunctionState
 from .logs import LogStore
@@ -50,10 +51,13 @@ class Releases:
     factory: SandboxFactory
     # Secret writes one at a time: a file each, written whole then renamed.
     _secret_lock: asyncio.Lock
+    config: InvokerConfig
 
     if TYPE_CHECKING:
 
         async def _drain_idle(self, state: FunctionState) -> None: ...
+
+        def admit(self, name: str, *, room: bool = True) -> FunctionConfig: ...
 
     # -- deploy and delete -------------------------------------------------------
 
@@ -78,6 +82,21 @@ class Releases:
             states = await self.catalog.remove(name)
         await self._retire(states, lambda state: NotFound(f"function {name!r} was deleted"))
         self._logs.delete(name)
+
+    async def admit_current(self, name: str) -> FunctionConfig:
+        """admit(), and in a cluster once more after reading the shared
+        registry when the function (or version, or alias) is unknown here:
+        a deploy committed through another server may not have been
+        followed here yet (milliseconds), and its caller must find it."""
+        try:
+            return self.admit(name)
+        except NotFound:
+            if not self.config.database:
+                raise
+        from .cluster_sync import follow
+
+        await follow(self, name.partition("@")[0])  # type: ignore[arg-type]
+        return self.admit(name)
 
     async def _settle(self, fn: FunctionVersions) -> None:
         fn.reroute_waiters()

@@ -113,9 +113,13 @@ class Server:
         extra_args: tuple[str, ...] = (),
         netns: Netns | None = None,
         launcher: tuple[str, ...] = (),
+        host: str = "127.0.0.1",
+        port: int | None = None,
     ) -> None:
         self.data_dir = data_dir
-        self.port = free_port()
+        # Another address than loopback only in a namespace of the test's own.
+        self.host = host
+        self.port = port or free_port()
         self.token = token
         self.extra_args = extra_args
         # Run in this network namespace; requests go to its 127.0.0.1.
@@ -129,7 +133,7 @@ class Server:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{self.host}:{self.port}"
 
     def start(self, timeout_s: float = 20) -> Server:
         cmd = [
@@ -139,7 +143,7 @@ class Server:
             "gateway.cli",
             "serve",
             "--host",
-            "127.0.0.1",
+            self.host,
             "--port",
             str(self.port),
             "--data-dir",
@@ -220,13 +224,13 @@ class Server:
         timeout: float = 60,
         auth: bool = True,
     ) -> Response:
-        conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        conn = http.client.HTTPConnection(self.host, self.port, timeout=timeout)
         if self.netns is not None:
             conn.sock = self.netns.socket()
             conn.sock.settimeout(timeout)
         try:
             if conn.sock is not None:
-                conn.sock.connect(("127.0.0.1", self.port))
+                conn.sock.connect((self.host, self.port))
             hdrs = dict(headers or {})
             if json_body is not None:
                 body = json.dumps(json_body)

@@ -14,6 +14,7 @@ import shutil
 import subprocess
 import tempfile
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import pytest
 
@@ -34,9 +35,32 @@ def _pg_bin() -> str | None:
     return os.path.dirname(found[-1]) if found else None
 
 
+@dataclass(frozen=True)
+class PgServer:
+    listen: str
+    port: int
+    socket_dir: str
+
+    def url(self, database: str = "postgres") -> str:
+        """Over TCP on its listen address."""
+        return f"postgresql://faas@{self.listen}:{self.port}/{database}"
+
+    def local_url(self, database: str = "postgres") -> str:
+        """Over its unix socket: from any network namespace of this machine."""
+        return f"postgresql://faas@/{database}?host={self.socket_dir}&port={self.port}"
+
+
 @contextlib.contextmanager
 def postgres_server() -> Iterator[str]:
     """A fresh PostgreSQL cluster on 127.0.0.1; yields its URL (superuser, trust)."""
+    with postgres_at() as server:
+        yield server.url()
+
+
+@contextlib.contextmanager
+def postgres_at(listen: str = "127.0.0.1", netns_path: str | None = None) -> Iterator[PgServer]:
+    """A fresh PostgreSQL cluster listening on `listen` in the network
+    namespace at `netns_path` (else this one)."""
     bindir = _need(_pg_bin(), "PostgreSQL", "postgresql")
     # PostgreSQL refuses to run as root: the cluster belongs to the postgres user.
     user = "postgres" if os.getuid() == 0 else pwd.getpwuid(os.getuid()).pw_name
@@ -46,7 +70,8 @@ def postgres_server() -> Iterator[str]:
     if os.getuid() == 0:
         shutil.chown(root, user)
     port = free_port()
-    pg_ctl = [*as_user, os.path.join(bindir, "pg_ctl"), "-D", data]
+    enter = ["nsenter", f"--net={netns_path}"] if netns_path else []
+    pg_ctl = [*enter, *as_user, os.path.join(bindir, "pg_ctl"), "-D", data]
     try:
         subprocess.run(
             [
@@ -63,13 +88,16 @@ def postgres_server() -> Iterator[str]:
             check=True,
             capture_output=True,
         )
-        options = f"-p {port} -k {root} -c listen_addresses=127.0.0.1 -c fsync=on"
+        if listen != "127.0.0.1":  # the clients on its own subnets (a test's bridge) too
+            with open(os.path.join(data, "pg_hba.conf"), "a") as hba:
+                hba.write("host all all samenet trust\n")
+        options = f"-p {port} -k {root} -c listen_addresses={listen} -c fsync=on"
         subprocess.run(
             [*pg_ctl, "-o", options, "-l", os.path.join(root, "log"), "-w", "-t", "60", "start"],
             check=True,
             capture_output=True,
         )
-        yield f"postgresql://faas@127.0.0.1:{port}/postgres"
+        yield PgServer(listen, port, root)
     finally:
         subprocess.run([*pg_ctl, "-m", "immediate", "-w", "stop"], capture_output=True)
         shutil.rmtree(root, ignore_errors=True)

@@ -54,7 +54,7 @@ def make_internal_invoke_handler(invoker: Invoker, metrics: Metrics) -> web.Requ
         except WireError as exc:
             raise BadRequest(str(exc)) from None
         request["call_id"] = inv.call_id  # an error answer names the gateway's call id
-        function = invoker.admit(inv.function).name
+        function = (await invoker.admit_current(inv.function)).name
         code = 500
         try:
             result = await invoker.invoke(inv)

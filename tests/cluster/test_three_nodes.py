@@ -1,0 +1,244 @@
+"""Three invokers, each in its own network namespace with its own address,
+data directory and cgroups, and two gateways, on a real PostgreSQL
+(tests/cluster/topology.py draws the network). The tests run in order on
+one cluster; the last one kills an invoker."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import psycopg
+import pytest
+
+from tests.helpers import REPO, Response, Server, wait_until
+from tests.services import postgres_at
+
+from .topology import HUB, INVOKER_PORT, ClusterNet
+
+pytestmark = pytest.mark.root
+
+TOKEN = "cluster-token-for-the-three-node-test"
+NODE = "X-Faas-Node"
+HELLO = 'def handle(event, context):\n    return "hi from " + context.function_name\n'
+SLEEPY = (
+    "import time\n\n\ndef handle(event, context):\n"
+    "    time.sleep(float(event.query.get('s', '0.3')))\n    return 'slept'\n"
+)
+
+
+@dataclass
+class Cluster:
+    invokers: list[Server]
+    gateways: list[Server]
+    database: str  # its unix-socket URL, for the test's own queries
+
+    def node_of(self, server: Server) -> str:
+        return f"{server.host}:{server.port}"
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    base = tmp_path_factory.mktemp("three-nodes")
+    net = ClusterNet(3)
+    servers: list[Server] = []
+    try:
+        with postgres_at(HUB, net.hub.path) as pg:
+            with psycopg.connect(pg.local_url(), autocommit=True) as conn:
+                conn.execute("CREATE DATABASE faas")
+            common = ("--database", pg.url("faas"), "--cluster-token", TOKEN)
+            invokers = [
+                Server(
+                    base / f"invoker{i}",
+                    netns=net.nodes[i],
+                    host=net.address(i),
+                    port=INVOKER_PORT,
+                    extra_args=("--role", "invoker", *common),
+                )
+                for i in range(3)
+            ]
+            gateways = [
+                Server(base / f"gateway{i}", netns=net.hub, extra_args=("--role", "gateway", *common))
+                for i in range(2)
+            ]
+            for server in [*invokers, *gateways]:
+                servers.append(server.start(timeout_s=60))
+            cluster = Cluster(invokers, gateways, pg.local_url("faas"))
+            wait_until(
+                lambda: len(cluster.gateways[0].request("GET", "/system/nodes").json()) == 3, 5, "3 nodes"
+            )
+            yield cluster
+            for server in servers:
+                server.stop()
+            servers.clear()
+    finally:
+        for server in servers:
+            if server.proc is not None and server.proc.poll() is None:
+                server.stop(signal.SIGKILL)
+        net.close()
+
+
+def test_an_invoker_refuses_everything_but_its_probes_without_the_cluster_token(cluster: Cluster) -> None:
+    invoker = cluster.invokers[0]
+    assert invoker.request("GET", "/healthz").status == 200
+    assert invoker.request("GET", "/readyz").status == 200
+    for method, path in (("GET", "/system/functions"), ("POST", "/internal/invoke"), ("GET", "/function/x")):
+        assert invoker.request(method, path).status == 401, path
+        wrong = invoker.request(method, path, headers={"X-Faas-Cluster-Token": TOKEN + "x"})
+        assert wrong.status == 401, path
+    right = invoker.request("GET", "/system/functions", headers={"X-Faas-Cluster-Token": TOKEN})
+    assert right.status == 200
+
+
+def test_calls_spread_over_invokers_by_function_and_stick_to_their_home(cluster: Cluster) -> None:
+    gw0, gw1 = cluster.gateways
+    names = [f"fn{i}" for i in range(8)]
+    for name in names:
+        gw0.deploy_ok(name, HELLO)
+    homes = {}
+    for name in names:
+        seen = set()
+        for gateway in (gw0, gw1, gw0, gw1):
+            resp = gateway.invoke(name)
+            assert resp.status == 200, resp.body
+            assert resp.body == f"hi from {name}".encode()
+            seen.add(resp.headers[NODE])
+        assert len(seen) == 1, f"{name} served by {seen}"  # both gateways route it alike
+        homes[name] = seen.pop()
+    assert len(set(homes.values())) >= 2, homes
+    assert set(homes.values()) <= {cluster.node_of(s) for s in cluster.invokers}
+
+
+def test_a_deploy_through_one_gateway_is_callable_through_the_other_within_a_second(cluster: Cluster) -> None:
+    gw0, gw1 = cluster.gateways
+    gw0.deploy_ok("fresh", HELLO)
+    t0 = time.monotonic()
+    wait_until(
+        lambda: gw1.invoke("fresh").status == 200, 1.0, "the deploy callable through the other gateway"
+    )
+    assert time.monotonic() - t0 < 1.0
+
+
+def test_system_nodes_and_faas_nodes_list_the_invokers(cluster: Cluster) -> None:
+    gw0 = cluster.gateways[0]
+    nodes = gw0.request("GET", "/system/nodes").json()
+    assert sorted(n["node_id"] for n in nodes) == sorted(cluster.node_of(s) for s in cluster.invokers)
+    for node in nodes:
+        assert node["healthy"] and node["ready"] and node["cores"] >= 1 and node["memory_mb"] > 0
+        assert node["sandboxes"] >= 0 and node["in_flight"] >= 0
+    hub = gw0.netns
+    assert hub is not None
+    out = subprocess.run(
+        ["nsenter", f"--net=/proc/{_holder_pid(gw0)}/ns/net", sys.executable, "-m", "gateway.cli",
+         "--gateway", gw0.url, "nodes"],
+        capture_output=True, text=True, cwd=REPO, timeout=30,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines()[0].split() == [
+        "NODE",
+        "HEALTHY",
+        "IN-FLIGHT",
+        "SANDBOXES",
+        "CORES",
+        "MEMORY",
+    ]
+    for server in cluster.invokers:
+        assert cluster.node_of(server) in out.stdout
+
+
+def test_a_full_home_spills_over_to_the_next_invokers(cluster: Cluster) -> None:
+    gw0 = cluster.gateways[0]
+    gw0.deploy_ok("sleepy", SLEEPY)
+    home = gw0.invoke("sleepy", "?s=0").headers[NODE]
+    with ThreadPoolExecutor(12) as pool:
+        answers = list(pool.map(lambda _: gw0.invoke("sleepy", "?s=1"), range(12)))
+    assert all(a.status == 200 for a in answers), [a.body for a in answers]
+    served = Counter(a.headers[NODE] for a in answers)
+    assert len(served) >= 2, served
+    # The bound: ceil(1.25 * 12 / 3) = 5 calls at most on one invoker at once.
+    assert served[home] <= 5 and max(served.values()) <= 5, served
+
+
+def test_a_killed_invoker_is_routed_around_within_3_s(cluster: Cluster) -> None:
+    gw0, gw1 = cluster.gateways
+    gw0.deploy_ok("slow", SLEEPY)
+    victim_node = gw0.invoke("slow", "?s=0").headers[NODE]
+    victim = next(s for s in cluster.invokers if cluster.node_of(s) == victim_node)
+    others = [f"fn{i}" for i in range(8)]
+    answered: list[Response] = []
+    failures: list[tuple[str, int, float]] = []  # (function, status, when the call started)
+    stop = threading.Event()
+    dead = float("inf")
+
+    def keep_calling() -> None:  # calls of every function, through the other gateway, all along
+        while not stop.is_set():
+            for name in others:
+                started = time.monotonic()
+                resp = gw1.invoke(name)
+                if resp.status == 200:
+                    answered.append(resp)
+                else:
+                    failures.append((name, resp.status, started))
+
+    in_flight: list[Response] = []
+    slow_call = threading.Thread(target=lambda: in_flight.append(gw0.invoke("slow", "?s=5")))
+    caller = threading.Thread(target=keep_calling)
+    slow_call.start()
+    caller.start()
+    try:
+        time.sleep(1.0)  # the slow call is running on the victim
+        killed = time.monotonic()
+        victim.stop(signal.SIGKILL)
+        dead = time.monotonic()  # the process is gone (reaped)
+        slow_call.join(30)
+        assert in_flight and in_flight[0].status == 502, in_flight and in_flight[0].body
+        # Calls of the victim's functions go elsewhere at once (its port refuses connections) ...
+        resp = gw0.invoke("slow", "?s=0")
+        assert resp.status == 200 and resp.headers[NODE] != victim_node, resp.body
+        # ... and every gateway has dropped it from the live invokers within 3 s.
+        for gateway in cluster.gateways:
+            wait_until(
+                lambda g=gateway: (
+                    victim_node not in {n["node_id"] for n in g.request("GET", "/system/nodes").json()}
+                ),
+                3.0 - (time.monotonic() - killed),
+                "the dead invoker gone from /system/nodes",
+            )
+        dropped_after = time.monotonic() - killed
+        time.sleep(0.5)
+    finally:
+        stop.set()
+        caller.join(60)
+    # Only calls that were running on the victim until it died fail, with 502.
+    assert all(status == 502 and started < dead for _, status, started in failures), failures
+    assert len(answered) > 10
+    print(
+        f"failover: dead invoker dropped after {dropped_after:.2f} s; {len(answered)} calls answered meanwhile"
+    )
+    # Every answered call has exactly one usage record.
+    call_ids = [a.headers["X-Call-Id"] for a in answered] + [resp.headers["X-Call-Id"]]
+    with psycopg.connect(cluster.database) as conn:
+        counts = dict(
+            conn.execute(
+                "SELECT call_id, count(*) FROM usage WHERE call_id = ANY(%s) GROUP BY call_id", (call_ids,)
+            ).fetchall()
+        )
+    assert counts == dict.fromkeys(call_ids, 1)
+    # Restarted, the invoker rejoins (and clears what its dead self left), and its functions come home.
+    victim.start(timeout_s=60)
+    wait_until(lambda: len(gw0.request("GET", "/system/nodes").json()) == 3, 5, "the invoker back")
+    wait_until(lambda: gw0.invoke("slow", "?s=0").headers[NODE] == victim_node, 5, "slow back on its home")
+
+
+def _holder_pid(server: Server) -> int:
+    netns = server.netns
+    proc = getattr(netns, "proc", None)
+    assert proc is not None
+    return int(proc.pid)
