@@ -97,8 +97,10 @@ def function_of(path: str, query: dict[str, str]) -> str:
     invoker (where its sandboxes, logs and layer are); "" for none."""
     parts = path.split("/")
     name = ""
-    if path.startswith(("/async-function/", "/system/functions/", "/system/function/")) and len(parts) > 2:
+    if path.startswith("/async-function/"):
         name = parts[2]
+    elif path.startswith(("/system/functions/", "/system/function/")):
+        name = parts[3]
     elif path.startswith(LAMBDA_FUNCTIONS) and len(parts) > 3:
         name = unquote(parts[3])
         if ":function:" in name:  # an ARN

@@ -33,6 +33,23 @@ COMMON = (408, 414, 431)
 GUARD = (403, 421)
 
 
+NODE_SCHEMA = {
+    "type": "object",
+    "required": ["node_id", "address", "ready", "healthy", "in_flight", "sandboxes", "cores", "memory_mb"],
+    "properties": {
+        "node_id": {"type": "string", "description": "HOST:PORT the gateways call"},
+        "address": {"type": "string"},
+        "ready": {"type": "boolean", "description": "takes calls (its heartbeat says)"},
+        "healthy": {"type": "boolean", "description": "ready, and reachable when last tried"},
+        "in_flight": {"type": "integer", "description": "calls running there"},
+        "sandboxes": {"type": "integer", "description": "warm sandboxes, busy or idle"},
+        "cores": {"type": "integer"},
+        "memory_mb": {"type": "integer"},
+        "gateway_in_flight": {"type": "integer", "description": "at a cluster gateway: its own calls there"},
+    },
+}
+
+
 def _errors(*codes: int) -> Obj:
     return {str(c): {"$ref": f"#/components/responses/E{c}"} for c in codes}
 
@@ -299,6 +316,13 @@ def build_document(config: ServerConfig, host_cores: float) -> Obj:
                 "Usage totals and cost; records on request",
                 {"200": json_body(ref("Usage"), "Totals."), **_errors(503)},
                 parameters=usage_params,
+            )
+        },
+        "/system/nodes": {
+            "get": _system(
+                "nodes",
+                "The invokers serving calls: this server, or a cluster gateway's live invokers",
+                {"200": json_body({"type": "array", "items": NODE_SCHEMA}, "The invokers."), **_errors()},
             )
         },
         "/healthz": _ops(

@@ -437,6 +437,9 @@ def test_usage_table(gw: Canned, capsys: pytest.CaptureFixture[str]) -> None:
 # ---------------------------------------------------------------- serve
 
 
+NO_CLUSTER = {"role": None, "cluster_token": None, "advertise": None, "workers": None}
+
+
 def test_serve_passes_options(monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[dict[str, Any]] = []
 
@@ -447,6 +450,8 @@ def test_serve_passes_options(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "gateway.serve", types.SimpleNamespace(run_server=run_server))
     monkeypatch.delenv("FAAS_TOKEN", raising=False)
     assert cli.main(["serve", "--port", "9000", "--deploy", "a.py", "fns/", "--deploy", "b.py"]) == 3
+    cluster_flags = ["--role", "gateway", "--cluster-token", "k" * 16, "--advertise", "h:1", "--workers", "4"]
+    assert cli.main(["serve", "--database", "postgresql://db/faas", *cluster_flags]) == 3
     assert (
         cli.main(["--token", "t", "serve", "--keepalive", "2.5", "--data-dir", "/d", "--config", "c.toml"])
         == 3
@@ -461,6 +466,21 @@ def test_serve_passes_options(monkeypatch: pytest.MonkeyPatch) -> None:
             "keepalive_s": None,
             "database": None,
             "deploy_paths": ["a.py", "fns/", "b.py"],
+            **NO_CLUSTER,
+        },
+        {
+            "host": None,
+            "port": None,
+            "data_dir": None,
+            "config_file": None,
+            "token": None,
+            "keepalive_s": None,
+            "database": "postgresql://db/faas",
+            "deploy_paths": [],
+            "role": "gateway",
+            "cluster_token": "k" * 16,
+            "advertise": "h:1",
+            "workers": 4,
         },
         {
             "host": None,
@@ -471,6 +491,7 @@ def test_serve_passes_options(monkeypatch: pytest.MonkeyPatch) -> None:
             "keepalive_s": 2.5,
             "database": None,
             "deploy_paths": [],
+            **NO_CLUSTER,
         },
     ]
 

@@ -187,3 +187,40 @@ def test_cluster_settings_are_checked() -> None:
     with pytest.raises(ConfigError, match="pg_synchronous_commit must be one of"):
         load(pg_synchronous_commit="maybe")
     assert load(database="postgresql://faas@db/faas").invoker_config().database == "postgresql://faas@db/faas"
+
+
+DB = "postgresql://faas@db/faas"
+KEY = "k" * 16
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [
+        ({"role": "router"}, "role must be one of all, gateway, invoker"),
+        ({"role": "gateway", "cluster_token": KEY}, "role gateway needs database"),
+        ({"role": "invoker", "database": DB}, "role invoker needs cluster_token"),
+        ({"role": "invoker", "database": DB, "cluster_token": "short"}, "at least 16 characters"),
+        (
+            {"role": "invoker", "database": DB, "cluster_token": KEY, "workers": 2},
+            "workers > 1 is for role gateway",
+        ),
+        ({"workers": 0}, "workers must be an integer of at least 1"),
+        (
+            {"role": "invoker", "database": DB, "cluster_token": KEY, "advertise": "host"},
+            "advertise must be HOST:PORT",
+        ),
+        ({"role": "invoker", "database": DB, "cluster_token": KEY, "host": "0.0.0.0"}, "needs advertise"),
+        ({"role": "gateway", "database": DB, "cluster_token": KEY, "host": "0.0.0.0"}, "without a token"),
+    ],
+)
+def test_role_settings_are_checked(settings: dict[str, object], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load(**settings)
+
+
+def test_role_settings_that_make_a_cluster(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FAAS_CLUSTER_TOKEN", KEY)
+    invoker = load(role="invoker", database=DB, host="0.0.0.0", advertise="10.0.0.5:8080")
+    assert (invoker.cluster_token, invoker.advertised) == (KEY, "10.0.0.5:8080")  # no --token needed
+    assert load(role="invoker", database=DB, host="10.0.0.5", port=9000).advertised == "10.0.0.5:9000"
+    assert load(role="gateway", database=DB, workers=4).workers == 4

@@ -1,0 +1,104 @@
+"""gateway/cluster/wire.py: the call and answer frames between a gateway and an invoker."""
+
+from __future__ import annotations
+
+import msgpack
+import pytest
+
+from gateway.cluster.wire import (
+    RemoteResult,
+    WireError,
+    decode_invocation,
+    decode_result,
+    encode_invocation,
+    encode_result,
+)
+from invoker.model import Invocation
+
+
+def test_an_invocation_crosses_whole_and_takes_the_invokers_clock() -> None:
+    inv = Invocation(
+        function="fn@live",
+        call_id="c-1",
+        method="POST",
+        path="/a/b",
+        query={"x": "1", "é": "ü"},
+        headers=(("Content-Type", "application/json"), ("X-Dup", "1"), ("X-Dup", "2")),
+        body=b"\x00\xff body",
+        received_at=123.0,
+        raw_query="x=1&%C3%A9=%C3%BC",
+        raw_event=True,
+        source_ip="10.0.0.9",
+        attempt=3,
+    )
+    back = decode_invocation(encode_invocation(inv), received_at=999.5)
+    assert back == Invocation(**{**inv.__dict__, "received_at": 999.5})
+
+
+def test_an_answer_crosses_whole() -> None:
+    result = RemoteResult(201, (("Set-Cookie", "a=1"), ("Set-Cookie", "b=2")), b"\x01body", 12.5, 13, True, 4)
+    assert decode_result(encode_result(result)) == result
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        b"",
+        b"\xc1",
+        msgpack.packb([1, 2]),
+        msgpack.packb({"f": "x"}),
+        msgpack.packb(
+            {
+                "f": 1,
+                "id": "c",
+                "m": "GET",
+                "p": "/",
+                "q": {},
+                "h": [],
+                "b": b"",
+                "rq": "",
+                "re": False,
+                "ip": "",
+                "a": 1,
+            }
+        ),
+        msgpack.packb(
+            {
+                "f": "x",
+                "id": "c",
+                "m": "GET",
+                "p": "/",
+                "q": {"a": 1},
+                "h": [],
+                "b": b"",
+                "rq": "",
+                "re": False,
+                "ip": "",
+                "a": 1,
+            }
+        ),  # fmt: skip
+        msgpack.packb(
+            {
+                "f": "x",
+                "id": "c",
+                "m": "GET",
+                "p": "/",
+                "q": {},
+                "h": [],
+                "b": "text",
+                "rq": "",
+                "re": False,
+                "ip": "",
+                "a": 1,
+            }
+        ),  # fmt: skip
+    ],
+)
+def test_a_malformed_call_frame_is_a_wire_error(frame: bytes) -> None:
+    with pytest.raises(WireError):
+        decode_invocation(frame, 0.0)
+
+
+def test_a_malformed_answer_is_a_wire_error() -> None:
+    with pytest.raises(WireError):
+        decode_result(msgpack.packb({"s": 200}))
