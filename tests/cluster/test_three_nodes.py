@@ -64,9 +64,12 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
                 )
                 for i in range(3)
             ]
+            # The second gateway is two processes on one port (--workers 2, SO_REUSEPORT).
             gateways = [
-                Server(base / f"gateway{i}", netns=net.hub, extra_args=("--role", "gateway", *common))
-                for i in range(2)
+                Server(
+                    base / f"gateway{i}", netns=net.hub, extra_args=("--role", "gateway", *common, *workers)
+                )
+                for i, workers in enumerate([(), ("--workers", "2")])
             ]
             for server in [*invokers, *gateways]:
                 servers.append(server.start(timeout_s=60))
@@ -99,13 +102,16 @@ def test_an_invoker_refuses_everything_but_its_probes_without_the_cluster_token(
 
 def test_calls_spread_over_invokers_by_function_and_stick_to_their_home(cluster: Cluster) -> None:
     gw0, gw1 = cluster.gateways
+    assert gw1.proc is not None
+    with open(f"/proc/{gw1.proc.pid}/task/{gw1.proc.pid}/children") as f:
+        assert len(f.read().split()) == 2  # its two workers: each call below reaches either
     names = [f"fn{i}" for i in range(8)]
     for name in names:
         gw0.deploy_ok(name, HELLO)
     homes = {}
     for name in names:
         seen = set()
-        for gateway in (gw0, gw1, gw0, gw1):
+        for gateway in (gw0, gw1, gw0, gw1, gw1, gw1):
             resp = gateway.invoke(name)
             assert resp.status == 200, resp.body
             assert resp.body == f"hi from {name}".encode()
