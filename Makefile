@@ -8,7 +8,7 @@ DATA_DIR ?= data
 HOST ?= 127.0.0.1
 PORT ?= 8080
 
-.PHONY: run test lint bench clean
+.PHONY: run test lint bench clean cluster
 
 $(VENV)/.installed: pyproject.toml
 	@# Debian ships venv's pip bootstrap separately (python3-venv); fetch it if missing.
@@ -21,6 +21,14 @@ $(VENV)/.installed: pyproject.toml
 # Start the runtime with the example functions of functions/ deployed.
 run: $(VENV)/.installed
 	$(VENV)/bin/faas serve --host $(HOST) --port $(PORT) --data-dir $(DATA_DIR) --deploy functions
+
+# A cluster on this machine: PostgreSQL, three invokers in network namespaces
+# of their own and a gateway on $(HOST):$(PORT), functions/ deployed (root;
+# installs Debian's postgresql package if missing). Ctrl-C removes it all.
+cluster: $(VENV)/.installed
+	@ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || { command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ] \
+		&& apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql iproute2; }
+	$(PY) scripts/local-cluster.py --port $(PORT)
 
 # The whole test suite (needs root: sandboxes use namespaces and cgroups).
 test: $(VENV)/.installed

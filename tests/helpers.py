@@ -155,6 +155,7 @@ class Server:
         env["PYTHONFAULTHANDLER"] = "1"  # tracebacks in the log if it ever has to be aborted
         if self.token:
             env["FAAS_TOKEN"] = self.token
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log = open(self.log_path, "ab")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
             cmd,

@@ -56,7 +56,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
             common = ("--database", pg.url("faas"), "--cluster-token", TOKEN)
             invokers = [
                 Server(
-                    base / f"invoker{i}",
+                    base / f"invoker{i}" / "data",  # its log beside: serve-8080.log
                     netns=net.nodes[i],
                     host=net.address(i),
                     port=INVOKER_PORT,
