@@ -26,10 +26,22 @@ def _ms(text: str) -> float:
     return float(match.group(1)) * _UNITS[match.group(2)]
 
 
-def _wrk(url: str, connections: int, duration_s: float) -> dict[str, Any]:
+def _wrk(url: str, connections: int, duration_s: float, launcher: tuple[str, ...] = ()) -> dict[str, Any]:
+    """`launcher`: what runs wrk (`nsenter --net=...` for a server in a network namespace)."""
     threads = min(2, connections)
     out = subprocess.run(
-        ["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{duration_s:g}s", "--latency", url],
+        [
+            *launcher,
+            "wrk",
+            "-t",
+            str(threads),
+            "-c",
+            str(connections),
+            "-d",
+            f"{duration_s:g}s",
+            "--latency",
+            url,
+        ],
         capture_output=True,
         text=True,
         check=True,

@@ -18,12 +18,8 @@ from invoker.metrics import Metrics
 from invoker.validate import host_cores
 
 from .bodies import BufferedBodies
-from .cluster.invoker_side import (
-    make_cluster_auth_middleware,
-    make_internal_invoke_handler,
-    node_lease_context,
-)
-from .cluster.wire import PATH as INTERNAL_INVOKE_PATH
+from .cluster.invoker_side import ChannelServer, make_cluster_auth_middleware, node_lease_context
+from .cluster.wire import PATH as CHANNEL_PATH
 from .config import ServerConfig
 from .errors import Handler, error_middleware, http_status
 from .guard import make_guard_middleware
@@ -41,6 +37,9 @@ from .routes.ops import OpsRoutes
 from .routes.secrets import SecretRoutes
 from .routes.usage import make_usage_handler
 from .routes.versions import VersionRoutes
+
+# A call's framing around its request: method, path, query, headers, ids.
+CHANNEL_OVERHEAD_BYTES = 256 * 1024
 
 INVOKER = web.AppKey("invoker", Invoker)
 METRICS = web.AppKey("metrics", Metrics)
@@ -98,8 +97,9 @@ def create_app(config: ServerConfig) -> web.Application:
     app.router.add_get("/system/layers", make_layers_handler(invoker))
     app.router.add_get("/system/usage", make_usage_handler(invoker, config.pricing))
     app.router.add_get("/system/nodes", make_nodes_handler(invoker, config.advertised))
+    channels = ChannelServer(invoker, metrics, max_request + CHANNEL_OVERHEAD_BYTES)
     if config.role == "invoker":
-        app.router.add_post(INTERNAL_INVOKE_PATH, make_internal_invoke_handler(invoker, metrics))
+        app.router.add_get(CHANNEL_PATH, channels.channel)
     OpsRoutes(invoker, metrics).add_to(app.router)
     app.add_subapp(LAMBDA_PREFIX, make_lambda_app(invoker, metrics, config))
     app.router.add_get("/openapi.json", make_openapi_handler(config, host_cores()))
@@ -120,4 +120,5 @@ def create_app(config: ServerConfig) -> web.Application:
         invoker.drain()
 
     app.on_shutdown.append(drain)
+    app.on_shutdown.append(channels.close)
     return app

@@ -70,6 +70,11 @@ class InvokerClient:
         )
         return self
 
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        assert self._session is not None
+        return self._session
+
     async def __aexit__(self, *exc: object) -> None:
         if self._session is not None:
             await self._session.close()

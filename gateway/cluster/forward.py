@@ -14,13 +14,15 @@ from urllib.parse import unquote
 from multidict import CIMultiDict
 
 from invoker.errors import FaasError, Unavailable
+from invoker.model import Invocation
 from invoker.pg_nodes import NodeInfo
 
 from ..errors import BadGateway, Relayed
+from .channels import Channels
 from .client import InvokerClient, Lost, NotSent, end_to_end
 from .metrics import ClusterMetrics
 from .router import Router
-from .wire import CONTENT_TYPE, PATH, RemoteResult, decode_result
+from .wire import Failure, RemoteResult
 
 # Answers after which the next invoker is tried: the call did not run there
 # (full: 429; shutting down, not ready or unable to start a sandbox: 503).
@@ -29,18 +31,48 @@ LAMBDA_FUNCTIONS = "/2015-03-31/functions/"
 
 
 class Cluster:
-    def __init__(self, router: Router, client: InvokerClient, metrics: ClusterMetrics) -> None:
+    def __init__(
+        self, router: Router, client: InvokerClient, channels: Channels, metrics: ClusterMetrics
+    ) -> None:
         self.router = router
         self.client = client
+        self.channels = channels
         self.metrics = metrics
 
-    async def call(self, function: str, frame: bytes) -> tuple[RemoteResult, str]:
-        """Run a framed call on the cluster; its answer and the invoker's id."""
-        headers = CIMultiDict({"Content-Type": CONTENT_TYPE})
-        status, answer_headers, body, node = await self._send(function, "POST", PATH, headers, frame)
-        if status == 200:
-            return decode_result(body), node.node_id
-        raise _relayed(status, answer_headers, body)
+    async def call(self, inv: Invocation) -> tuple[RemoteResult, str]:
+        """Run a call on the cluster; its answer and the id of the invoker that ran it."""
+        key = inv.function.partition("@")[0]
+        order = self.router.order(key, time.monotonic())
+        if not order:
+            raise Unavailable("no invoker of the cluster is ready")
+        failure: Failure | None = None
+        for node in order:
+            self.router.started(node.node_id)
+            self.metrics.in_flight(node.node_id, self.router.in_flight[node.node_id])
+            try:
+                answer = await self.channels.call(node.address, inv)
+            except NotSent:
+                self.router.unreachable(node.node_id, time.monotonic())
+                self.metrics.sent(node.node_id, "unreachable")
+                continue
+            except Lost as exc:
+                self.metrics.sent(node.node_id, "lost")
+                raise BadGateway(f"invoker {node.node_id} failed during the call: {exc}") from None
+            finally:
+                self.router.finished(node.node_id)
+                self.metrics.in_flight(node.node_id, self.router.in_flight.get(node.node_id, 0))
+            if isinstance(answer, RemoteResult):
+                self.metrics.sent(node.node_id, "answered")
+                return answer, node.node_id
+            failure = answer
+            if answer.status not in TRY_NEXT:
+                self.metrics.sent(node.node_id, "answered")
+                break
+            self.metrics.sent(node.node_id, "full")
+        if failure is None:
+            raise Unavailable("no invoker of the cluster could be reached")
+        # Every invoker was full, or the call failed: the last answer.
+        raise Relayed(failure.status, failure.message, failure.headers)
 
     async def forward(
         self, method: str, path_qs: str, headers: Iterable[tuple[str, str]], body: bytes, key: str

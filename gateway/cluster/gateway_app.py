@@ -21,18 +21,19 @@ from invoker.errors import FaasError
 from invoker.metrics import Metrics
 from invoker.pg_nodes import NodeWatch
 
-from ..app import make_auth_middleware
+from ..app import CHANNEL_OVERHEAD_BYTES, make_auth_middleware
 from ..bodies import BufferedBodies
 from ..config import ServerConfig
 from ..errors import error_middleware, http_status
 from ..guard import make_guard_middleware
 from ..limits import handler_args, make_limits_middleware
 from ..routes.invoke import invocation_of, result_response
+from .channels import Channels
 from .client import InvokerClient
 from .forward import Cluster, function_of
 from .metrics import ClusterMetrics
 from .router import Router
-from .wire import NODE_HEADER, encode_invocation
+from .wire import NODE_HEADER
 
 
 class GatewayRoutes:
@@ -48,13 +49,12 @@ class GatewayRoutes:
         received = time.monotonic()
         name = request.match_info["name"]
         path = "/" + request.match_info.get("path", "")
-        async with self.bodies.read(request, self.config.max_body_bytes) as body:
-            inv = invocation_of(request, name, body, received, self.config.token, path)
-            frame = encode_invocation(inv)
         function = name.partition("@")[0]
         code = 500
         try:
-            result, node = await self.cluster.call(function, frame)
+            async with self.bodies.read(request, self.config.max_body_bytes) as body:
+                inv = invocation_of(request, name, body, received, self.config.token, path)
+                result, node = await self.cluster.call(inv)
             code = result.status
         except FaasError as exc:
             code = http_status(exc)
@@ -135,10 +135,14 @@ def create_gateway_app(config: ServerConfig) -> web.Application:
 
     async def connected(app: web.Application) -> AsyncIterator[None]:
         async with NodeWatch(database) as watch, InvokerClient(token) as client:
+            channels = Channels(client.session, token, max_request + CHANNEL_OVERHEAD_BYTES)
             routes.watch = watch
-            routes.cluster = Cluster(Router(lambda: watch.nodes), client, cluster_metrics)
+            routes.cluster = Cluster(Router(lambda: watch.nodes), client, channels, cluster_metrics)
             cluster_metrics.watch_nodes(lambda: watch.nodes)
-            yield
+            try:
+                yield
+            finally:
+                await channels.aclose()
 
     app.cleanup_ctx.append(connected)
     return app

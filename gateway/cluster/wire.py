@@ -1,12 +1,13 @@
-"""The gateway-invoker framing of a cluster's synchronous calls: one msgpack
-map per call each way, on keep-alive HTTP/1.1 connections (POST
-/internal/invoke, authenticated by the cluster token). Pure: no I/O.
+"""The gateway-invoker framing of a cluster's synchronous calls. Pure: no I/O.
 
-A call travels as the Invocation the gateway made of the client's request
-(query, headers less the server's token, body as bytes: no second parse);
-its answer as the function's status, headers and body with how it was served.
-Errors are not framed here: the invoker answers them as any error (JSON,
-docs/HTTP-API.md) and the gateway relays status, message and headers.
+A gateway keeps one WebSocket to each invoker (GET /internal/channel, the
+cluster token in the handshake) and sends many calls over it at once, each
+a binary message `[id, call]`; the invoker answers each with `[id, status,
+answer]` in whatever order the calls end. A call travels as the Invocation
+the gateway made of the client's request (query, headers less the server's
+token, body as bytes: no second parse); its answer (status 200) as the
+function's status, headers and body with how it was served, or (any other
+status) as the error the invoker would have answered: message and headers.
 """
 
 from __future__ import annotations
@@ -18,8 +19,7 @@ import msgpack
 
 from invoker.model import Invocation
 
-PATH = "/internal/invoke"
-CONTENT_TYPE = "application/vnd.faas.call+msgpack"
+PATH = "/internal/channel"
 # The header that carries the cluster token (not Authorization: that one is
 # the user's, and passes through to /system and to functions as it came).
 TOKEN_HEADER = "X-Faas-Cluster-Token"
@@ -44,28 +44,69 @@ class RemoteResult:
     version: int
 
 
-def encode_invocation(inv: Invocation) -> bytes:
-    return msgpack.packb(
-        {
-            "f": inv.function,
-            "id": inv.call_id,
-            "m": inv.method,
-            "p": inv.path,
-            "q": inv.query,
-            "h": inv.headers,
-            "b": inv.body,
-            "rq": inv.raw_query,
-            "re": inv.raw_event,
-            "ip": inv.source_ip,
-            "a": inv.attempt,
-        }
-    )
+@dataclass(frozen=True)
+class Failure:
+    """An error an invoker answered for a call: its HTTP status, message, headers."""
+
+    status: int
+    message: str
+    headers: dict[str, str]
 
 
-def decode_invocation(frame: bytes, received_at: float) -> Invocation:
+def encode_call(number: int, inv: Invocation) -> bytes:
+    return msgpack.packb([number, _invocation_map(inv)])
+
+
+def decode_call(message: bytes, received_at: float) -> tuple[int, Invocation]:
     """The call a gateway sent; `received_at`: this host's monotonic clock
     (the gateway's means nothing here)."""
-    m = _map(frame)
+    number, call = _pair(message)
+    return number, _invocation(call, received_at)
+
+
+def encode_answer(number: int, result: Any) -> bytes:
+    """An InvocationResult (or RemoteResult) as the answer to call `number`."""
+    return msgpack.packb([number, 200, _result_map(result)])
+
+
+def encode_failure(number: int, status: int, message: str, headers: dict[str, str]) -> bytes:
+    return msgpack.packb([number, status, {"e": message, "h": headers}])
+
+
+def decode_reply(message: bytes) -> tuple[int, RemoteResult | Failure]:
+    m = _unpack(message)
+    if not isinstance(m, list) or len(m) != 3 or not isinstance(m[0], int) or not isinstance(m[1], int):
+        raise WireError("an answer must be [id, status, answer]")
+    number, status, answer = m
+    if not isinstance(answer, dict):
+        raise WireError("an answer's body must be a map")
+    if status == 200:
+        return number, _result(answer)
+    try:
+        return number, Failure(status, str(answer["e"]), {str(k): str(v) for k, v in answer["h"].items()})
+    except (KeyError, AttributeError) as exc:
+        raise WireError(f"malformed failure: {exc}") from None
+
+
+def _invocation_map(inv: Invocation) -> dict[str, Any]:
+    return {
+        "f": inv.function,
+        "id": inv.call_id,
+        "m": inv.method,
+        "p": inv.path,
+        "q": inv.query,
+        "h": inv.headers,
+        "b": inv.body,
+        "rq": inv.raw_query,
+        "re": inv.raw_event,
+        "ip": inv.source_ip,
+        "a": inv.attempt,
+    }
+
+
+def _invocation(m: Any, received_at: float) -> Invocation:
+    if not isinstance(m, dict):
+        raise WireError("a call must be a map")
     try:
         headers = tuple((str(k), str(v)) for k, v in m["h"])
         query = m["q"]
@@ -90,23 +131,19 @@ def decode_invocation(frame: bytes, received_at: float) -> Invocation:
     return inv
 
 
-def encode_result(result: Any) -> bytes:
-    """An InvocationResult (or RemoteResult) as its answer frame."""
-    return msgpack.packb(
-        {
-            "s": result.status,
-            "h": result.headers,
-            "b": result.body,
-            "w": result.wall_ms,
-            "bm": result.billed_ms,
-            "c": result.cold,
-            "v": result.version,
-        }
-    )
+def _result_map(result: Any) -> dict[str, Any]:
+    return {
+        "s": result.status,
+        "h": result.headers,
+        "b": result.body,
+        "w": result.wall_ms,
+        "bm": result.billed_ms,
+        "c": result.cold,
+        "v": result.version,
+    }
 
 
-def decode_result(frame: bytes) -> RemoteResult:
-    m = _map(frame)
+def _result(m: dict[str, Any]) -> RemoteResult:
     try:
         return RemoteResult(
             status=int(m["s"]),
@@ -121,14 +158,18 @@ def decode_result(frame: bytes) -> RemoteResult:
         raise WireError(f"malformed answer frame: {exc}") from None
 
 
-def _map(frame: bytes) -> dict[str, Any]:
+def _unpack(frame: bytes) -> Any:
     try:
-        m = msgpack.unpackb(frame, raw=False, strict_map_key=True)
+        return msgpack.unpackb(frame, raw=False, strict_map_key=True)
     except (ValueError, msgpack.UnpackException) as exc:
         raise WireError(f"not a msgpack frame: {exc}") from None
-    if not isinstance(m, dict):
-        raise WireError("a frame must be a map")
-    return m
+
+
+def _pair(message: bytes) -> tuple[int, Any]:
+    m = _unpack(message)
+    if not isinstance(m, list) or len(m) != 2 or not isinstance(m[0], int):
+        raise WireError("a call must be [id, call]")
+    return m[0], m[1]
 
 
 def _str(value: Any) -> str:

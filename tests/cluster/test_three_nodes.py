@@ -92,7 +92,7 @@ def test_an_invoker_refuses_everything_but_its_probes_without_the_cluster_token(
     invoker = cluster.invokers[0]
     assert invoker.request("GET", "/healthz").status == 200
     assert invoker.request("GET", "/readyz").status == 200
-    for method, path in (("GET", "/system/functions"), ("POST", "/internal/invoke"), ("GET", "/function/x")):
+    for method, path in (("GET", "/system/functions"), ("GET", "/internal/channel"), ("GET", "/function/x")):
         assert invoker.request(method, path).status == 401, path
         wrong = invoker.request(method, path, headers={"X-Faas-Cluster-Token": TOKEN + "x"})
         assert wrong.status == 401, path

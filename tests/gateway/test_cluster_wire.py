@@ -6,14 +6,20 @@ import msgpack
 import pytest
 
 from gateway.cluster.wire import (
+    Failure,
     RemoteResult,
     WireError,
-    decode_invocation,
-    decode_result,
-    encode_invocation,
-    encode_result,
+    decode_call,
+    decode_reply,
+    encode_answer,
+    encode_call,
+    encode_failure,
 )
 from invoker.model import Invocation
+
+
+def call(m: dict[str, object]) -> bytes:
+    return msgpack.packb([1, m])
 
 
 def test_an_invocation_crosses_whole_and_takes_the_invokers_clock() -> None:
@@ -31,13 +37,16 @@ def test_an_invocation_crosses_whole_and_takes_the_invokers_clock() -> None:
         source_ip="10.0.0.9",
         attempt=3,
     )
-    back = decode_invocation(encode_invocation(inv), received_at=999.5)
+    number, back = decode_call(encode_call(7, inv), received_at=999.5)
+    assert number == 7
     assert back == Invocation(**{**inv.__dict__, "received_at": 999.5})
 
 
 def test_an_answer_crosses_whole() -> None:
     result = RemoteResult(201, (("Set-Cookie", "a=1"), ("Set-Cookie", "b=2")), b"\x01body", 12.5, 13, True, 4)
-    assert decode_result(encode_result(result)) == result
+    assert decode_reply(encode_answer(3, result)) == (3, result)
+    failure = Failure(429, "full", {"Retry-After": "1"})
+    assert decode_reply(encode_failure(4, 429, "full", {"Retry-After": "1"})) == (4, failure)
 
 
 @pytest.mark.parametrize(
@@ -47,6 +56,7 @@ def test_an_answer_crosses_whole() -> None:
         b"\xc1",
         msgpack.packb([1, 2]),
         msgpack.packb({"f": "x"}),
+        msgpack.packb(["1", {}]),
         msgpack.packb(
             {
                 "f": 1,
@@ -96,9 +106,12 @@ def test_an_answer_crosses_whole() -> None:
 )
 def test_a_malformed_call_frame_is_a_wire_error(frame: bytes) -> None:
     with pytest.raises(WireError):
-        decode_invocation(frame, 0.0)
+        decode_call(frame, 0.0)
 
 
-def test_a_malformed_answer_is_a_wire_error() -> None:
+@pytest.mark.parametrize(
+    "answer", [[1, 200, {"s": 200}], [1, 200], ["1", 200, {}], [1, 500, {"e": "x"}], [1, 500, []], {"a": 1}]
+)
+def test_a_malformed_answer_is_a_wire_error(answer: object) -> None:
     with pytest.raises(WireError):
-        decode_result(msgpack.packb({"s": 200}))
+        decode_reply(msgpack.packb(answer))
