@@ -172,6 +172,39 @@ def test_a_full_home_spills_over_to_the_next_invokers(cluster: Cluster) -> None:
     assert served[home] <= 5 and max(served.values()) <= 5, served
 
 
+def test_a_draining_invoker_finishes_its_calls_while_new_ones_go_elsewhere(cluster: Cluster) -> None:
+    gw0, gw1 = cluster.gateways
+    gw0.deploy_ok("patient", SLEEPY)
+    home_node = gw0.invoke("patient", "?s=0").headers[NODE]
+    home = next(s for s in cluster.invokers if cluster.node_of(s) == home_node)
+    running: list[Response] = []
+    call = threading.Thread(target=lambda: running.append(gw0.invoke("patient", "?s=2")))
+    call.start()
+    wait_until(
+        lambda: any(
+            n["in_flight"] for n in gw1.request("GET", "/system/nodes").json() if n["node_id"] == home_node
+        ),
+        5,
+        "the call running on its home",
+    )
+    assert home.proc is not None
+    home.proc.send_signal(signal.SIGTERM)  # a rolling upgrade: drain, then exit
+    # New calls of the same function go elsewhere while the home drains ...
+    wait_until(
+        lambda: gw1.invoke("patient", "?s=0").headers.get(NODE) not in (None, home_node), 3, "calls elsewhere"
+    )
+    for _ in range(5):
+        resp = gw1.invoke("patient", "?s=0")
+        assert resp.status == 200 and resp.headers[NODE] != home_node, resp.body
+    # ... and the call it was running ends well.
+    call.join(30)
+    assert running and running[0].status == 200 and running[0].headers[NODE] == home_node, running
+    assert home.proc.wait(30) == 0  # drained and exited on its own
+    home.stop()
+    home.start(timeout_s=60)
+    wait_until(lambda: len(gw0.request("GET", "/system/nodes").json()) == 3, 5, "the invoker back")
+
+
 def test_a_killed_invoker_is_routed_around_within_3_s(cluster: Cluster) -> None:
     gw0, gw1 = cluster.gateways
     gw0.deploy_ok("slow", SLEEPY)
