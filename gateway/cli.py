@@ -19,7 +19,7 @@ from gateway.bundle import BundleError, build_deploy_body
 from gateway.client import ApiError, GatewayClient, GatewayError, GatewayUnreachable, error_message
 
 from . import cli_async
-from .cli_args import build_parser, deploy_options
+from .cli_args import CLUSTER_SERVE_FLAGS, build_parser, deploy_options
 from .cli_async import async_path, print_accepted
 from .cli_common import UsageError
 from .cli_common import client as _client
@@ -43,6 +43,11 @@ FOLLOW_OVERLAP = 20
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
+    # The cluster's flags are parsed (deploy/ is written against them) before
+    # the server takes them: refuse them rather than run a whole runtime instead.
+    given = [f"--{name.replace('_', '-')}" for name in CLUSTER_SERVE_FLAGS if getattr(args, name) is not None]
+    if given and not (given == ["--role"] and args.role == "all"):
+        raise UsageError(f"{', '.join(given)}: not supported by this server yet (docs/CLUSTER.md)")
     try:
         from gateway.serve import run_server
     except ImportError as exc:

@@ -111,6 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="URL",
         help="postgresql://... for the registry and usage ledger (default SQLite)",
     )
+    _cluster_serve_flags(p)
     p.add_argument(
         "--deploy",
         metavar="PATH",
@@ -174,6 +175,24 @@ def build_parser() -> argparse.ArgumentParser:
     _release_commands(sub, common)
     cli_async.add_parsers(sub, common)
     return parser
+
+
+def _cluster_serve_flags(p: argparse.ArgumentParser) -> None:
+    """The cluster's flags of `serve` (docs/CLUSTER.md), as deploy/ writes them."""
+    p.add_argument(
+        "--role", choices=("all", "gateway", "invoker"), help="what this process runs (default all)"
+    )
+    p.add_argument("--queue", metavar="URL", help="nats://... for the async queue (default SQLite)")
+    p.add_argument(
+        "--cluster-token",
+        metavar="TOKEN",
+        help="shared by gateways and invokers (env FAAS_CLUSTER_TOKEN)",
+    )
+    p.add_argument("--advertise", metavar="HOST:PORT", help="the address an invoker registers for gateways")
+    p.add_argument("--workers", metavar="N", type=_positive, help="gateway processes on one port (default 1)")
+
+
+CLUSTER_SERVE_FLAGS = ("role", "queue", "cluster_token", "advertise", "workers")
 
 
 def _positive(text: str) -> int:
