@@ -100,6 +100,9 @@ def test_invoker_is_privileged_root_with_the_nodes_cgroup2() -> None:
     for mount in container.get("volumeMounts", []):
         assert not (mount["mountPath"].startswith("/sys") and mount["name"] in host_paths), mount
     assert not spec.get("hostNetwork", False)
+    # Pod Security Admission refuses privileged pods in a namespace not labelled so.
+    labels = resource("Namespace", invoker["metadata"]["namespace"])["metadata"]["labels"]
+    assert labels["pod-security.kubernetes.io/enforce"] == "privileged"
 
 
 def test_invoker_advertises_its_pod_ip_and_port() -> None:
