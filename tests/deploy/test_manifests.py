@@ -174,6 +174,35 @@ def test_every_secret_and_configmap_reference_exists() -> None:
                 resource("ConfigMap", volume["configMap"]["name"])
 
 
+def test_only_gateways_reach_the_invokers_port() -> None:
+    policy = resource("NetworkPolicy", "faas-invoker")
+    invoker = resource("DaemonSet", "faas-invoker")
+    gateway = resource("Deployment", "faas-gateway")
+    (container,) = pod_spec(invoker)["containers"]
+    selected = policy["spec"]["podSelector"]["matchLabels"]
+    assert selected.items() <= invoker["spec"]["template"]["metadata"]["labels"].items()
+    (rule,) = policy["spec"]["ingress"]
+    (source,) = rule["from"]
+    assert (
+        source["podSelector"]["matchLabels"].items()
+        <= gateway["spec"]["template"]["metadata"]["labels"].items()
+    )
+    assert [p["port"] for p in rule["ports"]] == [int(flag_value(container["args"], "--port"))]
+
+
+@pytest.mark.parametrize("name, port", [("postgres", 5432), ("nats", 4222)])
+def test_only_faas_pods_reach_postgres_and_nats(name: str, port: int) -> None:
+    policy = resource("NetworkPolicy", name)
+    labels = resource("StatefulSet", name)["spec"]["template"]["metadata"]["labels"]
+    assert policy["spec"]["podSelector"]["matchLabels"].items() <= labels.items()
+    (rule,) = policy["spec"]["ingress"]
+    (source,) = rule["from"]
+    for workload in (resource("Deployment", "faas-gateway"), resource("DaemonSet", "faas-invoker")):
+        pod_labels = workload["spec"]["template"]["metadata"]["labels"]
+        assert source["podSelector"]["matchLabels"].items() <= pod_labels.items()
+    assert [p["port"] for p in rule["ports"]] == [port]
+
+
 def test_nats_runs_jetstream_on_a_volume() -> None:
     nats = resource("StatefulSet", "nats")
     (container,) = pod_spec(nats)["containers"]
@@ -196,7 +225,7 @@ def test_kustomizations_list_every_manifest() -> None:
 
 
 @pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl is not installed here")
-@pytest.mark.parametrize("directory, count", [(".", 10), ("faas", 6)])
+@pytest.mark.parametrize("directory, count", [(".", 13), ("faas", 7)])
 def test_kustomize_renders_the_resources(directory: str, count: int) -> None:
     result = subprocess.run(
         ["kubectl", "kustomize", str(KUBERNETES / directory)], capture_output=True, text=True, timeout=60
