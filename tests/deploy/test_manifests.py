@@ -156,6 +156,9 @@ def test_gateway_deployment_and_service() -> None:
     assert service["spec"]["selector"].items() <= labels.items()
     named = {p["name"] for p in container["ports"]}
     assert all(p["targetPort"] in named for p in service["spec"]["ports"])
+    budget = resource("PodDisruptionBudget", "faas-gateway")["spec"]
+    assert budget["selector"]["matchLabels"].items() <= labels.items()
+    assert 0 < budget["minAvailable"] < gateway["spec"]["replicas"]
 
 
 def test_every_secret_and_configmap_reference_exists() -> None:
@@ -225,7 +228,7 @@ def test_kustomizations_list_every_manifest() -> None:
 
 
 @pytest.mark.skipif(shutil.which("kubectl") is None, reason="kubectl is not installed here")
-@pytest.mark.parametrize("directory, count", [(".", 13), ("faas", 7)])
+@pytest.mark.parametrize("directory, count", [(".", 14), ("faas", 8)])
 def test_kustomize_renders_the_resources(directory: str, count: int) -> None:
     result = subprocess.run(
         ["kubectl", "kustomize", str(KUBERNETES / directory)], capture_output=True, text=True, timeout=60
