@@ -125,7 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--advertise", metavar="HOST:PORT", help="where gateways reach this invoker (default --host:--port)"
     )
     p.add_argument(
-        "--workers", metavar="N", type=int, help="gateway processes sharing the port (role gateway)"
+        "--workers", metavar="N", type=_positive, help="gateway processes sharing the port (role gateway)"
     )
     p.add_argument(
         "--deploy",

@@ -110,7 +110,8 @@ def run_server(
             advertise=advertise,
             workers=workers,
         )
-        os.makedirs(config.data_dir, mode=0o755, exist_ok=True)
+        if config.role != "gateway":  # a gateway keeps nothing on disk
+            os.makedirs(config.data_dir, mode=0o755, exist_ok=True)
     except (ConfigError, OSError) as exc:
         print(f"faas serve: {exc}", file=sys.stderr)
         return 2
