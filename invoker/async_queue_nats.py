@@ -1,0 +1,394 @@
+"""The asynchronous queue in NATS JetStream, shared by every invoker of a
+cluster (docs/CLUSTER.md, "Async queue in NATS JetStream").
+
+- The work stream `NS_async` (work-queue retention) holds each queued or
+  running call's request as one message on `NS.async.FUNCTION`; a durable
+  pull consumer per function (`NS_async_FUNCTION`, explicit acks) hands
+  each message to one invoker at a time. A claim is a delivery; finishing
+  acks it (the stream forgets it); a retry naks it with the delay; while a
+  call runs its invoker sends `in_progress` so the ack wait does not run
+  out. An invoker that dies stops sending them: after the ack wait the
+  call is redelivered to another invoker, whose claim counts a new attempt.
+- The KeyValue bucket `NS_async_calls` holds every call's state (status,
+  attempts, result, callback status), changed by compare-and-set, so a
+  cancel and a claim never both win. `get` reads it; listing, counts and
+  purging read this invoker's view of it (invoker/async_nats_records.py).
+
+Every NATS request has a deadline; one that fails or times out (NATS down,
+reconnecting) is Unavailable (503), never a hang.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Callable
+from dataclasses import replace
+from typing import TypeVar
+
+import nats
+import nats.errors
+import nats.js.errors
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, RetentionPolicy, StreamConfig
+from nats.js.kv import KeyValue
+
+from .async_model import (
+    CANCELLED,
+    FINAL_STATUSES,
+    QUEUED,
+    RUNNING,
+    AsyncCall,
+    AsyncQuery,
+    AsyncRequest,
+    AsyncResult,
+)
+from .async_nats_pull import Held, Puller
+from .async_nats_records import CallRecord, CallView, kv_key, pack_request, unpack_request
+from .async_queue import AsyncQueue, Claimed, QueueFull
+from .errors import Conflict, NotFound, Unavailable
+
+log = logging.getLogger("faas.async")
+T = TypeVar("T")
+
+# Each NATS request's deadline.
+REQUEST_TIMEOUT_S = 5.0
+# How long a pull waits for what the server has now.
+PULL_TIMEOUT_S = 1.0
+# A call is redelivered this long after its invoker's last sign of life.
+ACK_WAIT_S = 30.0
+# A delivered message whose record is missing was published by an enqueue
+# that has not written the record yet (or failed to): wait this long for it.
+RECORD_GRACE_S = 30.0
+# Tries of a compare-and-set that another invoker's write got in before.
+CAS_TRIES = 5
+
+
+@contextlib.asynccontextmanager
+async def nats_errors(what: str) -> AsyncIterator[None]:
+    """NATS's failures (and timeouts) as Unavailable, within the request deadline."""
+    try:
+        async with asyncio.timeout(REQUEST_TIMEOUT_S * 2):
+            yield
+    except (nats.errors.Error, TimeoutError, OSError) as exc:
+        if isinstance(exc, nats.js.errors.KeyWrongLastSequenceError | nats.js.errors.NotFoundError):
+            raise
+        raise Unavailable(
+            f"the asynchronous queue (NATS) could not {what}: {type(exc).__name__} {exc}"
+        ) from None
+
+
+class NatsAsyncQueue(AsyncQueue):
+    def __init__(
+        self, nc: Client, js: JetStreamContext, kv: KeyValue, namespace: str, max_pending: int,
+        result_ttl_s: float, ack_wait_s: float,
+    ) -> None:  # fmt: skip
+        self._nc, self._js, self._kv = nc, js, kv
+        self.max_pending = max_pending
+        self.result_ttl_s = result_ttl_s
+        self.ack_wait_s = ack_wait_s
+        self._stream = f"{namespace}_async"
+        self._subject = f"{namespace}.async"
+        self._consumer_prefix = f"{namespace}_async_"
+        self._consumers: set[str] = set()
+        self._view = CallView()
+        self._held = Held(ack_wait_s)
+        self._puller = Puller(nc, self._stream)
+        self._accepting = 0
+        self._watch_task: asyncio.Task[None] | None = None
+
+    @classmethod
+    async def open(
+        cls, url: str, max_pending: int, result_ttl_s: float, ack_wait_s: float = ACK_WAIT_S,
+        namespace: str = "faas",
+    ) -> NatsAsyncQueue:  # fmt: skip
+        """Connect (reconnecting for as long as it runs), create the stream and
+        bucket if they are missing, and read the bucket into the view."""
+        try:
+            # Within a deadline: nats-py keeps trying a server it cannot reach.
+            async with asyncio.timeout(REQUEST_TIMEOUT_S):
+                nc = await nats.connect(
+                    url, connect_timeout=REQUEST_TIMEOUT_S, max_reconnect_attempts=-1,
+                    reconnect_time_wait=0.5, error_cb=_log_error, name="faas-invoker",
+                )  # fmt: skip
+        except (nats.errors.Error, OSError, TimeoutError) as exc:
+            raise Unavailable(f"cannot connect to NATS at {url}: {type(exc).__name__} {exc}") from None
+        try:
+            js = nc.jetstream(timeout=REQUEST_TIMEOUT_S)
+            async with nats_errors("create its stream and bucket"):
+                await _ensure_stream(js, f"{namespace}_async", [f"{namespace}.async.*"])
+                try:
+                    kv = await js.key_value(f"{namespace}_async_calls")
+                except nats.js.errors.BucketNotFoundError:
+                    kv = await js.create_key_value(bucket=f"{namespace}_async_calls", history=1)
+            queue = cls(nc, js, kv, namespace, max_pending, result_ttl_s, ack_wait_s)
+            await queue._start()
+        except BaseException:
+            await nc.close()
+            raise
+        return queue
+
+    async def _start(self) -> None:
+        loaded = asyncio.get_running_loop().create_future()
+        self._watch_task = asyncio.get_running_loop().create_task(
+            self._watch(loaded), name="async-nats-watch"
+        )
+        async with asyncio.timeout(REQUEST_TIMEOUT_S * 6):
+            await loaded
+        self._held.start()
+
+    async def _watch(self, loaded: asyncio.Future[None]) -> None:
+        """Keep the view current: every put and delete of the bucket, from all invokers."""
+        watcher = await self._kv.watchall()
+        async for entry in watcher:
+            if entry is None:  # the bucket as it was is read
+                if not loaded.done():
+                    loaded.set_result(None)
+                continue
+            key = entry.key
+            if entry.operation in ("DEL", "PURGE") or not entry.value:
+                self._view.apply(key, entry.revision, None)
+            else:
+                self._view.apply(key, entry.revision, CallRecord.unpack(entry.value))
+
+    @property
+    def pending(self) -> int:
+        return self._view.pending + self._accepting
+
+    def queued_by_function(self) -> dict[str, int]:
+        return self._view.queued_by_function(time.time() - self.ack_wait_s, self._held.ids())
+
+    # -- accepting -------------------------------------------------------------
+
+    async def enqueue(self, request: AsyncRequest) -> None:
+        if self.pending >= self.max_pending:
+            raise QueueFull(f"{self.pending} asynchronous calls are queued or running (max_async_queue)")
+        self._accepting += 1  # counted now, so the bound holds while the call is stored
+        try:
+            async with nats_errors("store the call"):
+                ack = await self._js.publish(
+                    f"{self._subject}.{request.function}", pack_request(request), timeout=REQUEST_TIMEOUT_S,
+                    stream=self._stream, headers={"Nats-Msg-Id": request.call_id},
+                )  # fmt: skip
+                record = CallRecord.accepted(ack.seq, request)
+                revision = await self._kv.create(kv_key(request.call_id), record.pack())
+            self._view.apply(kv_key(request.call_id), revision, record)
+        except nats.js.errors.KeyWrongLastSequenceError:
+            raise Conflict(f"asynchronous call {request.call_id!r} exists already") from None
+        finally:
+            self._accepting -= 1
+
+    # -- running ---------------------------------------------------------------
+
+    async def _consumer(self, function: str) -> str:
+        name = self._consumer_prefix + function
+        if name not in self._consumers:
+            config = ConsumerConfig(
+                durable_name=name, filter_subject=f"{self._subject}.{function}",
+                ack_policy=AckPolicy.EXPLICIT, deliver_policy=DeliverPolicy.ALL,
+                ack_wait=self.ack_wait_s, max_deliver=-1, max_ack_pending=-1,
+            )  # fmt: skip
+            async with nats_errors("create a consumer"):
+                await self._js.add_consumer(self._stream, config)
+            self._consumers.add(name)
+        return name
+
+    async def claim(self, function: str, now: float, limit: int) -> list[Claimed]:
+        consumer = await self._consumer(function)
+        async with nats_errors("fetch calls"):
+            msgs = await self._puller.pull(consumer, limit, PULL_TIMEOUT_S)
+        claimed = await asyncio.gather(*(self._claim_one(msg) for msg in msgs))
+        return [c for c in claimed if c is not None]
+
+    async def _claim_one(self, msg: Msg) -> Claimed | None:
+        request = unpack_request(msg.data)
+        key = kv_key(request.call_id)
+        for _ in range(CAS_TRIES):
+            async with nats_errors("claim a call"):
+                try:
+                    entry = await self._kv.get(key)
+                except nats.js.errors.NotFoundError:
+                    if time.time() - msg.metadata.timestamp.timestamp() < RECORD_GRACE_S:
+                        await msg.nak(delay=0.2)
+                    else:
+                        await msg.term()
+                    return None
+                record = CallRecord.unpack(entry.value or b"")
+                if (
+                    record.status in FINAL_STATUSES
+                ):  # cancelled, or ended by an invoker that died before its ack
+                    await msg.ack()
+                    return None
+                running = record.changed(status=RUNNING, attempts=record.call.attempts + 1)
+                try:
+                    revision = await self._kv.update(key, running.pack(), last=entry.revision)
+                except nats.js.errors.KeyWrongLastSequenceError:
+                    continue
+            self._view.apply(key, revision, running)
+            self._held.hold(request.call_id, msg)
+            return Claimed(request, running.call.attempts)
+        await msg.nak(delay=0.2)
+        return None
+
+    async def _change(self, call_id: str, change: Callable[[CallRecord], CallRecord | None]) -> CallRecord:
+        """Compare-and-set `change` of a call's record (None: leave it); the record as it then is."""
+        key = kv_key(call_id)
+        for _ in range(CAS_TRIES):
+            async with nats_errors("update a call"):
+                try:
+                    entry = await self._kv.get(key)
+                except nats.js.errors.NotFoundError:
+                    raise NotFound(f"asynchronous call {call_id!r} not found") from None
+                record = CallRecord.unpack(entry.value or b"")
+                changed = change(record)
+                if changed is None:
+                    return record
+                try:
+                    revision = await self._kv.update(
+                        key, _fitting(changed, self._nc.max_payload), entry.revision
+                    )
+                except nats.js.errors.KeyWrongLastSequenceError:
+                    continue
+            self._view.apply(key, revision, changed)
+            return changed
+        raise Unavailable(f"asynchronous call {call_id!r} kept changing while it was updated")
+
+    async def retry_at(
+        self, call_id: str, when: float, error: str | None, result: AsyncResult | None, counted: bool = True
+    ) -> None:
+        def back(record: CallRecord) -> CallRecord:
+            attempts = record.call.attempts - (0 if counted else 1)
+            return record.changed(
+                not_before=when, status=QUEUED, attempts=attempts, error=error, result=result
+            )
+
+        await self._change(call_id, back)
+        msg = self._held.release(call_id)
+        if msg is not None:
+            async with nats_errors("requeue a call"):
+                await msg.nak(delay=max(0.0, when - time.time()))
+
+    async def finish(
+        self, call_id: str, status: str, error: str | None, result: AsyncResult | None, counted: bool = True
+    ) -> None:
+        await self._change(call_id, lambda record: record.finished(status, error, result, counted))
+        msg = self._held.release(call_id)
+        if msg is not None:
+            async with nats_errors("acknowledge a call"):
+                await msg.ack_sync(timeout=REQUEST_TIMEOUT_S)
+
+    async def set_callback_status(self, call_id: str, status: str) -> None:
+        await self._change(call_id, lambda record: record.changed(callback_status=status))
+
+    async def cancel(self, call_id: str) -> AsyncCall:
+        found: list[CallRecord] = []
+
+        def cancelled(record: CallRecord) -> CallRecord | None:
+            found[:] = [record]
+            return record.changed(status=CANCELLED) if record.status == QUEUED else None
+
+        record = await self._change(call_id, cancelled)
+        before = found[0]
+        if before.status != QUEUED:
+            if before.status in FINAL_STATUSES and before.call.updated_at < time.time() - self.result_ttl_s:
+                raise NotFound(f"asynchronous call {call_id!r} not found")
+            raise Conflict(
+                f"asynchronous call {call_id!r} is {before.status}: only a queued call can be cancelled"
+            )
+        # Out of the stream now (best effort: a claim that gets it anyway acks it unrun).
+        with contextlib.suppress(Unavailable, nats.js.errors.NotFoundError):
+            async with nats_errors("drop a cancelled call"):
+                await self._js.delete_msg(self._stream, record.seq)
+        return record.call
+
+    # -- reading ---------------------------------------------------------------
+
+    async def get(self, call_id: str, with_request: bool = False) -> tuple[AsyncCall, AsyncRequest | None]:
+        async with nats_errors("read a call"):
+            try:
+                entry = await self._kv.get(kv_key(call_id))
+            except nats.js.errors.NotFoundError:
+                entry = None
+        record = CallRecord.unpack(entry.value) if entry is not None and entry.value else None
+        expired = (
+            record
+            and record.status in FINAL_STATUSES
+            and record.call.updated_at < time.time() - self.result_ttl_s
+        )
+        if record is None or expired:
+            raise NotFound(f"asynchronous call {call_id!r} not found (or its result has expired)")
+        request = None
+        if with_request and record.status not in FINAL_STATUSES:
+            async with nats_errors("read a call's request"):
+                with contextlib.suppress(nats.js.errors.NotFoundError):
+                    request = unpack_request((await self._js.get_msg(self._stream, record.seq)).data or b"")
+        return record.call, request
+
+    async def list(self, query: AsyncQuery, after: int, limit: int) -> list[tuple[int, AsyncCall]]:
+        return self._view.list(query, after, limit, time.time() - self.result_ttl_s)
+
+    async def interrupted(self) -> list[Claimed]:
+        """None: a call whose invoker stopped is redelivered after the ack wait."""
+        return []
+
+    async def pending_callbacks(self) -> list[str]:
+        records = sorted(self._view.records(), key=lambda r: r.seq)
+        return [r.call.call_id for r in records if r.call.callback_status == "pending"]
+
+    async def purge(self, finished_before: float) -> int:
+        gone = [
+            r.call.call_id
+            for r in self._view.records()
+            if r.status in FINAL_STATUSES and r.call.updated_at < finished_before
+        ]
+        for call_id in gone:
+            async with nats_errors("purge a call"):
+                await self._kv.purge(kv_key(call_id))
+            self._view.forget(kv_key(call_id))
+        return len(gone)
+
+    def oldest_queued_at(self) -> float | None:
+        return self._view.oldest_queued_at()
+
+    async def aclose(self) -> None:
+        """Stop extending (calls still held are redelivered after the ack
+        wait: the worker has let its attempts end before this), then close."""
+        await self._held.stop()
+        if self._watch_task is not None:
+            self._watch_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watch_task
+        await self._puller.stop()
+        with contextlib.suppress(Exception):
+            async with asyncio.timeout(REQUEST_TIMEOUT_S):
+                await self._nc.drain()
+        if not self._nc.is_closed:
+            await self._nc.close()
+
+
+async def _ensure_stream(js: JetStreamContext, name: str, subjects: list[str]) -> None:
+    try:
+        await js.stream_info(name)
+    except nats.js.errors.NotFoundError:
+        config = StreamConfig(name=name, subjects=subjects, retention=RetentionPolicy.WORK_QUEUE)
+        await js.add_stream(config)
+
+
+def _fitting(record: CallRecord, max_payload: int) -> bytes:
+    """The record packed, its result's body left out if the record would not
+    fit in one NATS message."""
+    packed = record.pack()
+    if len(packed) <= max_payload - 1024 or record.call.result is None:
+        return packed
+    result = record.call.result
+    why = f"the result ({len(result.body)} bytes) is too large for the NATS queue (max_payload {max_payload})"
+    lean = replace(record.call, result=replace(result, body=b""), error=record.call.error or why)
+    return CallRecord(record.seq, lean, record.not_before).pack()
+
+
+async def _log_error(exc: Exception) -> None:
+    log.warning("NATS: %s: %s", type(exc).__name__, exc)
