@@ -112,6 +112,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="postgresql://... for the registry and usage ledger (default SQLite)",
     )
     p.add_argument(
+        "--queue",
+        metavar="URL",
+        help="nats://HOST:PORT: the asynchronous queue in NATS JetStream (default SQLite)",
+    )
+    p.add_argument(
         "--deploy",
         metavar="PATH",
         nargs="+",

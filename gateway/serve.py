@@ -85,6 +85,7 @@ def run_server(
     token: str | None = None,
     keepalive_s: float | None = None,
     database: str | None = None,
+    queue: str | None = None,
     deploy_paths: Sequence[str] | None = None,
 ) -> int:
     logging.basicConfig(
@@ -99,6 +100,7 @@ def run_server(
             token=token,
             keepalive_s=keepalive_s,
             database=database,
+            queue=queue,
             deploy_paths=list(deploy_paths) if deploy_paths else None,
         )
         os.makedirs(config.data_dir, mode=0o755, exist_ok=True)

@@ -13,8 +13,16 @@ from pathlib import Path
 
 import pytest
 
-from invoker.async_model import CANCELLED, FAILED, QUEUED, RUNNING, SUCCEEDED, AsyncQuery, AsyncRequest
-from invoker.async_model import AsyncResult
+from invoker.async_model import (
+    CANCELLED,
+    FAILED,
+    QUEUED,
+    RUNNING,
+    SUCCEEDED,
+    AsyncQuery,
+    AsyncRequest,
+    AsyncResult,
+)
 from invoker.async_queue import AsyncQueue, Claimed, QueueFull
 from invoker.async_queue_nats import NatsAsyncQueue
 from invoker.async_queue_sqlite import SqliteAsyncQueue
