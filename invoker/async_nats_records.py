@@ -194,6 +194,9 @@ class CallView:
                 counts[record.call.function] = counts.get(record.call.function, 0) + 1
         return counts
 
+    def revisions(self) -> list[tuple[str, int, CallRecord]]:
+        return [(key, revision, record) for key, (revision, record) in self._records.items()]
+
     def records(self) -> list[CallRecord]:
         return [record for _, record in self._records.values()]
 

@@ -21,10 +21,11 @@ reconnecting) is Unavailable (503), never a hang.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from dataclasses import replace
 from typing import TypeVar
 
@@ -34,7 +35,6 @@ import nats.js.errors
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, RetentionPolicy, StreamConfig
 from nats.js.kv import KeyValue
 
 from .async_model import (
@@ -49,14 +49,13 @@ from .async_model import (
 )
 from .async_nats_pull import Held, Puller
 from .async_nats_records import CallRecord, CallView, kv_key, pack_request, unpack_request
+from .async_nats_setup import REQUEST_TIMEOUT_S, connect, function_consumer, nats_errors, stream_and_bucket
 from .async_queue import AsyncQueue, Claimed, QueueFull
-from .errors import Conflict, NotFound, Unavailable
+from .errors import Conflict, NotFound, PayloadTooLarge, Unavailable
 
 log = logging.getLogger("faas.async")
 T = TypeVar("T")
 
-# Each NATS request's deadline.
-REQUEST_TIMEOUT_S = 5.0
 # How long a pull waits for what the server has now.
 PULL_TIMEOUT_S = 1.0
 # A call is redelivered this long after its invoker's last sign of life.
@@ -64,22 +63,10 @@ ACK_WAIT_S = 30.0
 # A delivered message whose record is missing was published by an enqueue
 # that has not written the record yet (or failed to): wait this long for it.
 RECORD_GRACE_S = 30.0
+# A delete marker is kept this long (every invoker's watch sees it), then purged.
+MARKER_KEPT_S = 60.0
 # Tries of a compare-and-set that another invoker's write got in before.
 CAS_TRIES = 5
-
-
-@contextlib.asynccontextmanager
-async def nats_errors(what: str) -> AsyncIterator[None]:
-    """NATS's failures (and timeouts) as Unavailable, within the request deadline."""
-    try:
-        async with asyncio.timeout(REQUEST_TIMEOUT_S * 2):
-            yield
-    except (nats.errors.Error, TimeoutError, OSError) as exc:
-        if isinstance(exc, nats.js.errors.KeyWrongLastSequenceError | nats.js.errors.NotFoundError):
-            raise
-        raise Unavailable(
-            f"the asynchronous queue (NATS) could not {what}: {type(exc).__name__} {exc}"
-        ) from None
 
 
 class NatsAsyncQueue(AsyncQueue):
@@ -94,7 +81,9 @@ class NatsAsyncQueue(AsyncQueue):
         self._stream = f"{namespace}_async"
         self._subject = f"{namespace}.async"
         self._consumer_prefix = f"{namespace}_async_"
+        self._bucket = f"{namespace}_async_calls"
         self._consumers: set[str] = set()
+        self._markers: collections.deque[tuple[float, str]] = collections.deque()
         self._view = CallView()
         self._held = Held(ack_wait_s)
         self._puller = Puller(nc, self._stream)
@@ -108,27 +97,18 @@ class NatsAsyncQueue(AsyncQueue):
     ) -> NatsAsyncQueue:  # fmt: skip
         """Connect (reconnecting for as long as it runs), create the stream and
         bucket if they are missing, and read the bucket into the view."""
-        try:
-            # Within a deadline: nats-py keeps trying a server it cannot reach.
-            async with asyncio.timeout(REQUEST_TIMEOUT_S):
-                nc = await nats.connect(
-                    url, connect_timeout=REQUEST_TIMEOUT_S, max_reconnect_attempts=-1,
-                    reconnect_time_wait=0.5, error_cb=_log_error, name="faas-invoker",
-                )  # fmt: skip
-        except (nats.errors.Error, OSError, TimeoutError) as exc:
-            raise Unavailable(f"cannot connect to NATS at {url}: {type(exc).__name__} {exc}") from None
+        nc = await connect(url)
         try:
             js = nc.jetstream(timeout=REQUEST_TIMEOUT_S)
-            async with nats_errors("create its stream and bucket"):
-                await _ensure_stream(js, f"{namespace}_async", [f"{namespace}.async.*"])
-                try:
-                    kv = await js.key_value(f"{namespace}_async_calls")
-                except nats.js.errors.BucketNotFoundError:
-                    kv = await js.create_key_value(bucket=f"{namespace}_async_calls", history=1)
-            queue = cls(nc, js, kv, namespace, max_pending, result_ttl_s, ack_wait_s)
-            await queue._start()
+            kv = await stream_and_bucket(js, namespace)
         except BaseException:
             await nc.close()
+            raise
+        queue = cls(nc, js, kv, namespace, max_pending, result_ttl_s, ack_wait_s)
+        try:
+            await queue._start()
+        except BaseException:
+            await queue.aclose()
             raise
         return queue
 
@@ -137,23 +117,43 @@ class NatsAsyncQueue(AsyncQueue):
         self._watch_task = asyncio.get_running_loop().create_task(
             self._watch(loaded), name="async-nats-watch"
         )
-        async with asyncio.timeout(REQUEST_TIMEOUT_S * 6):
-            await loaded
+        async with nats_errors("read the calls"), asyncio.timeout(REQUEST_TIMEOUT_S * 6):
+            await asyncio.shield(loaded)
         self._held.start()
 
     async def _watch(self, loaded: asyncio.Future[None]) -> None:
-        """Keep the view current: every put and delete of the bucket, from all invokers."""
-        watcher = await self._kv.watchall()
-        async for entry in watcher:
-            if entry is None:  # the bucket as it was is read
+        """Keep the view current: every put and delete of the bucket, from
+        all invokers. A watch that fails is started again into a fresh view
+        (deletes it missed would linger in the old one), swapped in once read."""
+        while True:
+            try:
+                await self._watch_once(loaded)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # NATS lost for longer than its own watch recovers from
                 if not loaded.done():
-                    loaded.set_result(None)
-                continue
-            key = entry.key
-            if entry.operation in ("DEL", "PURGE") or not entry.value:
-                self._view.apply(key, entry.revision, None)
-            else:
-                self._view.apply(key, entry.revision, CallRecord.unpack(entry.value))
+                    loaded.set_exception(exc)
+                    return
+                log.warning("watch of the asynchronous calls failed (%s): starting it again", exc)
+                await asyncio.sleep(1.0)
+
+    async def _watch_once(self, loaded: asyncio.Future[None]) -> None:
+        watcher = await self._kv.watchall()
+        try:
+            view = self._view if not loaded.done() else CallView()
+            async for entry in watcher:
+                if entry is None:  # the bucket as it was is read
+                    self._view = view
+                    if not loaded.done():
+                        loaded.set_result(None)
+                    continue
+                if entry.operation in ("DEL", "PURGE") or not entry.value:
+                    view.apply(entry.key, entry.revision, None)
+                else:
+                    view.apply(entry.key, entry.revision, CallRecord.unpack(entry.value))
+        finally:
+            with contextlib.suppress(Exception):
+                await watcher.stop()
 
     @property
     def pending(self) -> int:
@@ -167,11 +167,17 @@ class NatsAsyncQueue(AsyncQueue):
     async def enqueue(self, request: AsyncRequest) -> None:
         if self.pending >= self.max_pending:
             raise QueueFull(f"{self.pending} asynchronous calls are queued or running (max_async_queue)")
+        message = pack_request(request)
+        if len(message) > self._nc.max_payload - 1024:
+            raise PayloadTooLarge(
+                f"the asynchronous call ({len(message)} bytes) is larger than the NATS queue takes"
+                f" (max_payload {self._nc.max_payload} bytes)"
+            )
         self._accepting += 1  # counted now, so the bound holds while the call is stored
         try:
             async with nats_errors("store the call"):
                 ack = await self._js.publish(
-                    f"{self._subject}.{request.function}", pack_request(request), timeout=REQUEST_TIMEOUT_S,
+                    f"{self._subject}.{request.function}", message, timeout=REQUEST_TIMEOUT_S,
                     stream=self._stream, headers={"Nats-Msg-Id": request.call_id},
                 )  # fmt: skip
                 record = CallRecord.accepted(ack.seq, request)
@@ -187,13 +193,9 @@ class NatsAsyncQueue(AsyncQueue):
     async def _consumer(self, function: str) -> str:
         name = self._consumer_prefix + function
         if name not in self._consumers:
-            config = ConsumerConfig(
-                durable_name=name, filter_subject=f"{self._subject}.{function}",
-                ack_policy=AckPolicy.EXPLICIT, deliver_policy=DeliverPolicy.ALL,
-                ack_wait=self.ack_wait_s, max_deliver=-1, max_ack_pending=-1,
-            )  # fmt: skip
-            async with nats_errors("create a consumer"):
-                await self._js.add_consumer(self._stream, config)
+            await function_consumer(
+                self._js, self._stream, name, f"{self._subject}.{function}", self.ack_wait_s
+            )
             self._consumers.add(name)
         return name
 
@@ -340,16 +342,24 @@ class NatsAsyncQueue(AsyncQueue):
         return [r.call.call_id for r in records if r.call.callback_status == "pending"]
 
     async def purge(self, finished_before: float) -> int:
-        gone = [
-            r.call.call_id
-            for r in self._view.records()
-            if r.status in FINAL_STATUSES and r.call.updated_at < finished_before
-        ]
-        for call_id in gone:
-            async with nats_errors("purge a call"):
-                await self._kv.purge(kv_key(call_id))
-            self._view.forget(kv_key(call_id))
-        return len(gone)
+        """Delete the calls that ended before then (each by compare-and-set,
+        so of the invokers purging together one deletes it), and the delete
+        markers of this invoker's deletes older than a minute (every
+        invoker's watch has seen them by then)."""
+        gone = 0
+        for key, revision, record in self._view.revisions():
+            if record.status in FINAL_STATUSES and record.call.updated_at < finished_before:
+                async with nats_errors("purge a call"):
+                    with contextlib.suppress(nats.js.errors.KeyWrongLastSequenceError):
+                        await self._kv.delete(key, last=revision)
+                        self._markers.append((time.monotonic(), key))
+                        gone += 1
+                self._view.forget(key)
+        while self._markers and self._markers[0][0] < time.monotonic() - MARKER_KEPT_S:
+            _, key = self._markers.popleft()
+            async with nats_errors("purge a delete marker"):
+                await self._js.purge_stream(f"KV_{self._bucket}", subject=f"$KV.{self._bucket}.{key}")
+        return gone
 
     def oldest_queued_at(self) -> float | None:
         return self._view.oldest_queued_at()
@@ -370,14 +380,6 @@ class NatsAsyncQueue(AsyncQueue):
             await self._nc.close()
 
 
-async def _ensure_stream(js: JetStreamContext, name: str, subjects: list[str]) -> None:
-    try:
-        await js.stream_info(name)
-    except nats.js.errors.NotFoundError:
-        config = StreamConfig(name=name, subjects=subjects, retention=RetentionPolicy.WORK_QUEUE)
-        await js.add_stream(config)
-
-
 def _fitting(record: CallRecord, max_payload: int) -> bytes:
     """The record packed, its result's body left out if the record would not
     fit in one NATS message."""
@@ -388,7 +390,3 @@ def _fitting(record: CallRecord, max_payload: int) -> bytes:
     why = f"the result ({len(result.body)} bytes) is too large for the NATS queue (max_payload {max_payload})"
     lean = replace(record.call, result=replace(result, body=b""), error=record.call.error or why)
     return CallRecord(record.seq, lean, record.not_before).pack()
-
-
-async def _log_error(exc: Exception) -> None:
-    log.warning("NATS: %s: %s", type(exc).__name__, exc)

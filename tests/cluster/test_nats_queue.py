@@ -9,6 +9,7 @@ import asyncio
 import itertools
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -26,7 +27,7 @@ from invoker.async_model import (
 from invoker.async_queue import AsyncQueue, Claimed, QueueFull
 from invoker.async_queue_nats import NatsAsyncQueue
 from invoker.async_queue_sqlite import SqliteAsyncQueue
-from invoker.errors import Conflict, NotFound, Unavailable
+from invoker.errors import Conflict, NotFound, PayloadTooLarge, Unavailable
 from invoker.model import Invocation
 
 _namespaces = itertools.count()
@@ -267,3 +268,15 @@ async def test_an_unreachable_nats_is_unavailable_not_a_hang() -> None:
     with pytest.raises(Unavailable, match="NATS"):
         await NatsAsyncQueue.open(f"nats://127.0.0.1:{free_port()}", 10, 60)
     assert time.monotonic() - t0 < 10
+
+
+async def test_a_call_larger_than_a_nats_message_is_refused_as_too_large(nats_url: str) -> None:
+    queue = await NatsAsyncQueue.open(nats_url, 10, 60, namespace=f"big{next(_namespaces)}")
+    try:
+        big = request(1)
+        big = AsyncRequest(replace(big.invocation, body=b"x" * 2_000_000), big.created_at)
+        with pytest.raises(PayloadTooLarge, match="max_payload"):
+            await queue.enqueue(big)
+        assert queue.pending == 0
+    finally:
+        await queue.aclose()
