@@ -194,6 +194,9 @@ class CallView:
                 counts[record.call.function] = counts.get(record.call.function, 0) + 1
         return counts
 
+    def get(self, key: str) -> tuple[int, CallRecord] | None:
+        return self._records.get(key)
+
     def revisions(self) -> list[tuple[str, int, CallRecord]]:
         return [(key, revision, record) for key, (revision, record) in self._records.items()]
 

@@ -203,60 +203,64 @@ class NatsAsyncQueue(AsyncQueue):
         consumer = await self._consumer(function)
         async with nats_errors("fetch calls"):
             msgs = await self._puller.pull(consumer, limit, PULL_TIMEOUT_S)
-        claimed = await asyncio.gather(*(self._claim_one(msg) for msg in msgs))
-        return [c for c in claimed if c is not None]
+        claimed = await asyncio.gather(*(self._claim_one(msg) for msg in msgs), return_exceptions=True)
+        for outcome in claimed:
+            if isinstance(outcome, BaseException):  # not held: redelivered after the ack wait
+                log.warning("could not claim an asynchronous call: %s", outcome)
+        return [c for c in claimed if isinstance(c, Claimed)]
 
     async def _claim_one(self, msg: Msg) -> Claimed | None:
         request = unpack_request(msg.data)
-        key = kv_key(request.call_id)
-        for _ in range(CAS_TRIES):
-            async with nats_errors("claim a call"):
-                try:
-                    entry = await self._kv.get(key)
-                except nats.js.errors.NotFoundError:
-                    if time.time() - msg.metadata.timestamp.timestamp() < RECORD_GRACE_S:
-                        await msg.nak(delay=0.2)
-                    else:
-                        await msg.term()
-                    return None
-                record = CallRecord.unpack(entry.value or b"")
-                if (
-                    record.status in FINAL_STATUSES
-                ):  # cancelled, or ended by an invoker that died before its ack
-                    await msg.ack()
-                    return None
-                running = record.changed(status=RUNNING, attempts=record.call.attempts + 1)
-                try:
-                    revision = await self._kv.update(key, running.pack(), last=entry.revision)
-                except nats.js.errors.KeyWrongLastSequenceError:
-                    continue
-            self._view.apply(key, revision, running)
-            self._held.hold(request.call_id, msg)
-            return Claimed(request, running.call.attempts)
-        await msg.nak(delay=0.2)
-        return None
 
-    async def _change(self, call_id: str, change: Callable[[CallRecord], CallRecord | None]) -> CallRecord:
-        """Compare-and-set `change` of a call's record (None: leave it); the record as it then is."""
+        def running(record: CallRecord) -> CallRecord | None:
+            if record.status in FINAL_STATUSES:
+                return None
+            return record.changed(status=RUNNING, attempts=record.call.attempts + 1)
+
+        try:
+            _, claimed = await self._change(request.call_id, running, "claim a call")
+        except NotFound:
+            async with nats_errors("put a call back"):
+                if time.time() - msg.metadata.timestamp.timestamp() < RECORD_GRACE_S:
+                    await msg.nak(delay=0.2)
+                else:
+                    await msg.term()
+            return None
+        if claimed is None:  # cancelled, or ended by an invoker that died before its ack
+            async with nats_errors("acknowledge a call"):
+                await msg.ack()
+            return None
+        self._held.hold(request.call_id, msg)
+        return Claimed(request, claimed.call.attempts)
+
+    async def _change(
+        self, call_id: str, change: Callable[[CallRecord], CallRecord | None], what: str = "update a call"
+    ) -> tuple[CallRecord, CallRecord | None]:
+        """Compare-and-set `change` of a call's record (None: leave it): the
+        record before and after. The first try starts from this invoker's
+        view when the view holds all of the record (no result), which saves
+        a read whenever this invoker wrote last."""
         key = kv_key(call_id)
-        for _ in range(CAS_TRIES):
-            async with nats_errors("update a call"):
-                try:
-                    entry = await self._kv.get(key)
-                except nats.js.errors.NotFoundError:
-                    raise NotFound(f"asynchronous call {call_id!r} not found") from None
-                record = CallRecord.unpack(entry.value or b"")
+        seen = self._view.get(key)
+        for attempt in range(CAS_TRIES):
+            async with nats_errors(what):
+                if attempt == 0 and seen is not None and seen[1].call.result_status is None:
+                    revision, record = seen
+                else:
+                    try:
+                        entry = await self._kv.get(key)
+                    except nats.js.errors.NotFoundError:
+                        raise NotFound(f"asynchronous call {call_id!r} not found") from None
+                    revision, record = entry.revision, CallRecord.unpack(entry.value or b"")
                 changed = change(record)
                 if changed is None:
-                    return record
+                    return record, None
                 try:
-                    revision = await self._kv.update(
-                        key, _fitting(changed, self._nc.max_payload), entry.revision
-                    )
+                    written = await self._kv.update(key, _fitting(changed, self._nc.max_payload), revision)
                 except nats.js.errors.KeyWrongLastSequenceError:
                     continue
-            self._view.apply(key, revision, changed)
-            return changed
+            self._view.apply(key, written, changed)
+            return record, changed
         raise Unavailable(f"asynchronous call {call_id!r} kept changing while it was updated")
 
     async def retry_at(
@@ -280,22 +284,20 @@ class NatsAsyncQueue(AsyncQueue):
         await self._change(call_id, lambda record: record.finished(status, error, result, counted))
         msg = self._held.release(call_id)
         if msg is not None:
+            # Not waited for: an ack lost with the connection redelivers the
+            # call, and its claim finds it finished and acks it again.
             async with nats_errors("acknowledge a call"):
-                await msg.ack_sync(timeout=REQUEST_TIMEOUT_S)
+                await msg.ack()
 
     async def set_callback_status(self, call_id: str, status: str) -> None:
         await self._change(call_id, lambda record: record.changed(callback_status=status))
 
     async def cancel(self, call_id: str) -> AsyncCall:
-        found: list[CallRecord] = []
-
         def cancelled(record: CallRecord) -> CallRecord | None:
-            found[:] = [record]
             return record.changed(status=CANCELLED) if record.status == QUEUED else None
 
-        record = await self._change(call_id, cancelled)
-        before = found[0]
-        if before.status != QUEUED:
+        before, record = await self._change(call_id, cancelled)
+        if record is None:
             if before.status in FINAL_STATUSES and before.call.updated_at < time.time() - self.result_ttl_s:
                 raise NotFound(f"asynchronous call {call_id!r} not found")
             raise Conflict(
