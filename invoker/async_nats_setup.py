@@ -50,7 +50,9 @@ async def connect(url: str) -> Client:
                 url, connect_timeout=REQUEST_TIMEOUT_S, max_reconnect_attempts=-1,
                 reconnect_time_wait=0.5, error_cb=_log_error, name="faas-invoker",
             )  # fmt: skip
-    except (nats.errors.Error, OSError, TimeoutError) as exc:
+    except TimeoutError:
+        raise Unavailable(f"cannot connect to NATS at {url} within {REQUEST_TIMEOUT_S:g} s") from None
+    except (nats.errors.Error, OSError) as exc:
         raise Unavailable(f"cannot connect to NATS at {url}: {type(exc).__name__} {exc}") from None
 
 

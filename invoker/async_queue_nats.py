@@ -355,8 +355,8 @@ class NatsAsyncQueue(AsyncQueue):
                     with contextlib.suppress(nats.js.errors.KeyWrongLastSequenceError):
                         await self._kv.delete(key, last=revision)
                         self._markers.append((time.monotonic(), key))
+                        self._view.forget(key)
                         gone += 1
-                self._view.forget(key)
         while self._markers and self._markers[0][0] < time.monotonic() - MARKER_KEPT_S:
             _, key = self._markers.popleft()
             async with nats_errors("purge a delete marker"):
