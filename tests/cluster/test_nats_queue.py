@@ -98,6 +98,9 @@ async def test_a_call_is_claimed_once_with_its_whole_request_and_finished(open_q
         result,
         "pending",
     )
+    assert (await queue.get("call-0", with_request=True))[1] is None  # not kept once the call ended
+    queued, kept = await queue.get("call-2", with_request=True)
+    assert queued.status == QUEUED and kept is not None and kept.invocation.body == request(2).invocation.body
     assert await queue.pending_callbacks() == ["call-0"]
     await queue.set_callback_status("call-0", "delivered")
     assert await queue.pending_callbacks() == []
