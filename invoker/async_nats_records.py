@@ -107,6 +107,17 @@ class CallRecord:
             call = replace(call, result_status=call.result.status)
         return CallRecord(self.seq, call, not_before)
 
+    def packed_within(self, max_payload: int) -> bytes:
+        """The record packed, its result's body left out if the record would
+        not fit in one NATS message (the error says why)."""
+        packed = self.pack()
+        if len(packed) <= max_payload - 1024 or self.call.result is None:
+            return packed
+        result = self.call.result
+        why = f"the result ({len(result.body)} bytes) is too large for the NATS queue (max_payload {max_payload})"
+        lean = replace(self.call, result=replace(result, body=b""), error=self.call.error or why)
+        return CallRecord(self.seq, lean, self.not_before).pack()
+
     def finished(
         self, status: str, error: str | None, result: AsyncResult | None, counted: bool
     ) -> CallRecord:

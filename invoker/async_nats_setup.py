@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import nats
 import nats.errors
@@ -41,14 +41,19 @@ async def nats_errors(what: str) -> AsyncIterator[None]:
         ) from None
 
 
-async def connect(url: str) -> Client:
-    """A connection that reconnects for as long as it is open."""
+async def connect(url: str, on_reconnect: Callable[[], None]) -> Client:
+    """A connection that reconnects for as long as it is open (and then calls `on_reconnect`)."""
+
+    async def reconnected() -> None:
+        log.info("NATS: reconnected")
+        on_reconnect()
+
     try:
         # Within a deadline: nats-py keeps trying a server it cannot reach.
         async with asyncio.timeout(REQUEST_TIMEOUT_S):
             return await nats.connect(
                 url, connect_timeout=REQUEST_TIMEOUT_S, max_reconnect_attempts=-1,
-                reconnect_time_wait=0.5, error_cb=_log_error, name="faas-invoker",
+                reconnect_time_wait=0.5, error_cb=_log_error, reconnected_cb=reconnected, name="faas-invoker",
             )  # fmt: skip
     except TimeoutError:
         raise Unavailable(f"cannot connect to NATS at {url} within {REQUEST_TIMEOUT_S:g} s") from None

@@ -26,7 +26,6 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import replace
 from typing import TypeVar
 
 import nats
@@ -48,8 +47,9 @@ from .async_model import (
     AsyncResult,
 )
 from .async_nats_pull import Held, Puller
-from .async_nats_records import CallRecord, CallView, kv_key, pack_request, unpack_request
+from .async_nats_records import CallRecord, kv_key, pack_request, unpack_request
 from .async_nats_setup import REQUEST_TIMEOUT_S, connect, function_consumer, nats_errors, stream_and_bucket
+from .async_nats_watch import BucketWatch
 from .async_queue import AsyncQueue, Claimed, QueueFull
 from .errors import Conflict, NotFound, PayloadTooLarge, Unavailable
 
@@ -72,7 +72,7 @@ CAS_TRIES = 5
 class NatsAsyncQueue(AsyncQueue):
     def __init__(
         self, nc: Client, js: JetStreamContext, kv: KeyValue, namespace: str, max_pending: int,
-        result_ttl_s: float, ack_wait_s: float,
+        result_ttl_s: float, ack_wait_s: float, reconnected: asyncio.Event,
     ) -> None:  # fmt: skip
         self._nc, self._js, self._kv = nc, js, kv
         self.max_pending = max_pending
@@ -84,11 +84,10 @@ class NatsAsyncQueue(AsyncQueue):
         self._bucket = f"{namespace}_async_calls"
         self._consumers: set[str] = set()
         self._markers: collections.deque[tuple[float, str]] = collections.deque()
-        self._view = CallView()
+        self._watch = BucketWatch(kv, reconnected)
         self._held = Held(ack_wait_s)
         self._puller = Puller(nc, self._stream)
         self._accepting = 0
-        self._watch_task: asyncio.Task[None] | None = None
 
     @classmethod
     async def open(
@@ -97,14 +96,15 @@ class NatsAsyncQueue(AsyncQueue):
     ) -> NatsAsyncQueue:  # fmt: skip
         """Connect (reconnecting for as long as it runs), create the stream and
         bucket if they are missing, and read the bucket into the view."""
-        nc = await connect(url)
+        reconnected = asyncio.Event()
+        nc = await connect(url, reconnected.set)
         try:
             js = nc.jetstream(timeout=REQUEST_TIMEOUT_S)
             kv = await stream_and_bucket(js, namespace)
         except BaseException:
             await nc.close()
             raise
-        queue = cls(nc, js, kv, namespace, max_pending, result_ttl_s, ack_wait_s)
+        queue = cls(nc, js, kv, namespace, max_pending, result_ttl_s, ack_wait_s, reconnected)
         try:
             await queue._start()
         except BaseException:
@@ -113,54 +113,15 @@ class NatsAsyncQueue(AsyncQueue):
         return queue
 
     async def _start(self) -> None:
-        loaded = asyncio.get_running_loop().create_future()
-        self._watch_task = asyncio.get_running_loop().create_task(
-            self._watch(loaded), name="async-nats-watch"
-        )
-        async with nats_errors("read the calls"), asyncio.timeout(REQUEST_TIMEOUT_S * 6):
-            await asyncio.shield(loaded)
+        await self._watch.start()
         self._held.start()
-
-    async def _watch(self, loaded: asyncio.Future[None]) -> None:
-        """Keep the view current: every put and delete of the bucket, from
-        all invokers. A watch that fails is started again into a fresh view
-        (deletes it missed would linger in the old one), swapped in once read."""
-        while True:
-            try:
-                await self._watch_once(loaded)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # NATS lost for longer than its own watch recovers from
-                if not loaded.done():
-                    loaded.set_exception(exc)
-                    return
-                log.warning("watch of the asynchronous calls failed (%s): starting it again", exc)
-                await asyncio.sleep(1.0)
-
-    async def _watch_once(self, loaded: asyncio.Future[None]) -> None:
-        watcher = await self._kv.watchall()
-        try:
-            view = self._view if not loaded.done() else CallView()
-            async for entry in watcher:
-                if entry is None:  # the bucket as it was is read
-                    self._view = view
-                    if not loaded.done():
-                        loaded.set_result(None)
-                    continue
-                if entry.operation in ("DEL", "PURGE") or not entry.value:
-                    view.apply(entry.key, entry.revision, None)
-                else:
-                    view.apply(entry.key, entry.revision, CallRecord.unpack(entry.value))
-        finally:
-            with contextlib.suppress(Exception):
-                await watcher.stop()
 
     @property
     def pending(self) -> int:
-        return self._view.pending + self._accepting
+        return self._watch.view.pending + self._accepting
 
     def queued_by_function(self) -> dict[str, int]:
-        return self._view.queued_by_function(time.time() - self.ack_wait_s, self._held.ids())
+        return self._watch.view.queued_by_function(time.time() - self.ack_wait_s, self._held.ids())
 
     # -- accepting -------------------------------------------------------------
 
@@ -182,7 +143,7 @@ class NatsAsyncQueue(AsyncQueue):
                 )  # fmt: skip
                 record = CallRecord.accepted(ack.seq, request)
                 revision = await self._kv.create(kv_key(request.call_id), record.pack())
-            self._view.apply(kv_key(request.call_id), revision, record)
+            self._watch.view.apply(kv_key(request.call_id), revision, record)
         except nats.js.errors.KeyWrongLastSequenceError:
             raise Conflict(f"asynchronous call {request.call_id!r} exists already") from None
         finally:
@@ -241,7 +202,7 @@ class NatsAsyncQueue(AsyncQueue):
         view when the view holds all of the record (no result), which saves
         a read whenever this invoker wrote last."""
         key = kv_key(call_id)
-        seen = self._view.get(key)
+        seen = self._watch.view.get(key)
         for attempt in range(CAS_TRIES):
             async with nats_errors(what):
                 if attempt == 0 and seen is not None and seen[1].call.result_status is None:
@@ -256,10 +217,12 @@ class NatsAsyncQueue(AsyncQueue):
                 if changed is None:
                     return record, None
                 try:
-                    written = await self._kv.update(key, _fitting(changed, self._nc.max_payload), revision)
+                    written = await self._kv.update(
+                        key, changed.packed_within(self._nc.max_payload), revision
+                    )
                 except nats.js.errors.KeyWrongLastSequenceError:
                     continue
-            self._view.apply(key, written, changed)
+            self._watch.view.apply(key, written, changed)
             return record, changed
         raise Unavailable(f"asynchronous call {call_id!r} kept changing while it was updated")
 
@@ -333,14 +296,14 @@ class NatsAsyncQueue(AsyncQueue):
         return record.call, request
 
     async def list(self, query: AsyncQuery, after: int, limit: int) -> list[tuple[int, AsyncCall]]:
-        return self._view.list(query, after, limit, time.time() - self.result_ttl_s)
+        return self._watch.view.list(query, after, limit, time.time() - self.result_ttl_s)
 
     async def interrupted(self) -> list[Claimed]:
         """None: a call whose invoker stopped is redelivered after the ack wait."""
         return []
 
     async def pending_callbacks(self) -> list[str]:
-        records = sorted(self._view.records(), key=lambda r: r.seq)
+        records = sorted(self._watch.view.records(), key=lambda r: r.seq)
         return [r.call.call_id for r in records if r.call.callback_status == "pending"]
 
     async def purge(self, finished_before: float) -> int:
@@ -349,13 +312,13 @@ class NatsAsyncQueue(AsyncQueue):
         markers of this invoker's deletes older than a minute (every
         invoker's watch has seen them by then)."""
         gone = 0
-        for key, revision, record in self._view.revisions():
+        for key, revision, record in self._watch.view.revisions():
             if record.status in FINAL_STATUSES and record.call.updated_at < finished_before:
                 async with nats_errors("purge a call"):
                     with contextlib.suppress(nats.js.errors.KeyWrongLastSequenceError):
                         await self._kv.delete(key, last=revision)
                         self._markers.append((time.monotonic(), key))
-                        self._view.forget(key)
+                        self._watch.view.forget(key)
                         gone += 1
         while self._markers and self._markers[0][0] < time.monotonic() - MARKER_KEPT_S:
             _, key = self._markers.popleft()
@@ -364,31 +327,24 @@ class NatsAsyncQueue(AsyncQueue):
         return gone
 
     def oldest_queued_at(self) -> float | None:
-        return self._view.oldest_queued_at()
+        return self._watch.view.oldest_queued_at()
 
     async def aclose(self) -> None:
         """Stop extending (calls still held are redelivered after the ack
         wait: the worker has let its attempts end before this), then close."""
         await self._held.stop()
-        if self._watch_task is not None:
-            self._watch_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._watch_task
+        await self._watch.stop()
         await self._puller.stop()
-        with contextlib.suppress(Exception):
-            async with asyncio.timeout(REQUEST_TIMEOUT_S):
-                await self._nc.drain()
-        if not self._nc.is_closed:
-            await self._nc.close()
-
-
-def _fitting(record: CallRecord, max_payload: int) -> bytes:
-    """The record packed, its result's body left out if the record would not
-    fit in one NATS message."""
-    packed = record.pack()
-    if len(packed) <= max_payload - 1024 or record.call.result is None:
-        return packed
-    result = record.call.result
-    why = f"the result ({len(result.body)} bytes) is too large for the NATS queue (max_payload {max_payload})"
-    lean = replace(record.call, result=replace(result, body=b""), error=record.call.error or why)
-    return CallRecord(record.seq, lean, record.not_before).pack()
+        try:
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(REQUEST_TIMEOUT_S):
+                    await self._nc.drain()
+            if not self._nc.is_closed:
+                with contextlib.suppress(Exception):
+                    await self._nc.close()
+        except asyncio.CancelledError:
+            # nats-py lets the cancelled close-waiter of a dead socket out as
+            # CancelledError; only a cancellation of this task goes on.
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import replace
@@ -29,6 +30,7 @@ from invoker.async_queue_nats import NatsAsyncQueue
 from invoker.async_queue_sqlite import SqliteAsyncQueue
 from invoker.errors import Conflict, NotFound, PayloadTooLarge, Unavailable
 from invoker.model import Invocation
+from tests.services import nats_server
 
 _namespaces = itertools.count()
 OpenQueue = Callable[..., Awaitable[AsyncQueue]]
@@ -283,3 +285,38 @@ async def test_a_call_larger_than_a_nats_message_is_refused_as_too_large(nats_ur
         assert queue.pending == 0
     finally:
         await queue.aclose()
+
+
+async def test_a_queue_rides_out_a_nats_restart_and_answers_unavailable_meanwhile(tmp_path: Path) -> None:
+    from tests.helpers import free_port
+
+    port, store = free_port(), str(tmp_path / "nats")
+    os.makedirs(store)
+    with nats_server(port, store) as url:
+        a = await NatsAsyncQueue.open(url, 100, 3600, 30.0, namespace="restart")
+        b = await NatsAsyncQueue.open(url, 100, 3600, 30.0, namespace="restart")
+        await a.enqueue(request(1))
+    try:
+        t0 = time.monotonic()
+        with pytest.raises(Unavailable, match="NATS"):
+            await a.enqueue(request(2))
+        assert time.monotonic() - t0 < 15  # a deadline, not a hang
+        with nats_server(port, store):
+            # Reconnected by itself; what was stored before is there, and b's
+            # view follows a's writes again.
+            deadline = time.monotonic() + 15
+            while True:
+                try:
+                    await a.enqueue(request(3))
+                    break
+                except Unavailable:
+                    assert time.monotonic() < deadline, "no reconnection within 15 s"
+                    await asyncio.sleep(0.2)
+            assert [c.request.call_id for c in await claim_within(b, "f", 5, 5)] == ["call-1", "call-3"]
+            deadline = time.monotonic() + 10
+            while a.queued_by_function() and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+            assert a.queued_by_function() == {} and a.pending == 2
+    finally:
+        await b.aclose()
+        await a.aclose()
