@@ -24,11 +24,11 @@ def handle(event, context):
 """
 
 
-def nats_server_of(base: Path, nats_url: str, ack_wait_s: float = 30) -> Server:
+def nats_server_of(base: Path, nats_url: str, ack_wait_s: float = 30, *args: str) -> Server:
     base.mkdir(parents=True, exist_ok=True)
     config = base / "faas.toml"
     config.write_text(f"queue_ack_wait_s = {ack_wait_s}\n")
-    return Server(base / "data", extra_args=("--queue", nats_url, "--config", str(config)))
+    return Server(base / "data", extra_args=("--queue", nats_url, "--config", str(config), *args))
 
 
 def call_of(server: Server, call_id: str) -> dict[str, Any]:
@@ -58,17 +58,19 @@ def test_an_async_call_is_queued_in_nats_and_runs(tmp_path: Path, nats_url: str)
         assert server.stop() == 0, server.log()[-4000:]
 
 
-def test_a_call_on_a_killed_server_is_redelivered_and_runs_on_another(tmp_path: Path, nats_url: str) -> None:
-    first = nats_server_of(tmp_path / "a", nats_url, ack_wait_s=2).start()
+def test_a_call_on_a_killed_server_is_redelivered_and_runs_on_another(
+    tmp_path: Path, nats_url: str, pg_url: str
+) -> None:
+    # One registry (PostgreSQL): every invoker taking calls from the queue knows every function.
+    first = nats_server_of(tmp_path / "a", nats_url, 2, "--database", pg_url).start()
     try:
         first.deploy_ok("slow", SLEEPER)
         call_id = enqueue(first, "slow", "?s=3", b"once more")
         wait_until(lambda: call_of(first, call_id)["status"] == "running", 30, "the call to start")
     finally:
         first.stop(signal.SIGKILL)  # no ack, no in_progress any more
-    second = nats_server_of(tmp_path / "b", nats_url, ack_wait_s=2).start()
+    second = nats_server_of(tmp_path / "b", nats_url, 2, "--database", pg_url).start()
     try:
-        second.deploy_ok("slow", SLEEPER)
         wait_until(lambda: call_of(second, call_id)["status"] == "succeeded", 30, "the call to run again",
                    detail=lambda: call_of(second, call_id))  # fmt: skip
         call = call_of(second, call_id)
