@@ -235,8 +235,10 @@ class NatsAsyncQueue(AsyncQueue):
                 not_before=when, status=QUEUED, attempts=attempts, error=error, result=result
             )
 
-        await self._change(call_id, back)
+        # Released first: if the record cannot be written, the call is
+        # redelivered after the ack wait instead of being extended forever.
         msg = self._held.release(call_id)
+        await self._change(call_id, back)
         if msg is not None:
             async with nats_errors("requeue a call"):
                 await msg.nak(delay=max(0.0, when - time.time()))
@@ -244,8 +246,8 @@ class NatsAsyncQueue(AsyncQueue):
     async def finish(
         self, call_id: str, status: str, error: str | None, result: AsyncResult | None, counted: bool = True
     ) -> None:
+        msg = self._held.release(call_id)  # first, as in retry_at
         await self._change(call_id, lambda record: record.finished(status, error, result, counted))
-        msg = self._held.release(call_id)
         if msg is not None:
             # Not waited for: an ack lost with the connection redelivers the
             # call, and its claim finds it finished and acks it again.
