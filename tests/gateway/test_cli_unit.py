@@ -448,7 +448,21 @@ def test_serve_passes_options(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("FAAS_TOKEN", raising=False)
     assert cli.main(["serve", "--port", "9000", "--deploy", "a.py", "fns/", "--deploy", "b.py"]) == 3
     assert (
-        cli.main(["--token", "t", "serve", "--keepalive", "2.5", "--data-dir", "/d", "--config", "c.toml"])
+        cli.main(
+            [
+                "--token",
+                "t",
+                "serve",
+                "--keepalive",
+                "2.5",
+                "--data-dir",
+                "/d",
+                "--config",
+                "c.toml",
+                "--queue",
+                "nats://n:4222",
+            ]
+        )
         == 3
     )
     assert calls == [
@@ -460,6 +474,7 @@ def test_serve_passes_options(monkeypatch: pytest.MonkeyPatch) -> None:
             "token": None,
             "keepalive_s": None,
             "database": None,
+            "queue": None,
             "deploy_paths": ["a.py", "fns/", "b.py"],
         },
         {
@@ -470,6 +485,7 @@ def test_serve_passes_options(monkeypatch: pytest.MonkeyPatch) -> None:
             "token": "t",
             "keepalive_s": 2.5,
             "database": None,
+            "queue": "nats://n:4222",
             "deploy_paths": [],
         },
     ]
