@@ -56,6 +56,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         token=getattr(args, "token", None),
         keepalive_s=args.keepalive,
         database=args.database,
+        queue=args.queue,
         deploy_paths=list(args.deploy),
         role=args.role,
         cluster_token=args.cluster_token,

@@ -128,6 +128,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--workers", metavar="N", type=_positive, help="gateway processes sharing the port (role gateway)"
     )
     p.add_argument(
+        "--queue",
+        metavar="URL",
+        help="nats://HOST:PORT: the asynchronous queue in NATS JetStream (default SQLite)",
+    )
+    p.add_argument(
         "--deploy",
         metavar="PATH",
         nargs="+",

@@ -13,6 +13,10 @@ def check_cluster(config: Any) -> None:
     if config.database is not None and not config.database.startswith(("postgresql://", "postgres://")):
         raise ConfigError(f"database must be a postgresql:// URL, got {_redacted(config.database)!r}")
     check_roles(config)
+    if config.queue is not None and not config.queue.startswith("nats://"):
+        raise ConfigError(f"queue must be a nats:// URL, got {_redacted(config.queue)!r}")
+    if config.queue_ack_wait_s < 1:
+        raise ConfigError(f"queue_ack_wait_s must be at least 1, got {config.queue_ack_wait_s:g}")
     if config.pg_synchronous_commit not in SYNCHRONOUS_COMMIT:
         raise ConfigError(
             f"pg_synchronous_commit must be one of {', '.join(SYNCHRONOUS_COMMIT)},"

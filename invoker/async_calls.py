@@ -20,6 +20,7 @@ from prometheus_client.registry import Collector
 
 from .async_model import AsyncCall, AsyncQuery, AsyncRequest
 from .async_queue import AsyncQueue
+from .async_queue_nats import NatsAsyncQueue
 from .async_queue_sqlite import SqliteAsyncQueue
 from .async_worker import AsyncWorker, StatusOf
 from .callback_policy import CallbackPolicy
@@ -104,12 +105,7 @@ class AsyncCalls:
     async def __aenter__(self) -> AsyncCalls:
         config = self.config
         try:
-            queue = SqliteAsyncQueue(
-                os.path.join(config.data_dir, QUEUE_FILE),
-                config.max_async_queue,
-                config.async_result_ttl_s,
-                synchronous=config.ledger_sync.upper(),
-            )
+            queue = await self._open_queue_store()
             self._stack.push_async_callback(queue.aclose)
             sender = await self._stack.enter_async_context(
                 CallbackSender(
@@ -142,6 +138,20 @@ class AsyncCalls:
     ) -> None:
         self.queue = None
         await self._stack.aclose()
+
+    async def _open_queue_store(self) -> AsyncQueue:
+        """NATS JetStream when `queue` names a server (a cluster's), else SQLite under data_dir."""
+        config = self.config
+        if config.queue is not None:
+            return await NatsAsyncQueue.open(
+                config.queue, config.max_async_queue, config.async_result_ttl_s, config.queue_ack_wait_s
+            )
+        return SqliteAsyncQueue(
+            os.path.join(config.data_dir, QUEUE_FILE),
+            config.max_async_queue,
+            config.async_result_ttl_s,
+            synchronous=config.ledger_sync.upper(),
+        )
 
     def _failed(self, call: AsyncCall, reason: str) -> None:
         self.metrics.callback_failures.labels(call.function).inc()

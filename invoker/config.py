@@ -107,6 +107,14 @@ class InvokerConfig:
     # flushed to the WAL before its answer leaves), "remote_apply",
     # "remote_write", "local" or "off" (faster, loses the last records on a crash).
     pg_synchronous_commit: str = "on"
+    # The asynchronous queue of a cluster (nats://HOST:PORT, JetStream on):
+    # every invoker takes calls from it and a call whose invoker died runs
+    # on another. None: SQLite under data_dir, this server's alone.
+    queue: str | None = None
+    # Seconds without a sign of life (an in_progress ack, sent every third of
+    # it while a call runs) after which JetStream redelivers a call to
+    # another invoker: how long a call whose invoker died waits.
+    queue_ack_wait_s: float = 30.0
 
     def factory_config(self) -> FactoryConfig:
         """The sandbox factory's part of these settings (the same names)."""

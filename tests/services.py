@@ -114,15 +114,17 @@ def fresh_database(server_url: str, name: str) -> str:
 
 
 @contextlib.contextmanager
-def nats_server() -> Iterator[str]:
-    """A nats-server with JetStream on 127.0.0.1; yields its URL."""
+def nats_server(port: int | None = None, store: str | None = None) -> Iterator[str]:
+    """A nats-server with JetStream on 127.0.0.1; yields its URL. Given a
+    port and a store directory (kept), a test can stop it and start it again
+    where it was."""
     binary = _need(shutil.which("nats-server"), "nats-server", "nats-server")
-    root = tempfile.mkdtemp(prefix="faas-nats-")
-    port = free_port()
+    root = store or tempfile.mkdtemp(prefix="faas-nats-")
+    port = port or free_port()
     proc = subprocess.Popen(
         [binary, "-js", "-a", "127.0.0.1", "-p", str(port), "-sd", root],
         stdout=subprocess.DEVNULL,
-        stderr=open(os.path.join(root, "log"), "wb"),  # noqa: SIM115 - closed with the process
+        stderr=open(os.path.join(root, "log"), "ab"),  # noqa: SIM115 - closed with the process
     )
     try:
         wait_until(lambda: _listening(port), 20, f"nats-server on port {port}")
@@ -134,7 +136,8 @@ def nats_server() -> Iterator[str]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-        shutil.rmtree(root, ignore_errors=True)
+        if store is None:
+            shutil.rmtree(root, ignore_errors=True)
 
 
 def _listening(port: int) -> bool:

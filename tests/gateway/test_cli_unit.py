@@ -453,7 +453,21 @@ def test_serve_passes_options(monkeypatch: pytest.MonkeyPatch) -> None:
     cluster_flags = ["--role", "gateway", "--cluster-token", "k" * 16, "--advertise", "h:1", "--workers", "4"]
     assert cli.main(["serve", "--database", "postgresql://db/faas", *cluster_flags]) == 3
     assert (
-        cli.main(["--token", "t", "serve", "--keepalive", "2.5", "--data-dir", "/d", "--config", "c.toml"])
+        cli.main(
+            [
+                "--token",
+                "t",
+                "serve",
+                "--keepalive",
+                "2.5",
+                "--data-dir",
+                "/d",
+                "--config",
+                "c.toml",
+                "--queue",
+                "nats://n:4222",
+            ]
+        )
         == 3
     )
     assert calls == [
@@ -465,6 +479,7 @@ def test_serve_passes_options(monkeypatch: pytest.MonkeyPatch) -> None:
             "token": None,
             "keepalive_s": None,
             "database": None,
+            "queue": None,
             "deploy_paths": ["a.py", "fns/", "b.py"],
             **NO_CLUSTER,
         },
@@ -490,6 +505,7 @@ def test_serve_passes_options(monkeypatch: pytest.MonkeyPatch) -> None:
             "token": "t",
             "keepalive_s": 2.5,
             "database": None,
+            "queue": "nats://n:4222",
             "deploy_paths": [],
             **NO_CLUSTER,
         },

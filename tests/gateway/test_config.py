@@ -145,6 +145,7 @@ def test_every_invoker_setting_is_reachable_from_the_config_file(tmp_path: Path)
     settings["nameservers"] = ("192.0.2.1",)  # addresses, not networks
     settings["database"] = "postgresql://faas@db/faas"  # a URL of its scheme
     settings["pg_synchronous_commit"] = "off"  # one of five values
+    settings["queue"] = "nats://nats:4222"  # a URL of its scheme
     config = load(write(tmp_path, json.dumps(settings), "faas.json"))
     invoker = config.invoker_config()
     assert type(invoker) is InvokerConfig
@@ -187,6 +188,11 @@ def test_cluster_settings_are_checked() -> None:
     with pytest.raises(ConfigError, match="pg_synchronous_commit must be one of"):
         load(pg_synchronous_commit="maybe")
     assert load(database="postgresql://faas@db/faas").invoker_config().database == "postgresql://faas@db/faas"
+    with pytest.raises(ConfigError, match=r"queue must be a nats:// URL, got 'redis://db:6379'"):
+        load(queue="redis://db:6379")
+    assert load(queue="nats://127.0.0.1:4222").invoker_config().queue == "nats://127.0.0.1:4222"
+    with pytest.raises(ConfigError, match="queue_ack_wait_s must be at least 1"):
+        load(queue_ack_wait_s=0.5)
 
 
 DB = "postgresql://faas@db/faas"

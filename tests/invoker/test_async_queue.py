@@ -1,29 +1,22 @@
-"""The SQLite asynchronous queue: durable acceptance, claiming, retries,
-finishing, cancelling, listing, expiry, and what survives a reopen."""
+"""The SQLite asynchronous queue: durable acceptance (group commit), claims
+on a clock of the test's, finishing, and what survives a reopen. The
+contract both queues keep (the bound, cancelling, listing, expiry) is
+tested on SQLite and NATS JetStream alike in tests/cluster/test_nats_queue.py."""
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
 import sqlite3
-import time
 from pathlib import Path
 
-import pytest
-
 from invoker.async_model import (
-    CANCELLED,
     FAILED,
-    QUEUED,
-    RUNNING,
     SUCCEEDED,
-    AsyncQuery,
     AsyncRequest,
     AsyncResult,
 )
-from invoker.async_queue import QueueFull
 from invoker.async_queue_sqlite import SqliteAsyncQueue
-from invoker.errors import Conflict, NotFound
 from invoker.model import Invocation
 
 
@@ -57,20 +50,6 @@ async def test_accepted_calls_are_committed_together_and_survive_a_reopen(tmp_pa
         == request(0, body=bytes([0]) * 1000).invocation
     )
     await reopened.aclose()
-
-
-async def test_the_bound_refuses_past_max_pending_and_frees_as_calls_end(tmp_path: Path) -> None:
-    queue = open_queue(tmp_path, max_pending=2)
-    await queue.enqueue(request(1))
-    await queue.enqueue(request(2))
-    with pytest.raises(QueueFull, match="max_async_queue"):
-        await queue.enqueue(request(3))
-    (claimed,) = await queue.claim("f", now=2000, limit=1)
-    with pytest.raises(QueueFull):  # running calls count too
-        await queue.enqueue(request(3))
-    await queue.finish(claimed.request.call_id, SUCCEEDED, None, AsyncResult(200, (), b"ok"))
-    await queue.enqueue(request(3))
-    await queue.aclose()
 
 
 async def test_claims_are_per_function_oldest_first_and_not_before_due(tmp_path: Path) -> None:
@@ -118,53 +97,6 @@ async def test_finish_keeps_the_result_and_makes_the_callback_pending(tmp_path: 
     await queue.set_callback_status("call-1", "delivered")
     assert await queue.pending_callbacks() == []
     assert (await queue.get("call-2"))[0].callback_status is None
-    await queue.aclose()
-
-
-async def test_only_a_queued_call_can_be_cancelled(tmp_path: Path) -> None:
-    queue = open_queue(tmp_path)
-    await queue.enqueue(request(1))
-    await queue.enqueue(request(2))
-    cancelled = await queue.cancel("call-2")
-    assert cancelled.status == CANCELLED and queue.queued_by_function() == {"f": 1}
-    await queue.claim("f", now=2000, limit=1)
-    with pytest.raises(Conflict, match="running"):
-        await queue.cancel("call-1")
-    with pytest.raises(Conflict, match="cancelled"):
-        await queue.cancel("call-2")
-    with pytest.raises(NotFound):
-        await queue.cancel("nope")
-    assert [c.request.call_id for c in await queue.claim("f", now=2000, limit=5)] == []
-    await queue.aclose()
-
-
-async def test_listing_pages_by_cursor_and_filters(tmp_path: Path) -> None:
-    queue = open_queue(tmp_path)
-    for i in range(5):
-        await queue.enqueue(request(i, "f" if i % 2 == 0 else "g"))
-    await queue.claim("f", now=2000, limit=1)
-    page = await queue.list(AsyncQuery(function="f"), after=0, limit=2)
-    assert [call.call_id for _, call in page] == ["call-0", "call-2"]
-    rest = await queue.list(AsyncQuery(function="f"), after=page[-1][0], limit=2)
-    assert [call.call_id for _, call in rest] == ["call-4"]
-    running = await queue.list(AsyncQuery(status=RUNNING), after=0, limit=10)
-    assert [(call.call_id, call.status) for _, call in running] == [("call-0", RUNNING)]
-    queued = await queue.list(AsyncQuery(function="g", status=QUEUED), after=0, limit=10)
-    assert [call.call_id for _, call in queued] == ["call-1", "call-3"]
-    await queue.aclose()
-
-
-async def test_finished_calls_expire_after_the_ttl(tmp_path: Path) -> None:
-    queue = open_queue(tmp_path, ttl=60)
-    await queue.enqueue(request(1))
-    await queue.enqueue(request(2))
-    await queue.claim("f", now=2000, limit=1)
-    await queue.finish("call-1", SUCCEEDED, None, AsyncResult(200, (), b""))
-    assert await queue.purge(finished_before=time.time() - 60) == 0
-    assert await queue.purge(finished_before=time.time() + 1) == 1
-    with pytest.raises(NotFound):
-        await queue.get("call-1")
-    assert (await queue.get("call-2"))[0].status == QUEUED  # never purged while queued
     await queue.aclose()
 
 
