@@ -491,6 +491,7 @@ def test_serve_passes_options(monkeypatch: pytest.MonkeyPatch) -> None:
             "token": None,
             "keepalive_s": None,
             "database": "postgresql://db/faas",
+            "queue": None,
             "deploy_paths": [],
             "role": "gateway",
             "cluster_token": "k" * 16,
