@@ -15,6 +15,7 @@ import subprocess
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 
@@ -114,21 +115,24 @@ def fresh_database(server_url: str, name: str) -> str:
 
 
 @contextlib.contextmanager
-def nats_server(port: int | None = None, store: str | None = None) -> Iterator[str]:
-    """A nats-server with JetStream on 127.0.0.1; yields its URL. Given a
+def nats_server(
+    port: int | None = None, store: str | None = None, listen: str = "127.0.0.1", netns: Any = None
+) -> Iterator[str]:
+    """A nats-server with JetStream on `listen`; yields its URL. Given a
     port and a store directory (kept), a test can stop it and start it again
-    where it was."""
+    where it was. `netns`: a tests/nettopo.py Namespace to run it in."""
     binary = _need(shutil.which("nats-server"), "nats-server", "nats-server")
     root = store or tempfile.mkdtemp(prefix="faas-nats-")
     port = port or free_port()
+    enter = ["nsenter", f"--net={netns.path}"] if netns is not None else []
     proc = subprocess.Popen(
-        [binary, "-js", "-a", "127.0.0.1", "-p", str(port), "-sd", root],
+        [*enter, binary, "-js", "-a", listen, "-p", str(port), "-sd", root],
         stdout=subprocess.DEVNULL,
         stderr=open(os.path.join(root, "log"), "ab"),  # noqa: SIM115 - closed with the process
     )
     try:
-        wait_until(lambda: _listening(port), 20, f"nats-server on port {port}")
-        yield f"nats://127.0.0.1:{port}"
+        wait_until(lambda: _listening(port, listen, netns), 20, f"nats-server on port {port}")
+        yield f"nats://{listen}:{port}"
     finally:
         proc.terminate()
         try:
@@ -140,9 +144,9 @@ def nats_server(port: int | None = None, store: str | None = None) -> Iterator[s
             shutil.rmtree(root, ignore_errors=True)
 
 
-def _listening(port: int) -> bool:
+def _listening(port: int, host: str = "127.0.0.1", netns: Any = None) -> bool:
     import socket
 
-    with socket.socket() as s:
+    with netns.socket() if netns is not None else socket.socket() as s:
         s.settimeout(0.2)
-        return s.connect_ex(("127.0.0.1", port)) == 0
+        return s.connect_ex((host, port)) == 0

@@ -19,13 +19,14 @@ import psycopg
 import pytest
 
 from tests.helpers import REPO, Response, Server, wait_until
-from tests.services import postgres_at
+from tests.services import nats_server, postgres_at
 
 from .topology import HUB, INVOKER_PORT, ClusterNet
 
 pytestmark = pytest.mark.root
 
 TOKEN = "cluster-token-for-the-three-node-test"
+ACK_WAIT_S = 3
 NODE = "X-Faas-Node"
 HELLO = 'def handle(event, context):\n    return "hi from " + context.function_name\n'
 SLEEPY = (
@@ -50,17 +51,20 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     net = ClusterNet(3)
     servers: list[Server] = []
     try:
-        with postgres_at(HUB, net.hub.path) as pg:
+        with postgres_at(HUB, net.hub.path) as pg, nats_server(listen=HUB, netns=net.hub) as nats:
             with psycopg.connect(pg.local_url(), autocommit=True) as conn:
                 conn.execute("CREATE DATABASE faas")
-            common = ("--database", pg.url("faas"), "--cluster-token", TOKEN)
+            config = base / "invoker.toml"
+            # A call whose invoker died is redelivered ACK_WAIT_S later.
+            config.write_text(f"queue_ack_wait_s = {ACK_WAIT_S}\n")
+            common = ("--database", pg.url("faas"), "--cluster-token", TOKEN, "--queue", nats)
             invokers = [
                 Server(
                     base / f"invoker{i}" / "data",  # its log beside: serve-8080.log
                     netns=net.nodes[i],
                     host=net.address(i),
                     port=INVOKER_PORT,
-                    extra_args=("--role", "invoker", *common),
+                    extra_args=("--role", "invoker", *common, "--config", str(config)),
                 )
                 for i in range(3)
             ]
@@ -202,6 +206,41 @@ def test_a_draining_invoker_finishes_its_calls_while_new_ones_go_elsewhere(clust
     assert home.proc.wait(30) == 0  # drained and exited on its own
     home.stop()
     home.start(timeout_s=60)
+    wait_until(lambda: len(gw0.request("GET", "/system/nodes").json()) == 3, 5, "the invoker back")
+
+
+def test_an_async_call_on_a_killed_invoker_runs_again_on_another(cluster: Cluster) -> None:
+    gw0, gw1 = cluster.gateways
+    gw0.deploy_ok("later", SLEEPY)
+    queued = gw0.request("POST", "/async-function/later?s=3", body=b"")
+    assert queued.status == 202, queued.body
+    call_id = queued.json()["call_id"]
+
+    def running_on() -> str | None:
+        busy = [n["node_id"] for n in gw1.request("GET", "/system/nodes").json() if n["in_flight"]]
+        return busy[0] if busy else None
+
+    wait_until(lambda: running_on() is not None, 10, "the asynchronous call running")
+    victim_node = running_on()
+    victim = next(s for s in cluster.invokers if cluster.node_of(s) == victim_node)
+    victim.stop(signal.SIGKILL)
+    killed = time.monotonic()
+
+    def status() -> dict[str, object]:
+        return gw1.request("GET", f"/system/async/{call_id}").json()
+
+    wait_until(
+        lambda: status()["status"] == "succeeded", ACK_WAIT_S + 20, "the call run again", detail=status
+    )
+    done = status()
+    assert done["attempts"] == 2 and done["result_status"] == 200, done
+    print(f"async redelivered and done {time.monotonic() - killed:.2f} s after the kill")
+    with psycopg.connect(cluster.database) as conn:
+        attempts = conn.execute(
+            "SELECT attempt, status FROM usage WHERE call_id = %s ORDER BY attempt", (call_id,)
+        )
+        assert [row[0] for row in attempts.fetchall()][-1] == 2
+    victim.start(timeout_s=60)
     wait_until(lambda: len(gw0.request("GET", "/system/nodes").json()) == 3, 5, "the invoker back")
 
 
