@@ -241,7 +241,7 @@ class LayerStore:
             self.layers[layer_id] = layer
         return layer
 
-    def _unpackshared_task(self, layer_id: str) -> Layer | None:
+    def _unpack_shared(self, layer_id: str) -> Layer | None:
         assert self.archive is not None
         work = tempfile.mkdtemp(prefix=".fetch-", dir=self.root)
         try:
