@@ -23,7 +23,9 @@ from tests.helpers import EXAMPLES, TEST_FUNCTIONS, Server, wait_until
 pytestmark = pytest.mark.root
 
 READER = TEST_FUNCTIONS / "secret_reader.py"
-SIX_PROBE = "import six\n\ndef handle(event, context):\n    return {'six': six.__version__, 'file': six.__file__}\n"
+SIX_PROBE = (
+    "import six\n\ndef handle(event, context):\n    return {'six': six.__version__, 'file': six.__file__}\n"
+)
 BUILD_TIMEOUT_S = 600
 
 
@@ -78,7 +80,9 @@ def test_secrets_made_through_one_server_are_used_through_another_within_a_secon
     assert time.monotonic() - t0 < 1.0
     assert [s["name"] for s in b.request("GET", "/system/secrets").json()] == ["db"]
     with psycopg.connect(pg_url) as conn:
-        [(encrypted, stored)] = conn.execute("SELECT encrypted, data FROM secrets WHERE name = 'db'").fetchall()
+        [(encrypted, stored)] = conn.execute(
+            "SELECT encrypted, data FROM secrets WHERE name = 'db'"
+        ).fetchall()
     assert encrypted is True and b"first" not in bytes(stored)  # a Fernet token, as the file store keeps it
 
     # A rotation, then a new version (new sandboxes read the new value), through a.
