@@ -7,8 +7,9 @@ the database, usually within milliseconds of the commit.
 
 A change made here is heard here too; it then finds nothing to do. Nothing
 a handler does writes to the database, so servers never echo each other's
-changes. A lost connection is made again and everything re-read, since
-notifications sent meanwhile are lost.
+changes. Once listening, and again after every reconnect, everything is
+re-read: notifications sent before (between the server's start reading
+the database and its LISTEN, or while the connection was lost) are lost.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ Handler = Callable[[str | None], Awaitable[None]]
 class ClusterListener:
     """For each notification on a channel of `handlers`, calls that
     channel's handler with its payload (the name changed), one at a time, in
-    order; every handler with None after a reconnect (re-read all)."""
+    order; every handler with None once listening (re-read all)."""
 
     def __init__(self, url: str, handlers: Mapping[str, Handler]) -> None:
         self._url = url
@@ -45,7 +46,6 @@ class ClusterListener:
         return self
 
     async def _listen(self) -> None:
-        first = True
         while True:
             try:
                 async with await psycopg.AsyncConnection.connect(
@@ -53,11 +53,9 @@ class ClusterListener:
                 ) as conn:
                     for channel in self._handlers:
                         await conn.execute(f"LISTEN {channel}")
+                    for channel in self._handlers:
+                        await self._apply(channel, None)
                     self.listening.set()
-                    if not first:
-                        for channel in self._handlers:
-                            await self._apply(channel, None)
-                    first = False
                     async for note in conn.notifies():
                         await self._apply(note.channel, note.payload)
             except (psycopg.Error, OSError) as exc:
