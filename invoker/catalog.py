@@ -26,7 +26,7 @@ import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
-from .errors import BadRequest, NotFound
+from .errors import BadRequest, CallTimedOut, LayerUnavailable, NotFound
 from .functions import FunctionState
 from .layer_build import REQUIREMENTS_FILE
 from .layers import Layer, LayerStore
@@ -106,14 +106,20 @@ class Catalog:
                 fn.drop(expired)
         self.code.remove_all_but({state.code_dir for state in self.states()})
 
-    async def materialize(self, state: FunctionState) -> None:
+    async def materialize(self, state: FunctionState, deadline: float) -> None:
         """The version's layer and code on this server's disk, fetched now
         if they are not (a version of a shared registry, on its first use
-        here); NotFound if it was removed meanwhile, LayerUnavailable if its
-        layer cannot be had."""
+        here) by `deadline` (monotonic: a cold start's); NotFound if it was
+        removed meanwhile, LayerUnavailable if its layer cannot be had."""
         if state.code_dir and (state.layer is not None or not state.config.layer_id):
             return
-        await shared_task(self._materializing, state, lambda: self._fetch(state))
+        try:
+            async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
+                await shared_task(self._materializing, state, lambda: self._fetch(state))
+        except TimeoutError:
+            raise CallTimedOut(
+                f"timed out after {state.config.timeout_s:g} s (fetching its code and layer)"
+            ) from None
 
     async def _fetch(self, state: FunctionState) -> None:
         config = state.config
@@ -132,6 +138,19 @@ class Catalog:
             raise gone
         state.code_dir = code_dir
         log.info("fetched the code of %s version %d", config.name, config.version)
+
+    async def publish_layers(self) -> None:
+        """In a cluster, at start: every layer here that a stored version
+        names is stored in the database unless it is (one built before
+        layers were shared), so the other servers can fetch it."""
+        if self.layers.archive is None:
+            return
+        used = {state.config.layer_id for state in self.states()}
+        for layer in [layer for layer in self.layers.layers.values() if layer.id in used]:
+            try:
+                await self.layers.publish(layer)
+            except LayerUnavailable as exc:
+                log.warning("%s", exc.message)
 
     def _layer_of(self, config: FunctionConfig) -> Layer | None:
         if not config.layer_id:

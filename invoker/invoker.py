@@ -35,7 +35,7 @@ from .pool import START
 from .recorder import Recorder
 from .registry import CodeStore
 from .releases import Releases
-from .stores import follow_cluster, open_layer_archive, open_ledger, open_registry, open_secrets
+from .stores import follow_cluster, open_ledger, open_registry, open_secrets, share_layers
 from .tasks import cancel_and_wait, task_stacks
 from .uids import UidRange
 from .validate import Limits, host_cores
@@ -108,12 +108,9 @@ class Invoker(Releases, AsyncInvocations):
         await self._stack.enter_async_context(self.factory)
         self._stack.push_async_callback(self._destroy_all)
         await asyncio.to_thread(self._secrets.load)
-        self._stack.callback(self._secrets.close)
-        archive = open_layer_archive(self.config)
-        if archive is not None:
-            self.catalog.layers.share(archive)
-            self._stack.callback(archive.close)
+        share_layers(self.config, self.catalog.layers, self._stack)
         await NetworkAdmission(self.factory).load(self.catalog, registry)
+        await self.catalog.publish_layers()
         for state in self.catalog.states():
             self._load_layer(state)
         await follow_cluster(self, self._secrets, self._stack)
@@ -278,13 +275,7 @@ class Invoker(Releases, AsyncInvocations):
         is ready, else a new one. Its init_ms is the whole cold start."""
         config = state.config
         t0 = time.monotonic()
-        try:
-            async with asyncio.timeout(max(0.0, deadline - t0)):
-                await self.catalog.materialize(state)
-        except TimeoutError:
-            raise CallTimedOut(
-                f"timed out after {config.timeout_s:g} s (fetching its code and layer)"
-            ) from None
+        await self.catalog.materialize(state, deadline)
         secrets = self._secrets.values(config.secrets)
         self._make_room(state.memory_estimate)
         limits = self.factory.limits(config.memory_mb, config.cpu)

@@ -263,11 +263,7 @@ class LayerStore:
                 raise LayerUnavailable(
                     f"layer {layer_id} could not be fetched from the database: {exc}"
                 ) from None
-            try:
-                os.rename(staging, layer.path)
-            except OSError:
-                if not os.path.isfile(os.path.join(layer.path, MANIFEST)):
-                    raise
+            _into_place(staging, layer.path)
             return layer
         finally:
             shutil.rmtree(work, ignore_errors=True)
@@ -340,11 +336,7 @@ class LayerStore:
         with open(os.path.join(staging, MANIFEST), "w") as f:
             json.dump(layer.manifest(), f, indent=1)
         _make_readable(staging)
-        try:
-            os.rename(staging, layer.path)
-        except OSError:
-            if not os.path.isfile(os.path.join(layer.path, MANIFEST)):
-                raise
+        _into_place(staging, layer.path)
         return layer
 
     async def remove(self, layer_id: str) -> None:
@@ -363,6 +355,16 @@ class LayerStore:
                     log.info("deleted layer %s from the database: no stored version names it", layer_id)
             except Exception as exc:  # the database's trouble: the next server to remove it tries again
                 log.warning("could not delete layer %s from the database: %s", layer_id, exc)
+
+
+def _into_place(staging: str, path: str) -> None:
+    """A finished layer renamed to its id; one there already (the same
+    content, by its address) is kept."""
+    try:
+        os.rename(staging, path)
+    except OSError:
+        if not os.path.isfile(os.path.join(path, MANIFEST)):
+            raise
 
 
 def _make_readable(path: str) -> None:

@@ -10,37 +10,21 @@ one transaction: another server sees the whole archive or none of it.
 
 from __future__ import annotations
 
-import contextlib
-import threading
-from collections.abc import Iterator
-
-import psycopg
-
-from .pg_schema import connect
+from .pg_schema import SharedConnection
 
 CHUNK_BYTES = 8 * 1024 * 1024
 
 
 class PostgresLayerArchive:
     def __init__(self, url: str) -> None:
-        self._url = url
-        self._lock = threading.Lock()
-        self._db: psycopg.Connection | None = None
-
-    @contextlib.contextmanager
-    def _transaction(self) -> Iterator[psycopg.Connection]:
-        with self._lock:
-            if self._db is None or self._db.closed or self._db.broken:
-                self._db = connect(self._url)
-            with self._db.transaction():
-                yield self._db
+        self._connection = SharedConnection(url)
 
     def has(self, layer_id: str) -> bool:
-        with self._transaction() as db:
+        with self._connection.transaction() as db:
             return db.execute("SELECT 1 FROM layers WHERE id = %s", (layer_id,)).fetchone() is not None
 
     def put(self, layer_id: str, tree_digest: str, archive_path: str) -> bool:
-        with self._transaction() as db, open(archive_path, "rb") as f:
+        with self._connection.transaction() as db, open(archive_path, "rb") as f:
             # Two servers storing one layer take turns; the second finds it stored.
             db.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", ("layer:" + layer_id,))
             if db.execute("SELECT 1 FROM layers WHERE id = %s", (layer_id,)).fetchone() is not None:
@@ -63,7 +47,7 @@ class PostgresLayerArchive:
         return True
 
     def fetch(self, layer_id: str, archive_path: str) -> str | None:
-        with self._transaction() as db:
+        with self._connection.transaction() as db:
             row = db.execute("SELECT tree_digest, chunks FROM layers WHERE id = %s", (layer_id,)).fetchone()
             if row is None:
                 return None
@@ -79,7 +63,7 @@ class PostgresLayerArchive:
         return str(tree_digest)
 
     def delete_unused(self, layer_id: str) -> bool:
-        with self._transaction() as db:
+        with self._connection.transaction() as db:
             db.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", ("layer:" + layer_id,))
             cur = db.execute(
                 "DELETE FROM layers WHERE id = %s"
@@ -89,6 +73,4 @@ class PostgresLayerArchive:
         return cur.rowcount > 0
 
     def close(self) -> None:
-        with self._lock:
-            if self._db is not None:
-                self._db.close()
+        self._connection.close()

@@ -12,16 +12,11 @@ row (`refresh`), so its view is current within milliseconds of the commit.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import threading
 import time
-from collections.abc import Iterator
-
-import psycopg
 
 from .errors import BadRequest
 from .model import SecretInfo
-from .pg_schema import connect
+from .pg_schema import SharedConnection
 from .secrets import MAX_SECRETS, SecretStore
 
 CHANNEL = "faas_secrets"
@@ -33,24 +28,14 @@ COLUMNS = "name, size_bytes, created_at, updated_at, encrypted, data"
 class PostgresSecretStore(SecretStore):
     def __init__(self, url: str, key_file: str | None = None) -> None:
         super().__init__(key_file)
-        self._url = url
-        self._lock = threading.Lock()
-        self._db: psycopg.Connection | None = None
-
-    @contextlib.contextmanager
-    def _transaction(self) -> Iterator[psycopg.Connection]:
-        with self._lock:
-            if self._db is None or self._db.closed or self._db.broken:
-                self._db = connect(self._url)
-            with self._db.transaction():
-                yield self._db
+        self._connection = SharedConnection(url)
 
     def load(self) -> None:
         """Read every secret (the schema is migrated by the registry, opened
         first); encrypt those stored in the clear when a key is set.
         StartupError if one cannot be read with the key given."""
         self._load_key()
-        with self._transaction() as db:
+        with self._connection.transaction() as db:
             rows = db.execute(f"SELECT {COLUMNS} FROM secrets ORDER BY name").fetchall()
         for row in rows:
             info, stored = _from_row(row)
@@ -69,7 +54,7 @@ class PostgresSecretStore(SecretStore):
         self._stored.update(current)
 
     def _read(self, name: str | None) -> dict[str, tuple[SecretInfo, bytes]]:
-        with self._transaction() as db:
+        with self._connection.transaction() as db:
             if name is None:
                 rows = db.execute(f"SELECT {COLUMNS} FROM secrets").fetchall()
             else:
@@ -82,7 +67,7 @@ class PostgresSecretStore(SecretStore):
     def _store(self, name: str, value: bytes, allow_new: bool) -> tuple[SecretInfo, bool]:
         stored = self._seal(value)
         now = time.time()
-        with self._transaction() as db:
+        with self._connection.transaction() as db:
             # Writers of the whole cluster take turns, so MAX_SECRETS holds for the table.
             db.execute("SELECT pg_advisory_xact_lock(%s)", (SECRETS_LOCK,))
             row = db.execute("SELECT created_at FROM secrets WHERE name = %s", (name,)).fetchone()
@@ -106,15 +91,13 @@ class PostgresSecretStore(SecretStore):
 
     def delete(self, name: str) -> None:
         self.info(name)  # NotFound
-        with self._transaction() as db:
+        with self._connection.transaction() as db:
             db.execute("DELETE FROM secrets WHERE name = %s", (name,))
             db.execute("SELECT pg_notify(%s, %s)", (CHANNEL, name))
         self._stored.pop(name, None)
 
     def close(self) -> None:
-        with self._lock:
-            if self._db is not None:
-                self._db.close()
+        self._connection.close()
 
 
 def _from_row(row: tuple[str, int, float, float, bool, bytes]) -> tuple[SecretInfo, bytes]:

@@ -9,7 +9,7 @@ from contextlib import AsyncExitStack
 from typing import TYPE_CHECKING
 
 from .config import InvokerConfig
-from .layer_archive import LayerArchive
+from .layers import LayerStore
 from .ledger import Ledger, SqliteLedger
 from .registry import Registry, SqliteRegistry
 from .secrets import FileSecretStore, SecretStore
@@ -43,18 +43,21 @@ def open_secrets(config: InvokerConfig) -> SecretStore:
     return FileSecretStore(os.path.join(config.data_dir, "secrets"), config.secrets_key_file)
 
 
-def open_layer_archive(config: InvokerConfig) -> LayerArchive | None:
-    """Where built layers are shared (None: alone, nowhere)."""
+def share_layers(config: InvokerConfig, layers: LayerStore, stack: AsyncExitStack) -> None:
+    """In a cluster, `layers` shared through the database until `stack`
+    closes; alone, nothing."""
     if config.database:
         from .pg_layers import PostgresLayerArchive
 
-        return PostgresLayerArchive(config.database)
-    return None
+        archive = PostgresLayerArchive(config.database)
+        layers.share(archive)
+        stack.callback(archive.close)
 
 
 async def follow_cluster(invoker: Invoker, secrets: SecretStore, stack: AsyncExitStack) -> None:
     """In a cluster (`database` set), follow the other servers' deploys and
-    secrets until `stack` closes; alone, nothing."""
+    secrets until `stack` closes (then the secrets' connection closes too);
+    alone, nothing."""
     if not invoker.config.database:
         return
     from .cluster_sync import follow
@@ -64,6 +67,7 @@ async def follow_cluster(invoker: Invoker, secrets: SecretStore, stack: AsyncExi
     from .pg_secrets import PostgresSecretStore
 
     assert isinstance(secrets, PostgresSecretStore)
+    stack.callback(secrets.close)
     listener = ClusterListener(
         invoker.config.database,
         {REGISTRY_CHANNEL: lambda name: follow(invoker, name), SECRETS_CHANNEL: secrets.refresh},
