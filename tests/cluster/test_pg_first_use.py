@@ -1,7 +1,8 @@
-"""Two invokers on one real PostgreSQL (sandboxes faked, tests/invoker/fakes.py):
-a version deployed through one reaches the other's disk on its first call
-there, fetched once however many calls need it; one removed meanwhile is
-not found."""
+"""Invokers on one real PostgreSQL (sandboxes faked, tests/invoker/fakes.py;
+layers made without pip, tests/invoker/test_layers.py): a version deployed
+through one reaches the other's disk on its first call there, fetched once
+however many calls need it, its layer with it (refused when tampered with);
+one removed meanwhile is not found."""
 
 from __future__ import annotations
 
@@ -16,10 +17,15 @@ from typing import Any
 import psycopg
 import pytest
 
-from invoker.errors import NotFound
+from invoker.errors import LayerUnavailable, NotFound
 from invoker.invoker import Invoker
-from invoker.model import Invocation
+from invoker.layers import MANIFEST
+from invoker.model import FunctionConfig, Invocation
+from invoker.pg_layers import PostgresLayerArchive
+from invoker.pg_registry import PostgresRegistry
+from tests.cluster.test_pg_layers import LAYER_ID, make_layer
 from tests.invoker.fakes import FakeFactory, make_invoker
+from tests.invoker.test_layers import PiplessLayerStore
 
 
 def body(name: str, text: str) -> dict[str, Any]:
@@ -69,3 +75,50 @@ async def test_code_is_fetched_on_first_use_once_and_a_removed_version_is_not_fo
         with pytest.raises(NotFound, match="version 2 of function 'f' was removed"):
             await b.invoke(invocation("f@2", "gone"))
         assert code_dirs(tmp_path / "b", "f") == [os.path.basename(state.code_dir)]
+
+
+def layered_body(name: str, requirements: str) -> dict[str, Any]:
+    files = {"handler.py": "def handle(event, context):\n    return 1\n", "requirements.txt": requirements}
+    return {"name": name, "files": {k: base64.b64encode(v.encode()).decode() for k, v in files.items()}}
+
+
+async def test_a_layer_built_through_one_invoker_is_fetched_by_the_other_on_first_use(
+    tmp_path: Path, pg_url: str
+) -> None:
+    a = make_invoker(tmp_path / "a", FakeFactory(), database=pg_url, metering=False)
+    b_factory = FakeFactory()
+    b = make_invoker(tmp_path / "b", b_factory, database=pg_url, metering=False)
+    a.catalog.layers = PiplessLayerStore(str(tmp_path / "a" / "layers"))
+    b_layers = b.catalog.layers = PiplessLayerStore(str(tmp_path / "b" / "layers"))
+    async with a, b:
+        config, _ = await a.deploy(layered_body("f", "six\n"))
+        await heard(b, "f", 1)
+        assert b_layers.layers == {} and os.listdir(b_layers.root) == []
+        with psycopg.connect(pg_url) as conn:  # tampered with: the digest no longer matches
+            [(good,)] = conn.execute("SELECT tree_digest FROM layers").fetchall()
+            conn.execute("UPDATE layers SET tree_digest = %s", ("f" * 64,))
+        with pytest.raises(LayerUnavailable, match=f"layer {config.layer_id} from the database was refused"):
+            await b.invoke(invocation("f", "refused"))
+        assert os.listdir(b_layers.root) == [] and b_factory.made == []
+        with psycopg.connect(pg_url) as conn:
+            conn.execute("UPDATE layers SET tree_digest = %s", (good,))
+        result = await b.invoke(invocation("f", "ok"))
+        assert result.status == 200 and b_layers.builds == []  # b fetched it, never built it
+        [sandbox] = b_factory.made
+        assert sandbox.function is not None
+        assert sandbox.function.layer_dir == os.path.join(b_layers.root, config.layer_id)
+        assert os.path.isfile(os.path.join(sandbox.function.layer_dir, MANIFEST))
+
+
+async def test_a_layer_only_on_a_servers_disk_is_stored_at_its_start(tmp_path: Path, pg_url: str) -> None:
+    """Layers built before they were shared reach the database when their server starts."""
+    make_layer(tmp_path / "a" / "layers")
+    registry = PostgresRegistry(pg_url)
+    registry.put(FunctionConfig(name="f", version=0, handler_module="handler", entry="handle",
+                                files=("handler.py",), layer_id=LAYER_ID), {"handler.py": b""})  # fmt: skip
+    registry.close()
+    archive = PostgresLayerArchive(pg_url)
+    assert not archive.has(LAYER_ID)
+    async with make_invoker(tmp_path / "a", FakeFactory(), database=pg_url, metering=False):
+        assert archive.has(LAYER_ID)
+    archive.close()
