@@ -15,8 +15,10 @@ from __future__ import annotations
 import hashlib
 import os
 import posixpath
+import shutil
 import stat
 import tarfile
+import tempfile
 import zlib
 from typing import Protocol
 
@@ -48,6 +50,35 @@ class LayerArchive(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+def store(archive: LayerArchive, layer_id: str, tree: str, work_root: str) -> int | None:
+    """The layer at `tree` packed (in a temporary directory under
+    `work_root`) and stored in `archive` unless it is already; the packed
+    size if stored now."""
+    if archive.has(layer_id):
+        return None
+    work = tempfile.mkdtemp(prefix=".publish-", dir=work_root)
+    try:
+        archive_path = os.path.join(work, "layer.tar.gz")
+        digest = pack(tree, archive_path)
+        return os.path.getsize(archive_path) if archive.put(layer_id, digest, archive_path) else None
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def fetch(archive: LayerArchive, layer_id: str, work: str, limit_bytes: int) -> str | None:
+    """The layer from `archive` unpacked and checked under `work`: its
+    directory there, or None when it is not stored. ArchiveRefused when it
+    fails a check."""
+    archive_path = os.path.join(work, "layer.tar.gz")
+    digest = archive.fetch(layer_id, archive_path)
+    if digest is None:
+        return None
+    staging = os.path.join(work, layer_id)
+    unpack(archive_path, staging, limit_bytes, digest)
+    os.unlink(archive_path)
+    return staging
 
 
 def _entries(root: str) -> list[str]:

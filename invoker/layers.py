@@ -193,22 +193,15 @@ class LayerStore:
 
     def _publish(self, layer: Layer) -> None:
         assert self.archive is not None
-        if self.archive.has(layer.id):
-            return
-        work = tempfile.mkdtemp(prefix=".publish-", dir=self.root)
-        try:
-            t0 = time.monotonic()
-            archive_path = os.path.join(work, "layer.tar.gz")
-            digest = layer_archive.pack(layer.path, archive_path)
-            if self.archive.put(layer.id, digest, archive_path):
-                log.info(
-                    "stored layer %s in the database (%d bytes packed) in %.1f s",
-                    layer.id,
-                    os.path.getsize(archive_path),
-                    time.monotonic() - t0,
-                )
-        finally:
-            shutil.rmtree(work, ignore_errors=True)
+        t0 = time.monotonic()
+        packed = layer_archive.store(self.archive, layer.id, layer.path, self.root)
+        if packed is not None:
+            log.info(
+                "stored layer %s in the database (%d bytes packed) in %.1f s",
+                layer.id,
+                packed,
+                time.monotonic() - t0,
+            )
 
     async def obtain(self, layer_id: str) -> Layer:
         """The layer `layer_id`: this server's, else (in a cluster) fetched
@@ -245,13 +238,10 @@ class LayerStore:
         assert self.archive is not None
         work = tempfile.mkdtemp(prefix=".fetch-", dir=self.root)
         try:
-            archive_path = os.path.join(work, "layer.tar.gz")
-            staging = os.path.join(work, layer_id)
             try:
-                digest = self.archive.fetch(layer_id, archive_path)
-                if digest is None:
+                staging = layer_archive.fetch(self.archive, layer_id, work, self.limit_bytes)
+                if staging is None:
                     return None
-                layer_archive.unpack(archive_path, staging, self.limit_bytes, digest)
                 with open(os.path.join(staging, MANIFEST)) as f:
                     layer = Layer.from_manifest(os.path.join(self.root, layer_id), json.load(f))
                 if layer.id != layer_id:
