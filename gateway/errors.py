@@ -18,6 +18,7 @@ from invoker.errors import (
     FaasError,
     InitError,
     LayerBuildFailed,
+    LayerUnavailable,
     NotFound,
     PayloadTooLarge,
     SandboxDied,
@@ -98,6 +99,8 @@ HTTP_STATUS: dict[type[FaasError], int] = {
     BadGateway: 502,
     SetupError: 502,
     Unavailable: 503,
+    # A version's layer could not be fetched from the cluster's database, or was refused.
+    LayerUnavailable: 503,
     SpawnError: 503,
     CallTimeout: 504,
     CallTimedOut: 504,

@@ -6,6 +6,11 @@ directory or a layer is removed only once nothing uses it (not a retained
 version, not a sandbox still running it, not a cold start or a deploy
 under way).
 
+With a registry shared by a cluster, a version's code and layer reach this
+server's disk on its first use here (`materialize`, from a cold start),
+not when it is loaded or deployed elsewhere; concurrent first uses fetch
+once, and the copies stay until the version goes.
+
 Changes to one function (deploys, aliases, retention, deletion) take its
 lock, one at a time; other functions are not held up."""
 
@@ -21,12 +26,13 @@ import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
-from .errors import BadRequest, NotFound
+from .errors import BadRequest, CallTimedOut, LayerUnavailable, NotFound
 from .functions import FunctionState
 from .layer_build import REQUIREMENTS_FILE
 from .layers import Layer, LayerStore
 from .model import Deployed, FunctionConfig
 from .registry import CodeStore, Registry
+from .tasks import shared_task
 from .validate import Limits, validate_deploy
 from .versions import FunctionVersions
 
@@ -59,6 +65,8 @@ class Catalog:
         # versions: sandboxes specialized from it (or being specialized).
         self._users: collections.Counter[str] = collections.Counter()
         self._locks: weakref.WeakValueDictionary[str, asyncio.Lock] = weakref.WeakValueDictionary()
+        # First uses under way: a version's code and layer being fetched.
+        self._materializing: dict[FunctionState, asyncio.Task[None]] = {}
 
     @property
     def registry(self) -> Registry:
@@ -73,6 +81,10 @@ class Catalog:
         self._registry = registry
         self.layers.load()
         for config in registry.load_all():
+            if registry.shared:  # fetched on first use
+                fn = self.functions.setdefault(config.name, FunctionVersions(config.name))
+                fn.add(FunctionState(config, "", self.layers.get(config.layer_id)))
+                continue
             try:
                 layer = self._layer_of(config)
                 code_dir = self.code.write(config.name, registry.files(config.name, config.version))
@@ -93,6 +105,52 @@ class Catalog:
                 registry.delete_versions(fn.name, [state.config.version for state in expired])
                 fn.drop(expired)
         self.code.remove_all_but({state.code_dir for state in self.states()})
+
+    async def materialize(self, state: FunctionState, deadline: float) -> None:
+        """The version's layer and code on this server's disk, fetched now
+        if they are not (a version of a shared registry, on its first use
+        here) by `deadline` (monotonic: a cold start's); NotFound if it was
+        removed meanwhile, LayerUnavailable if its layer cannot be had."""
+        if state.code_dir and (state.layer is not None or not state.config.layer_id):
+            return
+        try:
+            async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
+                await shared_task(self._materializing, state, lambda: self._fetch(state))
+        except TimeoutError:
+            raise CallTimedOut(
+                f"timed out after {state.config.timeout_s:g} s (fetching its code and layer)"
+            ) from None
+
+    async def _fetch(self, state: FunctionState) -> None:
+        config = state.config
+        gone = NotFound(f"version {config.version} of function {config.name!r} was removed")
+        if config.layer_id and state.layer is None:
+            state.layer = await self.layers.obtain(config.layer_id)
+        if state.code_dir:
+            return
+        try:
+            files = await asyncio.to_thread(self.registry.files, config.name, config.version)
+        except KeyError:
+            raise gone from None
+        code_dir = await asyncio.to_thread(self.code.write, config.name, files)
+        if state.deleted:  # removed while its code was fetched: nothing will collect it
+            self.code.remove(code_dir)
+            raise gone
+        state.code_dir = code_dir
+        log.info("fetched the code of %s version %d", config.name, config.version)
+
+    async def publish_layers(self) -> None:
+        """In a cluster, at start: every layer here that a stored version
+        names is stored in the database unless it is (one built before
+        layers were shared), so the other servers can fetch it."""
+        if self.layers.archive is None:
+            return
+        used = {state.config.layer_id for state in self.states()}
+        for layer in [layer for layer in self.layers.layers.values() if layer.id in used]:
+            try:
+                await self.layers.publish(layer)
+            except LayerUnavailable as exc:
+                log.warning("%s", exc.message)
 
     def _layer_of(self, config: FunctionConfig) -> Layer | None:
         if not config.layer_id:
@@ -238,6 +296,8 @@ class Catalog:
 
     def collect(self, code_dir: str) -> None:
         """Remove `code_dir` if nothing uses it any more."""
+        if not code_dir:  # a version whose code was never fetched here
+            return
         if self._users[code_dir] > 0 or any(state.code_dir == code_dir for state in self.states()):
             return
         del self._users[code_dir]
@@ -265,7 +325,7 @@ class Catalog:
             not self._deploying
             and not self.layers.building
             and self._users[layer.path] <= 0
-            and not any(state.layer is not None and state.layer.id == layer.id for state in self.states())
+            and not any(state.config.layer_id == layer.id for state in self.states())
         )
 
     async def collect_layers(self, unload: Callable[[str], Awaitable[None]]) -> None:

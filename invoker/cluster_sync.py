@@ -1,6 +1,7 @@
 """Bring one function of this invoker's catalog in line with the shared
 registry after another server changed it (invoker/pg_listen.py): new
-versions are added (their code written here), removed ones retired (waiting
+versions are added (their config only: their code and layer are fetched on
+their first use here, Catalog.materialize), removed ones retired (waiting
 calls fail, idle sandboxes go, code is collected once unused), aliases set
 as stored. Reads the registry, never writes it."""
 
@@ -47,9 +48,7 @@ async def follow(invoker: Invoker, name: str | None) -> None:
         stored = {config.version: config for config in configs}
         for version, config in sorted(stored.items()):
             if version not in fn.states:
-                files = await asyncio.to_thread(registry.files, name, version)
-                code_dir = await asyncio.to_thread(catalog.code.write, name, files)
-                state = FunctionState(config, code_dir)
+                state = FunctionState(config, "", catalog.layers.get(config.layer_id))
                 if state.outbound is not None:  # the host's network, as a deploy here would
                     await NetworkAdmission(invoker.factory).prepare(name)
                 fn.add(state)

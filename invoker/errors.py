@@ -38,6 +38,7 @@ __all__ = [
     "StartupError",
     "Conflict",
     "SecretMissing",
+    "LayerUnavailable",
 ]
 
 
@@ -78,6 +79,12 @@ class Conflict(FaasError):
 
 class Unavailable(FaasError):
     """Shutting down, or no capacity."""
+
+
+class LayerUnavailable(Unavailable):
+    """A version's layer is on no server's disk here and cannot be had from
+    the cluster's database: not stored there, or its archive refused (a
+    digest that does not match, a member that would land outside the layer)."""
 
 
 class CallTimeout(FaasError):

@@ -25,6 +25,8 @@ class FunctionState:
 
     def __init__(self, config: FunctionConfig, code_dir: str, layer: Layer | None = None) -> None:
         self.config = config
+        # "" (and no layer) until its first use here, for a version of a
+        # shared registry (Catalog.materialize).
         self.code_dir = code_dir
         self.layer = layer
         self.pool: Pool[Lease] = Pool(config.max_instances, config.max_queue)

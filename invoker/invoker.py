@@ -35,8 +35,7 @@ from .pool import START
 from .recorder import Recorder
 from .registry import CodeStore
 from .releases import Releases
-from .secrets import SecretStore
-from .stores import follow_cluster, open_ledger, open_registry
+from .stores import follow_cluster, open_ledger, open_registry, open_secrets, share_layers
 from .tasks import cancel_and_wait, task_stacks
 from .uids import UidRange
 from .validate import Limits, host_cores
@@ -70,7 +69,7 @@ class Invoker(Releases, AsyncInvocations):
         self.billing = BillingTotals()
         self._logs = LogStore(os.path.join(config.data_dir, "logs"))
         self._recorder = Recorder(None, self._logs, self.billing)
-        self._secrets = SecretStore(os.path.join(config.data_dir, "secrets"), config.secrets_key_file)
+        self._secrets = open_secrets(config)
         self._secret_lock = asyncio.Lock()
         self.catalog = Catalog(
             CodeStore(os.path.join(config.data_dir, "code")),
@@ -109,10 +108,12 @@ class Invoker(Releases, AsyncInvocations):
         await self._stack.enter_async_context(self.factory)
         self._stack.push_async_callback(self._destroy_all)
         await asyncio.to_thread(self._secrets.load)
+        share_layers(self.config, self.catalog.layers, self._stack)
         await NetworkAdmission(self.factory).load(self.catalog, registry)
+        await self.catalog.publish_layers()
         for state in self.catalog.states():
             self._load_layer(state)
-        await follow_cluster(self, self._stack)
+        await follow_cluster(self, self._secrets, self._stack)
         reaper = asyncio.create_task(self._keepalive_loop(), name="keepalive")
         self._stack.push_async_callback(cancel_and_wait, reaper)
         await self._stack.enter_async_context(self._async)
@@ -274,6 +275,7 @@ class Invoker(Releases, AsyncInvocations):
         is ready, else a new one. Its init_ms is the whole cold start."""
         config = state.config
         t0 = time.monotonic()
+        await self.catalog.materialize(state, deadline)
         secrets = self._secrets.values(config.secrets)
         self._make_room(state.memory_estimate)
         limits = self.factory.limits(config.memory_mb, config.cpu)

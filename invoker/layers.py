@@ -14,6 +14,15 @@ anything starting with '.' is removed at the next start, so a build
 interrupted by a crash leaves nothing (a layer without its manifest is
 never loaded either). Concurrent deploys of the same requirements share
 one resolution, and builds of the same layer share one install.
+
+In a cluster (`database` set) layers are shared through the database
+(`share`, invoker/layer_archive.py): a layer built here, or used by a
+deploy here, is stored there; a layer a version needs that this server
+lacks is fetched from there on its first use (`obtain`), checked, and
+kept like one built here. Concurrent first uses fetch once. A deploy whose
+requirements resolve to a layer stored there fetches it rather than
+building it. A layer removed here once unused is deleted from the database
+too if no stored version names it.
 """
 
 from __future__ import annotations
@@ -28,15 +37,17 @@ import shutil
 import tempfile
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 from sandbox.api import layer_libraries
 
-from . import layer_build
-from .errors import LayerBuildFailed
+from . import layer_archive, layer_build
+from .errors import LayerBuildFailed, LayerUnavailable
+from .layer_archive import ArchiveRefused, LayerArchive
 from .layer_build import ResolvedPackage, TargetPython
+from .tasks import shared_task
 
 log = logging.getLogger("faas.layers")
 
@@ -46,8 +57,6 @@ LIB_DIR = "lib"
 DEFAULT_LAYER_LIMIT_BYTES = 1024 * 1024 * 1024
 DEFAULT_BUILD_TIMEOUT_S = 600.0
 ID_LENGTH = 20
-
-T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -113,6 +122,14 @@ class LayerStore:
         # In flight: resolutions by requirements, installs by layer id.
         self._resolving: dict[tuple[str, ...], asyncio.Task[Layer]] = {}
         self._building: dict[str, asyncio.Task[Layer]] = {}
+        # In a cluster: where layers are shared, and fetches and stores in flight by layer id.
+        self.archive: LayerArchive | None = None
+        self._fetching: dict[str, asyncio.Task[Layer | None]] = {}
+        self._publishing: dict[str, asyncio.Task[None]] = {}
+
+    def share(self, archive: LayerArchive) -> None:
+        """Share layers with the other servers of a cluster through `archive`."""
+        self.archive = archive
 
     @classmethod
     def in_data_dir(cls, data_dir: str, limit_bytes: int, build_timeout_s: float) -> LayerStore:
@@ -149,7 +166,7 @@ class LayerStore:
 
     @property
     def building(self) -> bool:
-        return bool(self._resolving or self._building)
+        return bool(self._resolving or self._building or self._fetching)
 
     async def ensure(self, requirements_text: str) -> Layer | None:
         """The layer of a requirements.txt, built unless an identical one
@@ -158,7 +175,88 @@ class LayerStore:
         requirements = layer_build.parse_requirements(requirements_text)
         if not requirements:
             return None
-        return await _shared(self._resolving, requirements, lambda: self._resolve_and_build(requirements))
+        layer = await shared_task(
+            self._resolving, requirements, lambda: self._resolve_and_build(requirements)
+        )
+        await self.publish(layer)
+        return layer
+
+    async def publish(self, layer: Layer) -> None:
+        """In a cluster, the layer stored in the database (unless it is
+        already), so that other servers can run the versions using it."""
+        if self.archive is None:
+            return
+        try:
+            await shared_task(self._publishing, layer.id, lambda: asyncio.to_thread(self._publish, layer))
+        except Exception as exc:
+            raise LayerUnavailable(f"layer {layer.id} could not be stored in the database: {exc}") from exc
+
+    def _publish(self, layer: Layer) -> None:
+        assert self.archive is not None
+        t0 = time.monotonic()
+        packed = layer_archive.store(self.archive, layer.id, layer.path, self.root)
+        if packed is not None:
+            log.info(
+                "stored layer %s in the database (%d bytes packed) in %.1f s",
+                layer.id,
+                packed,
+                time.monotonic() - t0,
+            )
+
+    async def obtain(self, layer_id: str) -> Layer:
+        """The layer `layer_id`: this server's, else (in a cluster) fetched
+        from the database now; LayerUnavailable when it cannot be had."""
+        layer = self.layers.get(layer_id) or await self._fetch(layer_id)
+        if layer is None:
+            where = "the database" if self.archive is not None else self.root
+            raise LayerUnavailable(f"layer {layer_id} is missing from {where}")
+        return layer
+
+    async def _fetch(self, layer_id: str) -> Layer | None:
+        """The layer from the database (None: not stored there, or alone)."""
+        if self.archive is None:
+            return None
+        return await shared_task(self._fetching, layer_id, lambda: self._fetch_now(layer_id))
+
+    async def _fetch_now(self, layer_id: str) -> Layer | None:
+        found = self.layers.get(layer_id)  # fetched meanwhile
+        if found is not None:
+            return found
+        t0 = time.monotonic()
+        layer = await asyncio.to_thread(self._unpack_shared, layer_id)
+        if layer is not None:
+            log.info(
+                "fetched layer %s (%d bytes) from the database in %.2f s",
+                layer_id,
+                layer.size_bytes,
+                time.monotonic() - t0,
+            )
+            self.layers[layer_id] = layer
+        return layer
+
+    def _unpack_shared(self, layer_id: str) -> Layer | None:
+        assert self.archive is not None
+        work = tempfile.mkdtemp(prefix=".fetch-", dir=self.root)
+        try:
+            try:
+                staging = layer_archive.fetch(self.archive, layer_id, work, self.limit_bytes)
+                if staging is None:
+                    return None
+                with open(os.path.join(staging, MANIFEST)) as f:
+                    layer = Layer.from_manifest(os.path.join(self.root, layer_id), json.load(f))
+                if layer.id != layer_id:
+                    raise ArchiveRefused(f"its manifest names layer {layer.id}")
+            except ArchiveRefused as exc:
+                log.error("layer %s from the database refused: %s", layer_id, exc)
+                raise LayerUnavailable(f"layer {layer_id} from the database was refused: {exc}") from None
+            except (OSError, ValueError, KeyError, TypeError) as exc:
+                raise LayerUnavailable(
+                    f"layer {layer_id} could not be fetched from the database: {exc}"
+                ) from None
+            _into_place(staging, layer.path)
+            return layer
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
 
     async def _resolve_and_build(self, requirements: tuple[str, ...]) -> Layer:
         deadline = time.monotonic() + self.build_timeout_s
@@ -168,10 +266,10 @@ class LayerStore:
         finally:
             await asyncio.to_thread(shutil.rmtree, work, True)
         layer_id = content_address(packages, self.target)
-        found = self.layers.get(layer_id)
+        found = self.layers.get(layer_id) or await self._fetch(layer_id)
         if found is not None:
             return found
-        return await _shared(
+        return await shared_task(
             self._building, layer_id, lambda: self._build(layer_id, requirements, packages, deadline)
         )
 
@@ -228,11 +326,7 @@ class LayerStore:
         with open(os.path.join(staging, MANIFEST), "w") as f:
             json.dump(layer.manifest(), f, indent=1)
         _make_readable(staging)
-        try:
-            os.rename(staging, layer.path)
-        except OSError:
-            if not os.path.isfile(os.path.join(layer.path, MANIFEST)):
-                raise
+        _into_place(staging, layer.path)
         return layer
 
     async def remove(self, layer_id: str) -> None:
@@ -245,23 +339,22 @@ class LayerStore:
         with contextlib.suppress(OSError):
             os.rename(layer.path, trash)
             await asyncio.to_thread(shutil.rmtree, trash, True)
+        if self.archive is not None:
+            try:
+                if await asyncio.to_thread(self.archive.delete_unused, layer_id):
+                    log.info("deleted layer %s from the database: no stored version names it", layer_id)
+            except Exception as exc:  # the database's trouble: the next server to remove it tries again
+                log.warning("could not delete layer %s from the database: %s", layer_id, exc)
 
 
-async def _shared(tasks: dict[Any, asyncio.Task[T]], key: Any, start: Callable[[], Awaitable[T]]) -> T:
-    """One task per key for every caller at the same time; a caller that
-    gives up (its request was cancelled) does not stop it for the others."""
-    task = tasks.get(key)
-    if task is None:
-        task = asyncio.ensure_future(start())
-        tasks[key] = task
-        task.add_done_callback(lambda done: _finished(tasks, key, done))
-    return await asyncio.shield(task)
-
-
-def _finished(tasks: dict[Any, asyncio.Task[T]], key: Any, task: asyncio.Task[T]) -> None:
-    tasks.pop(key, None)
-    if not task.cancelled():
-        task.exception()  # retrieved: every caller may have gone
+def _into_place(staging: str, path: str) -> None:
+    """A finished layer renamed to its id; one there already (the same
+    content, by its address) is kept."""
+    try:
+        os.rename(staging, path)
+    except OSError:
+        if not os.path.isfile(os.path.join(path, MANIFEST)):
+            raise
 
 
 def _make_readable(path: str) -> None:

@@ -26,6 +26,8 @@ CHANNEL = "faas_registry"
 
 
 class PostgresRegistry(Registry):
+    shared = True
+
     def __init__(self, url: str) -> None:
         migrate(url)
         self._url = url

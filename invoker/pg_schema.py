@@ -8,8 +8,11 @@ them take turns, so two starting at once apply each migration once.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+import threading
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -36,6 +39,30 @@ def connect(url: str, synchronous_commit: str = "on", autocommit: bool = False) 
         options=f"-c statement_timeout={STATEMENT_TIMEOUT_MS} -c synchronous_commit={synchronous_commit}",
         application_name=f"faas-{os.getpid()}",
     )
+
+
+class SharedConnection:
+    """One connection used from worker threads one transaction at a time,
+    made on first use and made again once after the server dropped it (a
+    restart): no retry loop, the statement's own error otherwise."""
+
+    def __init__(self, url: str) -> None:
+        self._url = url
+        self._lock = threading.Lock()
+        self._db: psycopg.Connection | None = None
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[psycopg.Connection]:
+        with self._lock:
+            if self._db is None or self._db.closed or self._db.broken:
+                self._db = connect(self._url)
+            with self._db.transaction():
+                yield self._db
+
+    def close(self) -> None:
+        with self._lock:
+            if self._db is not None:
+                self._db.close()
 
 
 def migrations() -> list[tuple[int, Path]]:

@@ -28,6 +28,10 @@ class Registry(ABC):
     aliases pointing at them. Versions are immutable: put adds one, and only
     retention (delete_versions) or a function's deletion removes them."""
 
+    # Shared by the servers of a cluster: a version's code is written to this
+    # server's disk on its first use here, not when it is loaded or heard of.
+    shared = False
+
     @abstractmethod
     def load_all(self) -> list[FunctionConfig]:
         """Every stored version, by name then version."""

@@ -1,5 +1,6 @@
-"""Where the registry and the usage ledger live: SQLite under the data
-directory, or PostgreSQL shared by a cluster (`database`)."""
+"""Where the registry, the usage ledger, the secrets and the layers live:
+SQLite and files under the data directory, or PostgreSQL shared by a
+cluster (`database`)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,10 @@ from contextlib import AsyncExitStack
 from typing import TYPE_CHECKING
 
 from .config import InvokerConfig
+from .layers import LayerStore
 from .ledger import Ledger, SqliteLedger
 from .registry import Registry, SqliteRegistry
+from .secrets import FileSecretStore, SecretStore
 
 if TYPE_CHECKING:
     from .invoker import Invoker
@@ -31,13 +34,42 @@ def open_ledger(config: InvokerConfig) -> Ledger:
     return SqliteLedger(os.path.join(config.data_dir, "usage.db"), synchronous=config.ledger_sync.upper())
 
 
-async def follow_cluster(invoker: Invoker, stack: AsyncExitStack) -> None:
-    """In a cluster (`database` set), follow the other servers' deploys until
-    `stack` closes; alone, nothing."""
+def open_secrets(config: InvokerConfig) -> SecretStore:
+    """Not loaded yet: `load` once the registry has migrated the schema."""
+    if config.database:
+        from .pg_secrets import PostgresSecretStore
+
+        return PostgresSecretStore(config.database, config.secrets_key_file)
+    return FileSecretStore(os.path.join(config.data_dir, "secrets"), config.secrets_key_file)
+
+
+def share_layers(config: InvokerConfig, layers: LayerStore, stack: AsyncExitStack) -> None:
+    """In a cluster, `layers` shared through the database until `stack`
+    closes; alone, nothing."""
+    if config.database:
+        from .pg_layers import PostgresLayerArchive
+
+        archive = PostgresLayerArchive(config.database)
+        layers.share(archive)
+        stack.callback(archive.close)
+
+
+async def follow_cluster(invoker: Invoker, secrets: SecretStore, stack: AsyncExitStack) -> None:
+    """In a cluster (`database` set), follow the other servers' deploys and
+    secrets until `stack` closes (then the secrets' connection closes too);
+    alone, nothing."""
     if not invoker.config.database:
         return
     from .cluster_sync import follow
-    from .pg_listen import RegistryListener
+    from .pg_listen import ClusterListener
+    from .pg_registry import CHANNEL as REGISTRY_CHANNEL
+    from .pg_secrets import CHANNEL as SECRETS_CHANNEL
+    from .pg_secrets import PostgresSecretStore
 
-    listener = RegistryListener(invoker.config.database, lambda name: follow(invoker, name))
+    assert isinstance(secrets, PostgresSecretStore)
+    stack.callback(secrets.close)
+    listener = ClusterListener(
+        invoker.config.database,
+        {REGISTRY_CHANNEL: lambda name: follow(invoker, name), SECRETS_CHANNEL: secrets.refresh},
+    )
     await stack.enter_async_context(listener)

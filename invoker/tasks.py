@@ -1,10 +1,31 @@
-"""Ending the invoker's own background tasks, and saying where they wait."""
+"""The invoker's own background tasks: one for every caller of the same
+work at once, ending them, and saying where they wait."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+async def shared_task(tasks: dict[Any, asyncio.Task[T]], key: Any, start: Callable[[], Awaitable[T]]) -> T:
+    """One task per key for every caller at the same time; a caller that
+    gives up (its request was cancelled) does not stop it for the others."""
+    task = tasks.get(key)
+    if task is None:
+        task = asyncio.ensure_future(start())
+        tasks[key] = task
+        task.add_done_callback(lambda done: _finished(tasks, key, done))
+    return await asyncio.shield(task)
+
+
+def _finished(tasks: dict[Any, asyncio.Task[T]], key: Any, task: asyncio.Task[T]) -> None:
+    tasks.pop(key, None)
+    if not task.cancelled():
+        task.exception()  # retrieved: every caller may have gone
 
 
 async def cancel_and_wait(task: asyncio.Task[Any]) -> None:

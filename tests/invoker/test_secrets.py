@@ -12,7 +12,7 @@ from cryptography.fernet import Fernet
 
 from invoker.errors import BadRequest, Conflict, NotFound, SecretMissing, StartupError
 from invoker.invoker import Invoker
-from invoker.secrets import SecretStore
+from invoker.secrets import FileSecretStore
 
 from .fakes import FakeFactory, make_invoker
 from .test_invoker import invocation
@@ -33,13 +33,13 @@ def mode(path: Path) -> int:
 
 
 def test_a_secret_is_a_file_of_mode_0600_in_a_directory_of_mode_0700(tmp_path: Path) -> None:
-    store = SecretStore(str(tmp_path / "secrets"))
+    store = FileSecretStore(str(tmp_path / "secrets"))
     store.load()
     info, created = store.put("db", VALUE)
     assert created and (info.size_bytes, info.encrypted) == (len(VALUE), False)
     assert mode(tmp_path / "secrets") == 0o700 and mode(tmp_path / "secrets" / "db") == 0o600
     assert os.listdir(tmp_path / "secrets") == ["db"]  # nothing half-written left
-    again = SecretStore(str(tmp_path / "secrets"))
+    again = FileSecretStore(str(tmp_path / "secrets"))
     again.load()
     assert again.values(("db",)) == (("db", VALUE),)
     info2, created2 = again.put("db", b"rotated")
@@ -47,7 +47,7 @@ def test_a_secret_is_a_file_of_mode_0600_in_a_directory_of_mode_0700(tmp_path: P
 
 
 def test_with_a_key_the_value_is_encrypted_at_rest(tmp_path: Path) -> None:
-    store = SecretStore(str(tmp_path / "secrets"), key_file(tmp_path))
+    store = FileSecretStore(str(tmp_path / "secrets"), key_file(tmp_path))
     store.load()
     info, _ = store.put("db", VALUE)
     assert info.encrypted
@@ -56,11 +56,11 @@ def test_with_a_key_the_value_is_encrypted_at_rest(tmp_path: Path) -> None:
 
 
 def test_secrets_stored_in_the_clear_are_encrypted_once_a_key_is_set(tmp_path: Path) -> None:
-    plain = SecretStore(str(tmp_path / "secrets"))
+    plain = FileSecretStore(str(tmp_path / "secrets"))
     plain.load()
     plain.put("db", VALUE)
     assert VALUE in (tmp_path / "secrets" / "db").read_bytes()
-    keyed = SecretStore(str(tmp_path / "secrets"), key_file(tmp_path))
+    keyed = FileSecretStore(str(tmp_path / "secrets"), key_file(tmp_path))
     keyed.load()
     assert VALUE not in (tmp_path / "secrets" / "db").read_bytes()
     assert keyed.values(("db",)) == (("db", VALUE),) and keyed.info("db").encrypted
@@ -69,23 +69,23 @@ def test_secrets_stored_in_the_clear_are_encrypted_once_a_key_is_set(tmp_path: P
 def test_the_key_file_is_checked_at_start(tmp_path: Path) -> None:
     secrets = str(tmp_path / "secrets")
     with pytest.raises(StartupError, match="open to other users"):
-        SecretStore(secrets, key_file(tmp_path, 0o644)).load()
+        FileSecretStore(secrets, key_file(tmp_path, 0o644)).load()
     bad = tmp_path / "bad.key"
     bad.write_text("not a key")
     bad.chmod(0o600)
     with pytest.raises(StartupError, match="must hold a Fernet key"):
-        SecretStore(secrets, str(bad)).load()
+        FileSecretStore(secrets, str(bad)).load()
     with pytest.raises(StartupError, match="cannot read secrets_key_file"):
-        SecretStore(secrets, str(tmp_path / "missing.key")).load()
-    encrypted = SecretStore(secrets, key_file(tmp_path))
+        FileSecretStore(secrets, str(tmp_path / "missing.key")).load()
+    encrypted = FileSecretStore(secrets, key_file(tmp_path))
     encrypted.load()
     encrypted.put("db", VALUE)
     with pytest.raises(StartupError, match="no secrets_key_file") as no_key:
-        SecretStore(secrets).load()
+        FileSecretStore(secrets).load()
     other = tmp_path / "other"
     other.mkdir()
     with pytest.raises(StartupError, match="cannot be decrypted") as wrong_key:
-        SecretStore(secrets, key_file(other)).load()
+        FileSecretStore(secrets, key_file(other)).load()
     for error in (no_key, wrong_key):
         assert VALUE.decode("latin-1") not in str(error.value)
 
@@ -93,7 +93,7 @@ def test_the_key_file_is_checked_at_start(tmp_path: Path) -> None:
 def test_a_write_cut_short_is_cleared_at_start(tmp_path: Path) -> None:
     (tmp_path / "secrets").mkdir()
     (tmp_path / "secrets" / ".db.tmp").write_bytes(b"half")
-    store = SecretStore(str(tmp_path / "secrets"))
+    store = FileSecretStore(str(tmp_path / "secrets"))
     store.load()
     assert store.list() == [] and os.listdir(tmp_path / "secrets") == []
 
