@@ -62,14 +62,14 @@ def test_a_call_on_a_killed_server_is_redelivered_and_runs_on_another(
     tmp_path: Path, nats_url: str, pg_url: str
 ) -> None:
     # One registry (PostgreSQL): every invoker taking calls from the queue knows every function.
-    first = nats_server_of(tmp_path / "a", nats_url, 2, "--database", pg_url).start()
+    first = nats_server_of(tmp_path / "a", nats_url, 3, "--database", pg_url).start()
     try:
         first.deploy_ok("slow", SLEEPER)
         call_id = enqueue(first, "slow", "?s=3", b"once more")
         wait_until(lambda: call_of(first, call_id)["status"] == "running", 30, "the call to start")
     finally:
         first.stop(signal.SIGKILL)  # no ack, no in_progress any more
-    second = nats_server_of(tmp_path / "b", nats_url, 2, "--database", pg_url).start()
+    second = nats_server_of(tmp_path / "b", nats_url, 3, "--database", pg_url).start()
     try:
         wait_until(lambda: call_of(second, call_id)["status"] == "succeeded", 30, "the call to run again",
                    detail=lambda: call_of(second, call_id))  # fmt: skip
