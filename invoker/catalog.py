@@ -31,7 +31,7 @@ from .functions import FunctionState
 from .layer_build import REQUIREMENTS_FILE
 from .layers import Layer, LayerStore
 from .model import Deployed, FunctionConfig
-from .registry import CodeStore, Registry
+from .registry import CodeStore, LayerGone, Registry
 from .tasks import shared_task
 from .validate import Limits, validate_deploy
 from .versions import FunctionVersions
@@ -202,7 +202,12 @@ class Catalog:
             fn = self._check_room(config)  # again: others may have been stored while the layer was built
             code_dir = await asyncio.to_thread(self.code.write, config.name, files)
             try:
-                config, changed = await asyncio.to_thread(self.registry.put, config, files)
+                try:
+                    config, changed = await asyncio.to_thread(self.registry.put, config, files)
+                except LayerGone:
+                    assert layer is not None
+                    await self.layers.publish(layer)  # removed meanwhile as unused: stored again
+                    config, changed = await asyncio.to_thread(self.registry.put, config, files)
             except BaseException:
                 self.code.remove(code_dir)
                 raise

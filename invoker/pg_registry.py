@@ -20,7 +20,7 @@ import psycopg
 
 from .model import Alias, FunctionConfig
 from .pg_schema import connect, migrate
-from .registry import Registry, _config_from_json
+from .registry import LayerGone, Registry, _config_from_json
 
 CHANNEL = "faas_registry"
 
@@ -94,6 +94,13 @@ class PostgresRegistry(Registry):
                 config = dataclasses.replace(config, version=newest.version + 1, created_at=newest.created_at)
             else:
                 config = dataclasses.replace(config, version=1)
+            if config.layer_id:
+                # Under the lock a server removing the layer as unused holds
+                # (pg_layers.delete_unused): it is either still stored, and
+                # this version keeps it so, or gone, and the deploy stores it again.
+                db.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", ("layer:" + config.layer_id,))
+                if db.execute("SELECT 1 FROM layers WHERE id = %s", (config.layer_id,)).fetchone() is None:
+                    raise LayerGone(config.layer_id)
             db.execute(
                 "INSERT INTO versions (name, version, config, files) VALUES (%s, %s, %s, %s)",
                 (config.name, config.version, json.dumps(dataclasses.asdict(config)), blob),

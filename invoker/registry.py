@@ -23,6 +23,11 @@ import msgpack
 from .model import Alias, FunctionConfig
 
 
+class LayerGone(Exception):
+    """A shared registry refused a version whose layer is no longer stored
+    (removed by another server as unused since this one resolved it)."""
+
+
 class Registry(ABC):
     """Every retained version of every function (config and code) and the
     aliases pointing at them. Versions are immutable: put adds one, and only

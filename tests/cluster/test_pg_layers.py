@@ -23,6 +23,7 @@ from invoker.model import FunctionConfig
 from invoker.pg_layers import PostgresLayerArchive
 from invoker.pg_registry import PostgresRegistry
 from invoker.pg_schema import migrate
+from invoker.registry import LayerGone
 
 LAYER_ID = "0123456789abcdef0123"
 
@@ -96,6 +97,27 @@ async def test_the_archive_goes_with_the_last_stored_version_naming_it(tmp_path:
     registry.delete("f")
     await a.remove(LAYER_ID)
     assert not archive.has(LAYER_ID) and not (tmp_path / "a" / LAYER_ID).exists()
+    registry.close()
+
+
+async def test_a_version_is_never_stored_naming_a_layer_removed_meanwhile(tmp_path: Path, url: str) -> None:
+    """A deploy resolved its layer (stored), then another server removed it
+    as unused before the version was written: the registry refuses the
+    version (LayerGone), and once the layer is stored again it takes it."""
+    make_layer(tmp_path / "a")
+    a = store(tmp_path / "a", PostgresLayerArchive(url))
+    await a.publish(a.layers[LAYER_ID])
+    assert PostgresLayerArchive(url).delete_unused(LAYER_ID)  # the other server's removal
+    registry = PostgresRegistry(url)
+    config = FunctionConfig(name="f", version=0, handler_module="handler", entry="handle",
+                            files=("handler.py",), layer_id=LAYER_ID)  # fmt: skip
+    with pytest.raises(LayerGone):
+        registry.put(config, {"handler.py": b""})
+    assert registry.load_function("f") == ([], [])
+    await a.publish(a.layers[LAYER_ID])  # what Catalog.put does on LayerGone
+    stored, changed = registry.put(config, {"handler.py": b""})
+    assert changed and stored.version == 1
+    assert not PostgresLayerArchive(url).delete_unused(LAYER_ID)  # now a version keeps it
     registry.close()
 
 
