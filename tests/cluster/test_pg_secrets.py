@@ -100,3 +100,15 @@ def test_a_start_refuses_what_its_key_cannot_read_and_encrypts_what_is_clear(
         opened(url)
     with pytest.raises(StartupError, match="cannot be decrypted"):
         opened(url, key_file(tmp_path, "other"))
+
+
+def test_a_server_without_the_key_writes_nothing_in_the_clear_among_encrypted_secrets(
+    tmp_path: Path, url: str
+) -> None:
+    keyless = opened(url)  # started before any secret was encrypted
+    keyed = opened(url, key_file(tmp_path))
+    keyed.put("db", b"hunter2")
+    with pytest.raises(BadRequest, match="no secrets_key_file"):
+        keyless.put("api", b"plain")
+    with psycopg.connect(url) as conn:
+        assert conn.execute("SELECT name, encrypted FROM secrets").fetchall() == [("db", True)]
