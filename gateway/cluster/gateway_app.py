@@ -137,7 +137,12 @@ def create_gateway_app(config: ServerConfig) -> web.Application:
         async with NodeWatch(database) as watch, InvokerClient(token) as client:
             channels = Channels(client.session, token, max_request + CHANNEL_OVERHEAD_BYTES)
             routes.watch = watch
-            routes.cluster = Cluster(Router(lambda: watch.nodes), client, channels, cluster_metrics)
+            routes.cluster = Cluster(
+                Router(lambda: watch.nodes, on_change=cluster_metrics.keep_only),
+                client,
+                channels,
+                cluster_metrics,
+            )
             cluster_metrics.watch_nodes(lambda: watch.nodes)
             try:
                 yield

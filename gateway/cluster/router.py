@@ -23,8 +23,11 @@ class Router:
         live_nodes: Callable[[], Mapping[str, NodeInfo]],
         epsilon: float = DEFAULT_EPSILON,
         suspect_s: float = SUSPECT_S,
+        on_change: Callable[[frozenset[str]], None] | None = None,
     ) -> None:
         self._live_nodes = live_nodes
+        # Told the live invokers whenever they change (per-invoker metrics forget the gone).
+        self._on_change = on_change
         self._epsilon = epsilon
         self._suspect_s = suspect_s
         # This gateway's calls in flight on each invoker: the loads the bound is over.
@@ -39,6 +42,10 @@ class Router:
             # The ring holds every live invoker, ready or not, so that a
             # function's home stays put while its invoker briefly is not ready.
             self._ring = Ring(nodes)
+            for gone in set(self._suspect_until) - self._ring.node_ids:
+                del self._suspect_until[gone]
+            if self._on_change is not None:
+                self._on_change(self._ring.node_ids)
         usable = [node_id for node_id, node in nodes.items() if node.ready and self.healthy(node_id, now)]
         return [nodes[c.node_id] for c in candidates(self._ring, key, self.in_flight, self._epsilon, usable)]
 

@@ -78,3 +78,29 @@ def test_no_live_invoker_means_no_order() -> None:
 )
 def test_the_function_a_request_is_about(path: str, query: dict[str, str], name: str) -> None:
     assert function_of(path, query) == name
+
+
+def test_per_invoker_metrics_forget_invokers_that_left() -> None:
+    from prometheus_client import CollectorRegistry
+
+    from gateway.cluster.metrics import ClusterMetrics
+
+    registry = CollectorRegistry()
+    metrics = ClusterMetrics(registry)
+    live = nodes("a:1", "b:1")
+    router = Router(lambda: live, on_change=metrics.keep_only)
+    for node_id in live:
+        metrics.sent(node_id, "answered")
+        metrics.in_flight(node_id, 0)
+    router.order("fn", 0.0)
+    router.unreachable("b:1", 0.0)
+    del live["b:1"]
+    router.order("fn", 1.0)
+    assert (
+        registry.get_sample_value("faas_cluster_requests_total", {"node": "a:1", "outcome": "answered"}) == 1
+    )
+    assert (
+        registry.get_sample_value("faas_cluster_requests_total", {"node": "b:1", "outcome": "answered"})
+        is None
+    )
+    assert registry.get_sample_value("faas_cluster_in_flight", {"node": "b:1"}) is None
