@@ -18,7 +18,8 @@ from invoker.metrics import Metrics
 from invoker.validate import host_cores
 
 from .bodies import BufferedBodies
-from .cluster.invoker_side import ChannelServer, make_cluster_auth_middleware, node_lease_context
+from .cluster.channel_server import ChannelServer
+from .cluster.invoker_side import make_cluster_auth_middleware, node_lease_context
 from .cluster.wire import PATH as CHANNEL_PATH
 from .config import ServerConfig
 from .errors import Handler, error_middleware, http_status

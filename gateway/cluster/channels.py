@@ -19,7 +19,16 @@ import aiohttp
 from invoker.model import Invocation
 
 from .client import CONNECT_TIMEOUT_S, Lost, NotSent
-from .wire import PATH, TOKEN_HEADER, Failure, RemoteResult, WireError, decode_reply, encode_call
+from .wire import (
+    GOODBYE_NUMBER,
+    PATH,
+    TOKEN_HEADER,
+    Failure,
+    RemoteResult,
+    WireError,
+    decode_reply,
+    encode_call,
+)
 
 log = logging.getLogger("faas.cluster")
 
@@ -32,11 +41,13 @@ class Channel:
     def __init__(self, ws: aiohttp.ClientWebSocketResponse) -> None:
         self.ws = ws
         self.pending: dict[int, asyncio.Future[RemoteResult | Failure]] = {}
+        # The invoker said goodbye (shutting down): no new call goes here.
+        self.closing = False
         self._reader = asyncio.create_task(self._read(), name="cluster-channel")
 
     @property
     def usable(self) -> bool:
-        return not self.ws.closed and not self._reader.done()
+        return not self.closing and not self.ws.closed and not self._reader.done()
 
     async def call(self, number: int, message: bytes) -> RemoteResult | Failure:
         answer: asyncio.Future[RemoteResult | Failure] = asyncio.get_running_loop().create_future()
@@ -61,6 +72,9 @@ class Channel:
                     except WireError as exc:
                         reason = f"the invoker sent a malformed answer: {exc}"
                         break
+                    if number == GOODBYE_NUMBER and isinstance(answer, Failure):
+                        self._closing(int(answer.headers.get("last-read", "0")))
+                        continue
                     waiting = self.pending.get(number)
                     if waiting is not None and not waiting.done():
                         waiting.set_result(answer)
@@ -75,6 +89,14 @@ class Channel:
             with contextlib.suppress(Exception):
                 await self.ws.close()
 
+    def _closing(self, last_read: int) -> None:
+        """The invoker is shutting down: no new call goes here, and those it
+        never read go elsewhere (the ones it read are answered)."""
+        self.closing = True
+        for number, waiting in self.pending.items():
+            if number > last_read and not waiting.done():
+                waiting.set_exception(NotSent("the invoker began shutting down before it read the call"))
+
     async def close(self) -> None:
         await self.ws.close()
         with contextlib.suppress(asyncio.CancelledError):
@@ -88,7 +110,7 @@ class Channels:
         self._max_message_bytes = max_message_bytes
         self._channels: dict[str, Channel] = {}
         self._opening: dict[str, asyncio.Task[Channel]] = {}
-        self._numbers = itertools.count(1)
+        self._numbers = itertools.count(GOODBYE_NUMBER + 1)
 
     async def call(self, address: str, inv: Invocation) -> RemoteResult | Failure:
         channel = await self._channel(address)

@@ -31,6 +31,11 @@ class WireError(ValueError):
     """A frame that is not a well-formed call or answer."""
 
 
+# Call number 0 is the channel's own: an invoker shutting down says goodbye
+# with it (a failure, 503, naming the last call it read).
+GOODBYE_NUMBER = 0
+
+
 @dataclass(frozen=True)
 class RemoteResult:
     """A call's answer as an invoker sent it: what the gateway's response needs."""
@@ -182,3 +187,8 @@ def _bytes(value: Any) -> bytes:
     if not isinstance(value, bytes):
         raise WireError(f"expected bytes, got {type(value).__name__}")
     return value
+
+
+def goodbye(last_read: int) -> bytes:
+    """An invoker shutting down: it read no call after `last_read` and never will."""
+    return encode_failure(GOODBYE_NUMBER, 503, "the invoker is shutting down", {"last-read": str(last_read)})

@@ -182,8 +182,11 @@ def test_a_draining_invoker_finishes_its_calls_while_new_ones_go_elsewhere(clust
     home_node = gw0.invoke("patient", "?s=0").headers[NODE]
     home = next(s for s in cluster.invokers if cluster.node_of(s) == home_node)
     running: list[Response] = []
-    call = threading.Thread(target=lambda: running.append(gw0.invoke("patient", "?s=2")))
+    call = threading.Thread(target=lambda: running.append(gw0.invoke("patient", "?s=3")))
     call.start()
+    # Heartbeats are up to 1 s old when read (0.5 s beat, 0.5 s watch): past
+    # that, in_flight on the home is this call, not the one that found it.
+    time.sleep(1.2)
     wait_until(
         lambda: any(
             n["in_flight"] for n in gw1.request("GET", "/system/nodes").json() if n["node_id"] == home_node
@@ -212,7 +215,7 @@ def test_a_draining_invoker_finishes_its_calls_while_new_ones_go_elsewhere(clust
 def test_an_async_call_on_a_killed_invoker_runs_again_on_another(cluster: Cluster) -> None:
     gw0, gw1 = cluster.gateways
     gw0.deploy_ok("later", SLEEPY)
-    queued = gw0.request("POST", "/async-function/later?s=3", body=b"")
+    queued = gw0.request("POST", "/async-function/later?s=4", body=b"")
     assert queued.status == 202, queued.body
     call_id = queued.json()["call_id"]
 
@@ -220,8 +223,10 @@ def test_an_async_call_on_a_killed_invoker_runs_again_on_another(cluster: Cluste
         busy = [n["node_id"] for n in gw1.request("GET", "/system/nodes").json() if n["in_flight"]]
         return busy[0] if busy else None
 
-    wait_until(lambda: running_on() is not None, 10, "the asynchronous call running")
-    victim_node = running_on()
+    time.sleep(1.2)  # heartbeats older than the call's start are gone (see the draining test)
+    seen: list[str | None] = [None]
+    wait_until(lambda: seen.__setitem__(0, running_on()) or seen[0], 10, "the asynchronous call running")
+    victim_node = seen[0]
     victim = next(s for s in cluster.invokers if cluster.node_of(s) == victim_node)
     victim.stop(signal.SIGKILL)
     killed = time.monotonic()

@@ -115,3 +115,11 @@ def test_a_malformed_call_frame_is_a_wire_error(frame: bytes) -> None:
 def test_a_malformed_answer_is_a_wire_error(answer: object) -> None:
     with pytest.raises(WireError):
         decode_reply(msgpack.packb(answer))
+
+
+def test_the_goodbye_is_a_503_on_call_zero_naming_the_last_call_read() -> None:
+    from gateway.cluster.wire import GOODBYE_NUMBER, goodbye
+
+    number, answer = decode_reply(goodbye(41))
+    assert number == GOODBYE_NUMBER and isinstance(answer, Failure) and answer.status == 503
+    assert answer.headers == {"last-read": "41"}
