@@ -33,6 +33,23 @@ def _text(value: str) -> str:
         return value.encode("utf-8", "surrogateescape").decode("latin-1")
 
 
+def _field_text(raw: bytes) -> str:
+    """A header value as it arrived: UTF-8, or Latin-1 (RFC 9110's obs-text)
+    for bytes that are not UTF-8; what _text gives for aiohttp's decoding of it."""
+    try:
+        return raw.decode()
+    except UnicodeDecodeError:
+        return raw.decode("latin-1")
+
+
+def request_headers(request: web.BaseRequest) -> tuple[tuple[str, str], ...]:
+    """The request's header fields in order, decoded straight from the bytes
+    that arrived (one pass, no multidict)."""
+    return tuple(
+        (name.decode("utf-8", "surrogateescape"), _field_text(value)) for name, value in request.raw_headers
+    )
+
+
 def without_server_token(
     headers: tuple[tuple[str, str], ...], token: str | None
 ) -> tuple[tuple[str, str], ...]:
@@ -75,7 +92,7 @@ def invocation_of(
         method=request.method,
         path=path,
         query={k: _text(v) for k, v in request.query.items()},
-        headers=without_server_token(tuple((k, _text(v)) for k, v in request.headers.items()), token),
+        headers=without_server_token(request_headers(request), token),
         body=body,
         received_at=received,
         raw_query=request.rel_url.raw_query_string,
@@ -96,8 +113,11 @@ def make_invoke_handler(
         code = 500
         try:
             path = "/" + request.match_info.get("path", "")
-            async with bodies.read(request, max_body_bytes) as body:
-                result = await invoker.invoke(invocation_of(request, name, body, received, token, path))
+            if request.body_exists:
+                async with bodies.read(request, max_body_bytes) as body:
+                    result = await invoker.invoke(invocation_of(request, name, body, received, token, path))
+            else:  # nothing to read or to count against the bound
+                result = await invoker.invoke(invocation_of(request, name, b"", received, token, path))
             code = result.status
         except FaasError as exc:
             code = http_status(exc)
