@@ -245,9 +245,7 @@ class Sandbox:
         self._to(SandboxState.BUSY)
         assert self._channel is not None and self.function is not None
         cgroup = self.cgroup
-        if self._freeze_idle:
-            cgroup.thaw()
-        cgroup.reset_memory_peak()
+        cgroup.reset_memory_peak()  # frozen (or idle) meanwhile: nothing allocates
         cpu_before = self._cpu_mark
         t0 = time.monotonic()
         watchdog = None
@@ -255,6 +253,10 @@ class Sandbox:
             watchdog = asyncio.create_task(self._cpu_watchdog(cpu_before, cpu_budget_ms))
         try:
             self._channel.write(frame)
+            if self._freeze_idle:
+                # After the write: thawed, the runtime finds the call already
+                # waiting, one wake-up instead of two (thaw, then the frame).
+                cgroup.thaw()
             msg = await self._receive(call.deadline, "call")
             if not isinstance(msg, protocol.Result) or msg.id != call.id:
                 # A stale or forged frame (a handler that wrote to the channel

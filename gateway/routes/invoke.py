@@ -18,6 +18,10 @@ from ..errors import http_status
 
 # Set by aiohttp for the response it writes; a function may not override them.
 HOP_BY_HOP = {"connection", "content-length", "transfer-encoding", "keep-alive", "upgrade", "x-call-id"}
+# What the gateway says about the call: a function's own header of these names gives way.
+SET_BY_GATEWAY = frozenset(
+    HOP_BY_HOP | {"x-duration-ms", "x-billed-duration-ms", "x-cold-start", VERSION_HEADER.lower()}
+)
 
 
 def _text(value: str) -> str:
@@ -124,15 +128,15 @@ def make_invoke_handler(
             raise
         finally:
             metrics.invocation_done(function, code, time.monotonic() - received)
-        response = web.Response(status=result.status, body=result.body)
-        for key, value in result.headers:
-            if key.lower() not in HOP_BY_HOP:
-                response.headers.add(key, value)
-        response.headers["X-Call-Id"] = call_id
-        response.headers["X-Duration-Ms"] = f"{result.wall_ms:.3f}"
-        response.headers["X-Billed-Duration-Ms"] = str(result.billed_ms)
-        response.headers["X-Cold-Start"] = "true" if result.cold else "false"
-        response.headers[VERSION_HEADER] = str(result.version)
-        return response
+        # One list, made into the response's multidict once.
+        headers = [(k, v) for k, v in result.headers if k.lower() not in SET_BY_GATEWAY]
+        headers += (
+            ("X-Call-Id", call_id),
+            ("X-Duration-Ms", f"{result.wall_ms:.3f}"),
+            ("X-Billed-Duration-Ms", str(result.billed_ms)),
+            ("X-Cold-Start", "true" if result.cold else "false"),
+            (VERSION_HEADER, str(result.version)),
+        )
+        return web.Response(status=result.status, body=result.body, headers=headers)
 
     return invoke
