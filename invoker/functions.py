@@ -21,6 +21,10 @@ from .pool import Pool
 NEW_SANDBOX_ESTIMATE_BYTES = 8 * 1024 * 1024
 
 
+def _park(lease: Lease) -> None:
+    lease.sandbox.park()
+
+
 class FunctionState:
     """One version of a function (invoker/versions.py holds a function's
     versions); immutable like the version, but for its sandboxes."""
@@ -29,7 +33,8 @@ class FunctionState:
         self.config = config
         self.code_dir = code_dir
         self.layer = layer
-        self.pool: Pool[Lease] = Pool(config.max_instances, config.max_queue)
+        # A lease gone idle is parked (frozen); one handed straight to a waiting call is not.
+        self.pool: Pool[Lease] = Pool(config.max_instances, config.max_queue, _park)
         # Peak memory of this version's last call: what a new sandbox of it will need.
         self.memory_estimate = NEW_SANDBOX_ESTIMATE_BYTES
         # Removed (retention, or the function deleted): its sandboxes retire as they come back.

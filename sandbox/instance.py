@@ -36,6 +36,8 @@ class Sandbox:
         # Frozen between calls: what a call left running (threads, children)
         # neither runs, uses CPU nor grows until the next call.
         self._freeze_idle = freeze_idle
+        # Frozen now (parked idle); a call handed straight to the next is not.
+        self._frozen = False
         # The cgroup's CPU counter when the last call (or init) ended: the
         # next call is billed from here, so CPU used between calls is billed too.
         self._cpu_mark = 0
@@ -78,12 +80,7 @@ class Sandbox:
         if self._state is SandboxState.DEAD or self._channel is None or self._channel.at_eof():
             return False
         # Frozen and idle, it may have been killed without knowing it yet.
-        return not (
-            self._freeze_idle
-            and self._state is SandboxState.IDLE
-            and self._stat is not None
-            and self._stat.killed()
-        )
+        return not (self._frozen and self._stat is not None and self._stat.killed())
 
     def set_limits(self, limits: CgroupLimits) -> None:
         if limits != self.cgroup_limits:
@@ -253,10 +250,11 @@ class Sandbox:
             watchdog = asyncio.create_task(self._cpu_watchdog(cpu_before, cpu_budget_ms))
         try:
             self._channel.write(frame)
-            if self._freeze_idle:
+            if self._frozen:
                 # After the write: thawed, the runtime finds the call already
                 # waiting, one wake-up instead of two (thaw, then the frame).
                 cgroup.thaw()
+                self._frozen = False
             msg = await self._receive(call.deadline, "call")
             if not isinstance(msg, protocol.Result) or msg.id != call.id:
                 # A stale or forged frame (a handler that wrote to the channel
@@ -275,11 +273,19 @@ class Sandbox:
         finally:
             if watchdog is not None:
                 watchdog.cancel()
-        if self._freeze_idle:
-            cgroup.freeze()
         usage = self._usage(t0, cpu_before)
         self._to(SandboxState.IDLE)
         return CallResult(msg, usage)
+
+    def park(self) -> None:
+        """Idle with no call waiting for it: freeze it (where the host has a
+        freezer), so that nothing a call left running runs until the next.
+        A sandbox handed straight to a waiting call is not parked: freezing
+        and thawing it at once would cost two wake-ups of its tasks for
+        nothing."""
+        if self._freeze_idle and not self._frozen and self._state is SandboxState.IDLE:
+            self.cgroup.freeze()
+            self._frozen = True
 
     def _output_of_failed_call(self) -> str:
         """What the call printed before it failed, from the output area (the
