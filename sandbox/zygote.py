@@ -200,11 +200,6 @@ def main() -> None:
     # Objects that exist now are never collected; keeping the GC off them
     # keeps their pages shared with every sandbox instead of copied.
     gc.freeze()
-    # SCHED_BATCH, inherited by every sandbox: a sandbox the server wakes
-    # (a call written to its channel) does not preempt the server on its
-    # CPU; it runs when a CPU is free. The server finishes the work at hand
-    # instead of being switched out and back once per call.
-    os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))
     control.send(ZYGOTE_READY)
     serve(control, seccomp_programs)
 
