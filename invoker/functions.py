@@ -5,10 +5,12 @@ is specialized with."""
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 from sandbox.api import FunctionSpec, LayerImage, OutboundSpec, UidMapping, parse_allow
 
+from .errors import CallTimeout
 from .lambda_ids import function_arn
 from .layers import Layer
 from .lease import Lease
@@ -17,6 +19,10 @@ from .pool import Pool
 
 # What a new sandbox is assumed to hold before its first call is measured.
 NEW_SANDBOX_ESTIMATE_BYTES = 8 * 1024 * 1024
+
+
+def _park(lease: Lease) -> None:
+    lease.sandbox.park()
 
 
 class FunctionState:
@@ -29,7 +35,8 @@ class FunctionState:
         # shared registry (Catalog.materialize).
         self.code_dir = code_dir
         self.layer = layer
-        self.pool: Pool[Lease] = Pool(config.max_instances, config.max_queue)
+        # A lease gone idle is parked (frozen); one handed straight to a waiting call is not.
+        self.pool: Pool[Lease] = Pool(config.max_instances, config.max_queue, _park)
         # Peak memory of this version's last call: what a new sandbox of it will need.
         self.memory_estimate = NEW_SANDBOX_ESTIMATE_BYTES
         # Removed (retention, or the function deleted): its sandboxes retire as they come back.
@@ -43,6 +50,36 @@ class FunctionState:
     @property
     def name(self) -> str:
         return self.config.name
+
+    async def wait_turn(
+        self, waiter: asyncio.Future[Any], deadline: float, alias: str | None, background: bool
+    ) -> Any:
+        """What the pool's FIFO hands a queued call: a lease or START. At the
+        deadline (time.monotonic()) a timer cancels the waiter: one timer, not
+        a cancellation scope (a third of the cost, on every queued call)."""
+        if alias is not None:
+            self.alias_waiters[waiter] = alias
+        loop = asyncio.get_running_loop()
+        timer = loop.call_at(loop.time() + max(0.0, deadline - time.monotonic()), waiter.cancel)
+        try:
+            return await waiter
+        except asyncio.CancelledError:
+            self.pool.abandon(waiter, background)
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise  # cancelled from outside (the client went away), not the deadline
+            raise CallTimeout(
+                f"timed out after {self.config.timeout_s:g} s waiting for a free sandbox"
+            ) from None
+        except BaseException:
+            # Failed by whoever took it out of the queue (Rerouted: its alias
+            # moved; the server shutting down): it holds nothing.
+            if not (waiter.done() and not waiter.cancelled() and waiter.exception() is not None):
+                self.pool.abandon(waiter, background)
+            raise
+        finally:
+            timer.cancel()
+            self.alias_waiters.pop(waiter, None)
 
     def function_spec(
         self, sandbox_id: str, uid: int, open_files_max: int, lambda_region: str

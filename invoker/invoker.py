@@ -22,7 +22,7 @@ from . import eviction
 from .async_api import AsyncInvocations
 from .catalog import Catalog
 from .config import InvokerConfig, default_warm_memory_budget_mb
-from .errors import CallTimeout, FaasError, StartupError, Unavailable
+from .errors import FaasError, StartupError, Unavailable
 from .functions import FunctionState
 from .layers import LayerStore
 from .lease import Lease
@@ -214,9 +214,9 @@ class Invoker(Releases, AsyncInvocations):
             self._lost(state, lease, inv.call_id, None, background)
             raise
         state.memory_estimate = outcome.usage.max_memory_bytes
-        # What it holds now counts too: what a call left running kept growing
-        # until the sandbox was frozen.
-        lease.memory_bytes = max(state.memory_estimate, sandbox.memory_bytes())
+        # The peak, read once the sandbox was frozen, also bounds what it holds
+        # now (what a call left running grew until then): no second read.
+        lease.memory_bytes = state.memory_estimate or sandbox.memory_bytes()
         self._release(state, lease, background)
         self._logs.append(config.name, inv.call_id, outcome.result.logs)
         status = "ok" if outcome.result.error is None else "error"
@@ -237,25 +237,10 @@ class Invoker(Releases, AsyncInvocations):
         got = state.pool.acquire(background)
         if isinstance(got, asyncio.Future):
             waited_from = time.monotonic()
-            waiter = got
-            if alias is not None:
-                state.alias_waiters[waiter] = alias
             try:
-                async with asyncio.timeout(max(0.0, deadline - time.monotonic())):
-                    got = await waiter
-            except TimeoutError:
-                state.pool.abandon(waiter, background)
-                raise CallTimeout(
-                    f"timed out after {state.config.timeout_s:g} s waiting for a free sandbox"
-                ) from None
-            except Rerouted:
-                raise  # out of this queue already, holding nothing
-            except BaseException:
-                state.pool.abandon(waiter, background)
-                raise
+                got = await state.wait_turn(got, deadline, alias, background)
             finally:
-                state.alias_waiters.pop(waiter, None)
-                self.metrics.queue_wait.labels(state.name).observe(time.monotonic() - waited_from)
+                self.metrics.queue_waited(state.name, time.monotonic() - waited_from)
         if got is not START and not got.sandbox.alive():  # type: ignore[union-attr]
             # It died while idle: replace it in the same capacity slot, so
             # this call does not fail for it.

@@ -113,8 +113,9 @@ class Totals:
     def add(self, record: UsageRecord) -> None:
         self.requests += 1
         self.errors += record.status != "ok"
-        self.billed_ms += record.billed_ms
-        self.mb_ms += record.memory_mb * record.billed_ms
+        billed = record.billed_ms
+        self.billed_ms += billed
+        self.mb_ms += record.memory_mb * billed
         self.cpu_us += record.cpu_us
         self.net_rx_bytes += record.net_rx_bytes
         self.net_tx_bytes += record.net_tx_bytes
@@ -174,7 +175,10 @@ class BillingTotals:
     by_function: dict[str, Totals] = field(default_factory=dict)
 
     def add(self, record: UsageRecord) -> None:
-        self.by_function.setdefault(record.function, Totals()).add(record)
+        totals = self.by_function.get(record.function)
+        if totals is None:  # not setdefault: that would build a Totals for every call
+            totals = self.by_function[record.function] = Totals()
+        totals.add(record)
 
 
 TIME_FORMAT_HELP = "ISO 8601 (e.g. 2026-11-26T14:00:00Z) or Unix seconds (e.g. 1795000000)"

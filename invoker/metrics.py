@@ -65,6 +65,7 @@ class Metrics:
         self.registry = CollectorRegistry(auto_describe=True)
         self._done_children: dict[tuple[str, int], tuple[Any, Any]] = {}
         self._started_children: dict[str, Any] = {}
+        self._queue_wait_children: dict[str, Any] = {}
         r = self.registry
         self.invocations = Counter(
             "gateway_function_invocation", "Invocations by status code", ["function_name", "code"], registry=r
@@ -128,6 +129,12 @@ class Metrics:
         if child is None:
             child = self._started_children[function] = self.started.labels(function)
         child.inc()
+
+    def queue_waited(self, function: str, seconds: float) -> None:
+        child = self._queue_wait_children.get(function)
+        if child is None:
+            child = self._queue_wait_children[function] = self.queue_wait.labels(function)
+        child.observe(seconds)
 
     def watch_billing(self, billing: BillingTotals) -> None:
         self.registry.register(BillingCollector(billing))

@@ -70,7 +70,10 @@ class PostgresSecretStore(SecretStore):
         with self._connection.transaction() as db:
             # Writers of the whole cluster take turns, so MAX_SECRETS holds for the table.
             db.execute("SELECT pg_advisory_xact_lock(%s)", (SECRETS_LOCK,))
-            if self._fernet is None and db.execute("SELECT 1 FROM secrets WHERE encrypted LIMIT 1").fetchone():
+            if (
+                self._fernet is None
+                and db.execute("SELECT 1 FROM secrets WHERE encrypted LIMIT 1").fetchone()
+            ):
                 # A server without the key would leave a value in the clear among encrypted ones.
                 raise BadRequest(
                     "the cluster's secrets are encrypted and this server has no secrets_key_file:"

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+from collections.abc import Callable
 from typing import Generic, TypeVar
 
 from .errors import TooManyRequests
@@ -47,9 +48,13 @@ Waiter = asyncio.Future[S | _Start]
 
 
 class Pool(Generic[S]):
-    def __init__(self, max_instances: int, max_queue: int) -> None:
+    def __init__(
+        self, max_instances: int, max_queue: int, on_idle: Callable[[S], None] | None = None
+    ) -> None:
         self.max_instances = max_instances
         self.max_queue = max_queue
+        # Told of each sandbox that goes idle (not of one handed straight to a waiter).
+        self._on_idle = on_idle
         self.idle: list[S] = []  # LIFO: the most recently used stays warm
         self.instances = 0  # live sandboxes plus reserved slots, busy or idle
         self.waiters: collections.deque[Waiter[S]] = collections.deque()
@@ -131,11 +136,14 @@ class Pool(Generic[S]):
         return True
 
     def release(self, sandbox: S, background: bool = False) -> None:
-        """A call finished and the sandbox can serve again."""
+        """A call finished and the sandbox can serve again: the oldest waiting
+        call takes it, else it goes idle."""
         if background:
             self.background -= 1
         if not self._hand_over(sandbox, background):
             self.idle.append(sandbox)
+            if self._on_idle is not None:
+                self._on_idle(sandbox)
 
     def discard(self, background: bool = False) -> None:
         """A busy sandbox (or a reserved slot) is gone; its capacity is free."""

@@ -155,9 +155,13 @@ class Sandbox(Protocol):
         ...
 
     async def call(self, call: Call, cpu_budget_ms: float | None = None) -> CallResult:
-        """Run one call until call.deadline. Between calls the sandbox is
-        frozen (where the host has a freezer): nothing it left running runs;
-        CPU it used between calls is billed to the next call."""
+        """Run one call until call.deadline. CPU it used between calls is
+        billed to the next call."""
+        ...
+
+    def park(self) -> None:
+        """Idle, no call waiting for it: frozen until its next call (where the
+        host has a freezer), so nothing it left running runs meanwhile."""
         ...
 
     def memory_bytes(self) -> int:

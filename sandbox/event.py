@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 
@@ -18,28 +18,39 @@ class Headers(Mapping[str, str]):
     returns each value.
     """
 
-    def __init__(self, pairs: list[tuple[str, str]] | list[list[str]]) -> None:
-        self._values: dict[str, list[str]] = {}
+    __slots__ = ("_pairs", "_values", "_names")
+
+    def __init__(self, pairs: Sequence[tuple[str, str]] | Sequence[list[str]]) -> None:
+        # Indexed on first use: a handler that never reads a header pays nothing.
+        self._pairs = pairs
+        self._values: dict[str, list[str]] | None = None
         self._names: dict[str, str] = {}
-        for name, value in pairs:
-            key = name.lower()
-            self._values.setdefault(key, []).append(value)
-            self._names.setdefault(key, name)
+
+    def _index(self) -> dict[str, list[str]]:
+        values = self._values
+        if values is None:
+            values = self._values = {}
+            for name, value in self._pairs:
+                key = name.lower()
+                values.setdefault(key, []).append(value)
+                self._names.setdefault(key, name)
+        return values
 
     def __getitem__(self, name: str) -> str:
-        return ", ".join(self._values[name.lower()])
+        return ", ".join(self._index()[name.lower()])
 
     def __contains__(self, name: object) -> bool:
-        return isinstance(name, str) and name.lower() in self._values
+        return isinstance(name, str) and name.lower() in self._index()
 
     def __iter__(self) -> Iterator[str]:
+        self._index()
         return iter(self._names.values())
 
     def __len__(self) -> int:
-        return len(self._values)
+        return len(self._index())
 
     def getall(self, name: str) -> list[str]:
-        return list(self._values.get(name.lower(), []))
+        return list(self._index().get(name.lower(), []))
 
     def __repr__(self) -> str:
         return f"Headers({dict(self.items())!r})"

@@ -17,6 +17,7 @@ from typing import Any
 from . import frames, linux, procfs, protocol
 from .api import CallResult, SandboxState, Usage, check_transition
 from .cgroups import CgroupLimits, SandboxCgroup
+from .channel import FrameChannel
 from .errors import CallTimedOut, CpuBudgetExceeded, InitError, SandboxDied, SandboxError, SetupError
 from .network import NetworkAttachment
 from .protocol import Call, Secrets, Stamps
@@ -35,6 +36,8 @@ class Sandbox:
         # Frozen between calls: what a call left running (threads, children)
         # neither runs, uses CPU nor grows until the next call.
         self._freeze_idle = freeze_idle
+        # Frozen now (parked idle); a call handed straight to the next is not.
+        self._frozen = False
         # The cgroup's CPU counter when the last call (or init) ended: the
         # next call is billed from here, so CPU used between calls is billed too.
         self._cpu_mark = 0
@@ -47,8 +50,7 @@ class Sandbox:
         self.stamps: Stamps = ()
         self.last_usage: Usage | None = None
         self._state = SandboxState.NEW
-        self._reader: asyncio.StreamReader | None = None
-        self._writer: asyncio.StreamWriter | None = None
+        self._channel: FrameChannel | None = None
         self._oom_baseline = 0
         self._cpu_exceeded_ms: float | None = None
         # The output area (a memfd shared with the sandbox), from specialize on.
@@ -75,15 +77,10 @@ class Sandbox:
         self._state = check_transition(self._state, state)
 
     def alive(self) -> bool:
-        if self._state is SandboxState.DEAD or self._reader is None or self._reader.at_eof():
+        if self._state is SandboxState.DEAD or self._channel is None or self._channel.at_eof():
             return False
         # Frozen and idle, it may have been killed without knowing it yet.
-        return not (
-            self._freeze_idle
-            and self._state is SandboxState.IDLE
-            and self._stat is not None
-            and self._stat.killed()
-        )
+        return not (self._frozen and self._stat is not None and self._stat.killed())
 
     def set_limits(self, limits: CgroupLimits) -> None:
         if limits != self.cgroup_limits:
@@ -108,7 +105,9 @@ class Sandbox:
                 self._stat = procfs.ProcessStat(self.pid)
             finally:
                 theirs.close()
-            self._reader, self._writer = await asyncio.open_unix_connection(sock=ours, limit=1 << 20)
+            _, self._channel = await asyncio.get_running_loop().create_unix_connection(
+                FrameChannel, sock=ours
+            )
             msg = await self._receive(t0 + timeout_s, "the sandbox's setup")
             if isinstance(msg, protocol.SetupFailed):
                 raise SetupError(f"sandbox setup failed: {msg.error}")
@@ -130,7 +129,7 @@ class Sandbox:
         sandbox is destroyed in every case.
         """
         self._to(SandboxState.SPECIALIZING)
-        assert self._writer is not None
+        assert self._channel is not None
         t0 = time.monotonic()
         self.function = function
         cpu_before = self.cgroup.cpu_usage_ns()
@@ -175,11 +174,11 @@ class Sandbox:
 
     async def _send_rest(self, data: bytes, deadline: float) -> None:
         """The part of a frame the socket buffer did not take at once."""
-        assert self._writer is not None
-        self._writer.write(data)
+        assert self._channel is not None
+        self._channel.write(data)
         try:
             async with asyncio.timeout_at(_loop_time(deadline)):
-                await self._writer.drain()
+                await self._channel.drain()
         except TimeoutError:
             raise CallTimedOut("init timed out") from None
         except (ConnectionError, OSError):
@@ -188,8 +187,8 @@ class Sandbox:
     def send_frame(self, frame: bytes, fds: list[int]) -> int:
         """The start of one encoded frame, with file descriptors; how many
         bytes went (a large frame's rest: _send_rest)."""
-        assert self._writer is not None
-        return frames.send_with_fds(self._writer.get_extra_info("socket").fileno(), frame, fds)
+        assert self._channel is not None and self._channel.transport is not None
+        return frames.send_with_fds(self._channel.transport.get_extra_info("socket").fileno(), frame, fds)
 
     async def _receive(self, deadline: float, what: str) -> protocol.Message:
         """The next message, by `deadline`."""
@@ -203,15 +202,12 @@ class Sandbox:
         (a blank turned into a layer zygote sends its own). Past the deadline
         the channel is cut: one timer per message, not a cancellation scope
         (a third of the cost)."""
-        assert self._reader is not None and self._writer is not None
+        assert self._channel is not None
         loop = asyncio.get_running_loop()
         timer = loop.call_at(_loop_time(deadline), self._expire)
         try:
-            header = await self._reader.readexactly(protocol.HEADER.size)
-            (length,) = protocol.HEADER.unpack(header)
-            payload = await self._reader.readexactly(protocol.check_length(length))
-            return protocol.decode_payload(payload)
-        except (asyncio.IncompleteReadError, ConnectionError, OSError):
+            return protocol.decode_payload(await self._channel.receive())
+        except (ConnectionError, OSError):
             if self._expired:
                 raise CallTimedOut(f"{what} timed out") from None
             raise self._death() from None
@@ -223,8 +219,8 @@ class Sandbox:
     def _expire(self) -> None:
         """The deadline passed: cut the channel, so the read waiting on it ends."""
         self._expired = True
-        if self._writer is not None:
-            self._writer.transport.abort()
+        if self._channel is not None:
+            self._channel.abort()
 
     def _death(self) -> SandboxError:
         if self._cpu_exceeded_ms is not None:
@@ -244,18 +240,21 @@ class Sandbox:
         # is the caller's problem, not a reason to destroy a healthy sandbox.
         frame = protocol.pack(call)
         self._to(SandboxState.BUSY)
-        assert self._writer is not None and self.function is not None
+        assert self._channel is not None and self.function is not None
         cgroup = self.cgroup
-        if self._freeze_idle:
-            cgroup.thaw()
-        cgroup.reset_memory_peak()
+        cgroup.reset_memory_peak()  # frozen (or idle) meanwhile: nothing allocates
         cpu_before = self._cpu_mark
         t0 = time.monotonic()
         watchdog = None
         if cpu_budget_ms is not None:
             watchdog = asyncio.create_task(self._cpu_watchdog(cpu_before, cpu_budget_ms))
         try:
-            self._writer.write(frame)
+            self._channel.write(frame)
+            if self._frozen:
+                # After the write: thawed, the runtime finds the call already
+                # waiting, one wake-up instead of two (thaw, then the frame).
+                cgroup.thaw()
+                self._frozen = False
             msg = await self._receive(call.deadline, "call")
             if not isinstance(msg, protocol.Result) or msg.id != call.id:
                 # A stale or forged frame (a handler that wrote to the channel
@@ -274,11 +273,19 @@ class Sandbox:
         finally:
             if watchdog is not None:
                 watchdog.cancel()
-        if self._freeze_idle:
-            cgroup.freeze()
         usage = self._usage(t0, cpu_before)
         self._to(SandboxState.IDLE)
         return CallResult(msg, usage)
+
+    def park(self) -> None:
+        """Idle with no call waiting for it: freeze it (where the host has a
+        freezer), so that nothing a call left running runs until the next.
+        A sandbox handed straight to a waiting call is not parked: freezing
+        and thawing it at once would cost two wake-ups of its tasks for
+        nothing."""
+        if self._freeze_idle and not self._frozen and self._state is SandboxState.IDLE:
+            self.cgroup.freeze()
+            self._frozen = True
 
     def _output_of_failed_call(self) -> str:
         """What the call printed before it failed, from the output area (the
@@ -335,8 +342,8 @@ class Sandbox:
         if self._state is SandboxState.DEAD:
             return
         self._to(SandboxState.DEAD)
-        if self._writer is not None:
-            self._writer.close()
+        if self._channel is not None:
+            self._channel.close()
         if self._output_fd >= 0:
             os.close(self._output_fd)
             self._output_fd = -1

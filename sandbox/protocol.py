@@ -21,7 +21,7 @@ from typing import Any
 
 import msgpack
 
-from .response import response_header_problem, valid_header
+from .response import HEADER_COUNT_LIMIT, HEADERS_TOTAL_LIMIT, response_header_problem, valid_header
 from .spec import FunctionSpec, SandboxSpec
 
 HEADER = struct.Struct(">I")
@@ -80,7 +80,7 @@ def check_length(length: int) -> int:
     return length
 
 
-def decode_payload(payload: bytes) -> dict[str, Any]:
+def decode_payload(payload: bytes | memoryview) -> dict[str, Any]:
     try:
         message = msgpack.unpackb(
             payload,
@@ -127,6 +127,39 @@ def _headers(raw: Any) -> tuple[tuple[str, str], ...]:
     ):
         raise ProtocolError("headers must be a list of valid [name, value] header strings")
     return tuple((k, v) for k, v in raw)
+
+
+# Response header fields already checked, with their size on the wire: a
+# function answers with the same few fields call after call, so a warm call
+# checks each with one lookup. Bounded: past the cap, new fields are checked
+# every time instead of remembered.
+_CHECKED_FIELDS: dict[tuple[str, str], int] = {}
+CHECKED_FIELDS_CAP = 4096
+
+
+def _response_headers(raw: Any) -> tuple[tuple[str, str], ...]:
+    """A Result's headers, checked as _headers and response_header_problem
+    check them (the same errors: any field not seen before takes that path)."""
+    if type(raw) is list and len(raw) <= HEADER_COUNT_LIMIT:
+        total = 0
+        try:
+            for h in raw:
+                if type(h) is not list or len(h) != 2:
+                    break
+                total += _CHECKED_FIELDS[h[0], h[1]]
+            else:
+                if total <= HEADERS_TOTAL_LIMIT:
+                    return tuple((h[0], h[1]) for h in raw)
+        except (KeyError, TypeError):  # not seen before, or not even hashable
+            pass
+    headers = _headers(raw)
+    problem = response_header_problem(headers)
+    if problem is not None:
+        raise ProtocolError(problem)
+    for name, value in headers:
+        if len(_CHECKED_FIELDS) < CHECKED_FIELDS_CAP:
+            _CHECKED_FIELDS[name, value] = len(name.encode()) + len(value.encode()) + 4
+    return headers
 
 
 # -- sandbox -> invoker --------------------------------------------------------
@@ -207,10 +240,7 @@ def _result(msg: dict[str, Any]) -> Result:
         raise ProtocolError(f"result.body must be bytes, at most {MAX_BODY_BYTES}")
     if not (error is None or isinstance(error, str)):
         raise ProtocolError("result.error must be a string or nil")
-    headers = _headers(msg.get("headers"))
-    problem = response_header_problem(headers)
-    if problem is not None:
-        raise ProtocolError(problem)
+    headers = _response_headers(msg.get("headers"))
     return Result(_str(msg, "id"), status, headers, body, error, _str(msg, "logs", ""))
 
 
@@ -296,7 +326,7 @@ def parse_from_invoker(msg: dict[str, Any]) -> Specialize | Call:
             msg["method"],
             msg["path"],
             msg["query"],
-            tuple((k, v) for k, v in msg["headers"]),
+            tuple(map(tuple, msg["headers"])),
             msg["body"],
             float(msg["deadline"]),
             msg["raw_query"],

@@ -22,6 +22,8 @@ from .protocol import LOG_CAP_BYTES, OUTPUT_LENGTH, TRUNCATION_MARKER
 from .response import UnsupportedReturn, to_http
 from .spec import FunctionSpec
 
+_NOT_AWAITABLE = frozenset({str, bytes, dict, list, type(None)})
+
 
 class LogBuffer:
     """Output of one call (or of init), capped at LOG_CAP_BYTES."""
@@ -50,6 +52,11 @@ class LogBuffer:
             self._area[start : start + len(data)] = data
             OUTPUT_LENGTH.pack_into(self._area, 0, self._size + len(data))
         self._size += len(data)
+
+    def empty_for(self, area: mmap.mmap | None) -> bool:
+        """Nothing was written, and the output area is this one: as good as
+        a new buffer for the next call (whose area already says 0 bytes)."""
+        return self._size == 0 and not self.truncated and self._area is area
 
     def text(self) -> str:
         out = "".join(self._parts)
@@ -149,6 +156,8 @@ class Runtime:
         self._loop: Any = None
         self._cold = True
         self._log_stream = ""
+        self._version = str(spec.function_version)
+        self._batch_after_first_call = True
 
     @property
     def logs(self) -> LogBuffer:
@@ -193,7 +202,8 @@ class Runtime:
 
     def _run_handler(self, event: Event, context: Context) -> Any:
         result = self.handler(event, context)
-        if isinstance(result, Awaitable):
+        # What handlers return is almost always one of these: spare them the ABC check.
+        if type(result) not in _NOT_AWAITABLE and isinstance(result, Awaitable):
             if self._loop is None:
                 import asyncio
 
@@ -202,22 +212,16 @@ class Runtime:
         return result
 
     def _faas_call(self, msg: protocol.Call) -> tuple[int, list[tuple[str, str]], bytes]:
-        event = Event(
-            method=msg.method,
-            path=msg.path,
-            query=msg.query,
-            headers=Headers(msg.headers),
-            body=msg.body,
-            raw_query=msg.raw_query,
-        )
+        spec = self.spec
+        event = Event(msg.method, msg.path, msg.query, Headers(msg.headers), msg.body, msg.raw_query)
         context = Context(
-            request_id=msg.id,
-            function_name=self.spec.function_name,
-            function_version=str(self.spec.function_version),
-            memory_limit_in_mb=self.spec.memory_mb,
-            timeout_s=self.spec.timeout_s,
-            cold_start=self._cold,
-            deadline_monotonic=msg.deadline,
+            msg.id,
+            spec.function_name,
+            self._version,
+            spec.memory_mb,
+            spec.timeout_s,
+            self._cold,
+            msg.deadline,
         )
         return to_http(self._run_handler(event, context))
 
@@ -231,7 +235,8 @@ class Runtime:
 
     def call(self, msg: protocol.Call) -> protocol.Result:
         call_id = msg.id
-        self.logs = LogBuffer(area=self._output_area)
+        if not self.logs.empty_for(self._output_area):
+            self.logs = LogBuffer(area=self._output_area)
         lambda_flavour = self.spec.flavour == "lambda"
         error: str | None = None
         failure: BaseException | None = None
@@ -260,8 +265,9 @@ class Runtime:
     def serve(self) -> None:
         me = os.getpid()
         self.channel.sendall(protocol.pack(self.init()))
+        receiver = frames.FrameReceiver(self.channel)
         while True:
-            raw = frames.recv_blocking(self.channel)
+            raw = receiver.recv()
             if raw is None:
                 return
             msg = protocol.parse_from_invoker(raw)
@@ -274,5 +280,11 @@ class Runtime:
                 # a later call.
                 os._exit(0)
             self.channel.sendall(protocol.pack(result))
+            if self._batch_after_first_call:
+                # Warm from here on: SCHED_BATCH, so that the server waking this
+                # sandbox with a call is not preempted by it (it runs when a
+                # CPU is free). Not before: a cold start is latency, not throughput.
+                self._batch_after_first_call = False
+                os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))
             # We are PID 1 of the sandbox: orphans the handler left become ours.
             procfs.reap_exited_children()

@@ -19,6 +19,10 @@ from ..errors import http_status
 
 # Set by aiohttp for the response it writes; a function may not override them.
 HOP_BY_HOP = {"connection", "content-length", "transfer-encoding", "keep-alive", "upgrade", "x-call-id"}
+# What the gateway says about the call: a function's own header of these names gives way.
+SET_BY_GATEWAY = frozenset(
+    HOP_BY_HOP | {"x-duration-ms", "x-billed-duration-ms", "x-cold-start", VERSION_HEADER.lower()}
+)
 
 
 def _text(value: str) -> str:
@@ -32,6 +36,23 @@ def _text(value: str) -> str:
         return value
     except UnicodeEncodeError:
         return value.encode("utf-8", "surrogateescape").decode("latin-1")
+
+
+def _field_text(raw: bytes) -> str:
+    """A header value as it arrived: UTF-8, or Latin-1 (RFC 9110's obs-text)
+    for bytes that are not UTF-8; what _text gives for aiohttp's decoding of it."""
+    try:
+        return raw.decode()
+    except UnicodeDecodeError:
+        return raw.decode("latin-1")
+
+
+def request_headers(request: web.BaseRequest) -> tuple[tuple[str, str], ...]:
+    """The request's header fields in order, decoded straight from the bytes
+    that arrived (one pass, no multidict)."""
+    return tuple(
+        (name.decode("utf-8", "surrogateescape"), _field_text(value)) for name, value in request.raw_headers
+    )
 
 
 def without_server_token(
@@ -76,7 +97,7 @@ def invocation_of(
         method=request.method,
         path=path,
         query={k: _text(v) for k, v in request.query.items()},
-        headers=without_server_token(tuple((k, _text(v)) for k, v in request.headers.items()), token),
+        headers=without_server_token(request_headers(request), token),
         body=body,
         received_at=received,
         raw_query=request.rel_url.raw_query_string,
@@ -97,8 +118,11 @@ def make_invoke_handler(
         code = 500
         try:
             path = "/" + request.match_info.get("path", "")
-            async with bodies.read(request, max_body_bytes) as body:
-                result = await invoker.invoke(invocation_of(request, name, body, received, token, path))
+            if request.body_exists:
+                async with bodies.read(request, max_body_bytes) as body:
+                    result = await invoker.invoke(invocation_of(request, name, body, received, token, path))
+            else:  # nothing to read or to count against the bound
+                result = await invoker.invoke(invocation_of(request, name, b"", received, token, path))
             code = result.status
         except FaasError as exc:
             code = http_status(exc)
@@ -114,13 +138,13 @@ def result_response(result: Any, call_id: str) -> web.Response:
     """The HTTP response of a call's answer (an InvocationResult here, a
     cluster invoker's RemoteResult at a gateway): the function's status,
     headers and body, and how it was served."""
-    response = web.Response(status=result.status, body=result.body)
-    for key, value in result.headers:
-        if key.lower() not in HOP_BY_HOP:
-            response.headers.add(key, value)
-    response.headers["X-Call-Id"] = call_id
-    response.headers["X-Duration-Ms"] = f"{result.wall_ms:.3f}"
-    response.headers["X-Billed-Duration-Ms"] = str(result.billed_ms)
-    response.headers["X-Cold-Start"] = "true" if result.cold else "false"
-    response.headers[VERSION_HEADER] = str(result.version)
-    return response
+    # One list, made into the response's multidict once.
+    headers = [(k, v) for k, v in result.headers if k.lower() not in SET_BY_GATEWAY]
+    headers += (
+        ("X-Call-Id", call_id),
+        ("X-Duration-Ms", f"{result.wall_ms:.3f}"),
+        ("X-Billed-Duration-Ms", str(result.billed_ms)),
+        ("X-Cold-Start", "true" if result.cold else "false"),
+        (VERSION_HEADER, str(result.version)),
+    )
+    return web.Response(status=result.status, body=result.body, headers=headers)

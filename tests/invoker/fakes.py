@@ -42,6 +42,7 @@ class FakeSandbox:
         self.stamps: Stamps = ()
         self.last_usage: Usage | None = None
         self.calls = 0
+        self.parked = 0
         self.crashed = False
         # What specialize was given: secret name -> value.
         self.secrets: dict[str, bytes] = {}
@@ -88,6 +89,9 @@ class FakeSandbox:
         self._state = check_transition(self._state, SandboxState.IDLE)
         rx, tx = self._factory.net_bytes
         return CallResult(result, Usage(1.5, 250, self._factory.memory_bytes, rx, tx))
+
+    def park(self) -> None:
+        self.parked += 1
 
     def memory_bytes(self) -> int:
         return self._factory.memory_bytes

@@ -77,6 +77,22 @@ async def test_every_call_is_recorded_with_its_status(invoker: Invoker, factory:
     assert any("sandbox killed (oom)" in line for line in invoker.logs("f", 10))
 
 
+async def test_a_sandbox_is_parked_when_it_goes_idle_not_when_a_waiter_takes_it(
+    invoker: Invoker, factory: FakeFactory
+) -> None:
+    await invoker.deploy(deploy_body(max_instances=1))
+    factory.gate = asyncio.Event()
+    calls = [asyncio.create_task(invoker.invoke(invocation(call_id=str(i)))) for i in range(3)]
+    await until(lambda: len(factory.in_flight) == 1 and waiting(invoker) == 2, "one runs, two wait")
+    factory.gate.set()
+    await asyncio.gather(*calls)
+    (sandbox,) = factory.made
+    # Handed from the first call to the second and the second to the third; parked after the last.
+    assert (sandbox.calls, sandbox.parked) == (3, 1)
+    await invoker.invoke(invocation(call_id="alone"))
+    assert (sandbox.calls, sandbox.parked) == (4, 2)
+
+
 async def test_raising_max_instances_lets_every_waiter_in_at_once(
     invoker: Invoker, factory: FakeFactory
 ) -> None:

@@ -30,6 +30,29 @@ async def test_idle_is_reused_most_recent_first() -> None:
     assert pool.acquire() == "a"
 
 
+async def test_on_idle_hears_of_sandboxes_that_go_idle_only() -> None:
+    idle: list[str] = []
+    pool: Pool[str] = Pool(max_instances=1, max_queue=10, on_idle=idle.append)
+    assert pool.acquire() is START
+    waiter = pool.acquire()
+    assert isinstance(waiter, asyncio.Future)
+    pool.release("sb")  # straight to the waiter
+    assert waiter.result() == "sb" and idle == []
+    pool.release("sb")
+    assert idle == ["sb"]
+
+
+async def test_a_sandbox_handed_to_a_waiter_that_gave_up_goes_idle_and_is_told() -> None:
+    idle: list[str] = []
+    pool: Pool[str] = Pool(max_instances=1, max_queue=10, on_idle=idle.append)
+    assert pool.acquire() is START
+    waiter = pool.acquire()
+    assert isinstance(waiter, asyncio.Future)
+    pool.release("sb")
+    pool.abandon(waiter)
+    assert pool.idle == ["sb"] and idle == ["sb"]
+
+
 async def test_waiters_are_served_in_fifo_order_and_newcomers_do_not_overtake() -> None:
     pool: Pool[str] = Pool(max_instances=1, max_queue=10)
     assert pool.acquire() is START
