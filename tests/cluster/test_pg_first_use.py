@@ -114,8 +114,16 @@ async def test_a_layer_only_on_a_servers_disk_is_stored_at_its_start(tmp_path: P
     """Layers built before they were shared reach the database when their server starts."""
     make_layer(tmp_path / "a" / "layers")
     registry = PostgresRegistry(pg_url)
+    # A version stored before layers were shared: its layer row never existed
+    # (made here only so that the registry, which checks, takes the version).
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO layers (id, tree_digest, archive_bytes, chunks) VALUES (%s, '', 0, 0)", (LAYER_ID,)
+        )
     registry.put(FunctionConfig(name="f", version=0, handler_module="handler", entry="handle",
                                 files=("handler.py",), layer_id=LAYER_ID), {"handler.py": b""})  # fmt: skip
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute("DELETE FROM layers WHERE id = %s", (LAYER_ID,))
     registry.close()
     archive = PostgresLayerArchive(pg_url)
     assert not archive.has(LAYER_ID)

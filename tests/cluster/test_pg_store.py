@@ -187,6 +187,10 @@ def test_registry_round_trips_every_config_field(pg_url: str) -> None:
         max_event_age_s=60,
         build_ms=12.5,
     )
+    with psycopg.connect(pg_url, autocommit=True) as conn:  # the layer a version names is stored first
+        conn.execute(
+            "INSERT INTO layers (id, tree_digest, archive_bytes, chunks) VALUES ('abc123', '', 0, 0)"
+        )
     stored, created = registry.put(full, {"handler.py": b"x"})
     assert created
     assert registry.load_all() == [stored]
