@@ -158,10 +158,10 @@ def _serve(config: ServerConfig) -> int:
             access_log=None,
             reuse_port=config.workers > 1 or None,
             print=lambda _msg: log.info(
-                "%s serving on http://%s:%d (data in %s)",
-                config.role,
+                "serving on http://%s:%d (role %s, data in %s)",
                 config.host,
                 config.port,
+                config.role,
                 config.data_dir,
             ),
         )
