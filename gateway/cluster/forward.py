@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from contextlib import aclosing
+from typing import TypeVar
 from urllib.parse import unquote
 
 from multidict import CIMultiDict
@@ -28,6 +30,7 @@ from .wire import Failure, RemoteResult
 # (full: 429; shutting down, not ready or unable to start a sandbox: 503).
 TRY_NEXT = frozenset({429, 503})
 LAMBDA_FUNCTIONS = "/2015-03-31/functions/"
+T = TypeVar("T")
 
 
 class Cluster:
@@ -41,34 +44,17 @@ class Cluster:
 
     async def call(self, inv: Invocation) -> tuple[RemoteResult, str]:
         """Run a call on the cluster; its answer and the id of the invoker that ran it."""
-        key = inv.function.partition("@")[0]
-        order = self.router.order(key, time.monotonic())
-        if not order:
-            raise Unavailable("no invoker of the cluster is ready")
         failure: Failure | None = None
-        for node in order:
-            self.router.started(node.node_id)
-            self.metrics.in_flight(node.node_id, self.router.in_flight[node.node_id])
-            try:
-                answer = await self.channels.call(node.address, inv)
-            except NotSent:
-                self.router.unreachable(node.node_id, time.monotonic())
-                self.metrics.sent(node.node_id, "unreachable")
-                continue
-            except Lost as exc:
-                self.metrics.sent(node.node_id, "lost")
-                raise BadGateway(f"invoker {node.node_id} failed during the call: {exc}") from None
-            finally:
-                self.router.finished(node.node_id)
-                self.metrics.in_flight(node.node_id, self.router.in_flight.get(node.node_id, 0))
-            if isinstance(answer, RemoteResult):
-                self.metrics.sent(node.node_id, "answered")
-                return answer, node.node_id
-            failure = answer
-            if answer.status not in TRY_NEXT:
-                self.metrics.sent(node.node_id, "answered")
-                break
-            self.metrics.sent(node.node_id, "full")
+        key = inv.function.partition("@")[0]
+        async with aclosing(self._each(key, lambda n: self.channels.call(n.address, inv))) as answers:
+            async for node, answer in answers:
+                if isinstance(answer, RemoteResult):
+                    self.metrics.sent(node.node_id, "answered")
+                    return answer, node.node_id
+                failure = answer
+                self.metrics.sent(node.node_id, "full" if answer.status in TRY_NEXT else "answered")
+                if answer.status not in TRY_NEXT:
+                    break
         if failure is None:
             raise Unavailable("no invoker of the cluster could be reached")
         # Every invoker was full, or the call failed: the last answer.
@@ -79,23 +65,33 @@ class Cluster:
     ) -> tuple[int, CIMultiDict[str], bytes, str]:
         """Any other request, to the invoker `key` (a function's name, or "")
         maps to: its status, end-to-end headers and body, and the invoker's id."""
-        status, answer_headers, data, node = await self._send(key, method, path_qs, end_to_end(headers), body)
-        return status, end_to_end(answer_headers.items()), data, node.node_id
+        sent = end_to_end(headers)
+        last: tuple[int, CIMultiDict[str], bytes, str] | None = None
+        request = self._each(key, lambda n: self.client.send(n.address, method, path_qs, sent, body))
+        async with aclosing(request) as answers:
+            async for node, (status, answer_headers, data) in answers:
+                self.metrics.sent(node.node_id, "full" if status in TRY_NEXT else "answered")
+                last = (status, end_to_end(answer_headers.items()), data, node.node_id)
+                if status not in TRY_NEXT:
+                    break
+        if last is None:
+            raise Unavailable("no invoker of the cluster could be reached")
+        return last  # the answer, or every invoker was full: the last one's
 
-    async def _send(
-        self, key: str, method: str, path_qs: str, headers: CIMultiDict[str], body: bytes
-    ) -> tuple[int, CIMultiDict[str], bytes, NodeInfo]:
+    async def _each(
+        self, key: str, send: Callable[[NodeInfo], Awaitable[T]]
+    ) -> AsyncIterator[tuple[NodeInfo, T]]:
+        """`send` to the invokers for `key` in order, yielding each answer
+        (the caller stops when it has what it wants); one not reached is
+        skipped, one that failed after the request left ends it with 502."""
         order = self.router.order(key, time.monotonic())
         if not order:
             raise Unavailable("no invoker of the cluster is ready")
-        last: tuple[int, CIMultiDict[str], bytes, NodeInfo] | None = None
         for node in order:
             self.router.started(node.node_id)
             self.metrics.in_flight(node.node_id, self.router.in_flight[node.node_id])
             try:
-                status, answer_headers, data = await self.client.send(
-                    node.address, method, path_qs, headers, body
-                )
+                answer = await send(node)
             except NotSent:
                 self.router.unreachable(node.node_id, time.monotonic())
                 self.metrics.sent(node.node_id, "unreachable")
@@ -106,13 +102,7 @@ class Cluster:
             finally:
                 self.router.finished(node.node_id)
                 self.metrics.in_flight(node.node_id, self.router.in_flight.get(node.node_id, 0))
-            self.metrics.sent(node.node_id, "full" if status in TRY_NEXT else "answered")
-            last = (status, answer_headers, data, node)
-            if status not in TRY_NEXT:
-                return last
-        if last is not None:
-            return last  # every invoker was full: the last one's answer
-        raise Unavailable("no invoker of the cluster could be reached")
+            yield node, answer
 
 
 def _relayed(status: int, headers: CIMultiDict[str], body: bytes) -> FaasError:
