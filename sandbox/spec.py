@@ -46,7 +46,7 @@ class SandboxSpec:
     # An empty host directory the sandbox mounts its private root on (in its
     # own mount namespace, so the host never sees it).
     new_root_dir: str = "/run/faas/root"
-    # cgroup.procs files the sandbox attaches itself to before unsharing.
+    # cgroup.procs files the sandbox joins first thing, before its setup.
     cgroup_procs_files: tuple[str, ...] = ()
     # /tmp's size until a function sets its own.
     tmp_size_mb: int = 16
