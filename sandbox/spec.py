@@ -39,6 +39,11 @@ class SandboxSpec:
     runtime_binds: tuple[BindMount, ...] = ()
     # Symbolic links to recreate in the root (merged-/usr hosts: /lib -> usr/lib).
     symlinks: tuple[tuple[str, str], ...] = ()
+    # Where the zygote holds runtime_binds already mounted read-only (in its
+    # own mount namespace, sandbox/mounts.py build_runtime_template): the
+    # sandbox binds each outermost one from there, its nested ones and
+    # read-only flags with it, in one call. "": each bind made anew.
+    runtime_template_dir: str = ""
     # sys.path inside the sandbox, after the binds are in place.
     python_path: tuple[str, ...] = ()
     # Files inside the root hidden behind an empty one (/dev/null).

@@ -11,7 +11,9 @@ control socket) it kills every sandbox it made and exits.
     FAAS_SANDBOX_PYTHON=JSON python -m sandbox.zygote CONTROL_FD
 
 JSON: {"path", "path_map", "prefix", "executable"} of the interpreter
-inside sandboxes (sandbox/hostfs.py), applied by sandbox/relocate.py.
+inside sandboxes (sandbox/hostfs.py), applied by sandbox/relocate.py, and
+"template": {"dir", "binds"}, the runtime's binds to hold read-only in the
+zygote's own mount namespace (mounts.build_runtime_template).
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import time
 # Pre-import what every sandbox needs, so that forks share it.
 from . import frames, layer_zygote, linux, mounts, namespaces, procfs, relocate, seccomp, setup  # noqa: F401
 from .protocol import MAX_CONTROL_BYTES, ZYGOTE_READY, SpawnReply, SpawnRequest
-from .spec import SandboxSpec
+from .spec import BindMount, SandboxSpec
 
 # What a blank sandbox may become besides a function.
 ROLES: dict[str, setup.Role] = {layer_zygote.ROLE: layer_zygote.become}
@@ -174,6 +176,10 @@ class ThawCommands:
 def main() -> None:
     control = socket.socket(fileno=int(sys.argv[1]))
     python = json.loads(os.environ.get("FAAS_SANDBOX_PYTHON", "{}"))
+    template = python.get("template")
+    if template:
+        binds = tuple(BindMount(**bind) for bind in template["binds"])
+        mounts.build_runtime_template(template["dir"], binds)
     # Compiled once, with the host's libseccomp, before the paths change.
     seccomp_programs = seccomp.build_programs()
     # Its bindings are not needed after this and have no path inside.
