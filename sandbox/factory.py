@@ -76,6 +76,10 @@ class SandboxFactory:
         try:
             root_dir = os.path.join(self.config.data_dir, "run", "root")
             os.makedirs(root_dir, mode=0o755, exist_ok=True)
+            # Empty on the host: the zygote mounts the runtime's template on
+            # it in its own mount namespace.
+            template_dir = os.path.join(self.config.data_dir, "run", "template")
+            os.makedirs(template_dir, mode=0o700, exist_ok=True)
             self.cgroups = detect()
             self._stack.callback(self.cgroups.close)
             stale = self.remove_stale()
@@ -89,13 +93,20 @@ class SandboxFactory:
             self._template = SandboxSpec(
                 sandbox_id="",
                 runtime_binds=plan.binds,
+                runtime_template_dir=template_dir,
                 symlinks=plan.symlinks,
                 python_path=plan.python_path,
                 masked_files=plan.masked_files,
                 new_root_dir=root_dir,
             )
             self.zygote = await self._stack.enter_async_context(
-                Zygote(plan.python_path, plan.path_map, prefix=plan.prefix, executable=plan.executable)
+                Zygote(
+                    plan.python_path,
+                    plan.path_map,
+                    prefix=plan.prefix,
+                    executable=plan.executable,
+                    runtime_template=(template_dir, plan.binds),
+                )
             )
             self.blanks = await self._stack.enter_async_context(BlankPool(self.config.prewarm, self.blank))
             if self.config.import_cache:
@@ -184,6 +195,7 @@ class SandboxFactory:
         spec = SandboxSpec(
             sandbox_id=sandbox_id,
             runtime_binds=self._template.runtime_binds,
+            runtime_template_dir=self._template.runtime_template_dir,
             symlinks=self._template.symlinks,
             python_path=self._template.python_path,
             masked_files=self._template.masked_files,

@@ -39,6 +39,11 @@ class SandboxSpec:
     runtime_binds: tuple[BindMount, ...] = ()
     # Symbolic links to recreate in the root (merged-/usr hosts: /lib -> usr/lib).
     symlinks: tuple[tuple[str, str], ...] = ()
+    # Where the zygote holds runtime_binds already mounted read-only (in its
+    # own mount namespace, sandbox/mounts.py build_runtime_template): the
+    # sandbox binds each outermost one from there, its nested ones and
+    # read-only flags with it, in one call. "": each bind made anew.
+    runtime_template_dir: str = ""
     # sys.path inside the sandbox, after the binds are in place.
     python_path: tuple[str, ...] = ()
     # Files inside the root hidden behind an empty one (/dev/null).
@@ -46,7 +51,7 @@ class SandboxSpec:
     # An empty host directory the sandbox mounts its private root on (in its
     # own mount namespace, so the host never sees it).
     new_root_dir: str = "/run/faas/root"
-    # cgroup.procs files the sandbox attaches itself to before unsharing.
+    # cgroup.procs files the sandbox joins first thing, before its setup.
     cgroup_procs_files: tuple[str, ...] = ()
     # /tmp's size until a function sets its own.
     tmp_size_mb: int = 16

@@ -19,7 +19,7 @@ from typing import Any
 
 from .errors import SpawnError
 from .protocol import ZYGOTE_READY, SpawnReply, SpawnRequest
-from .spec import SandboxSpec
+from .spec import BindMount, SandboxSpec
 
 STARTUP_TIMEOUT_S = 60
 # How the zygote learns the sandbox's Python paths (sys.path, path map, prefix).
@@ -34,11 +34,14 @@ class Zygote:
         python: str = sys.executable,
         prefix: str = "",
         executable: str = "",
+        runtime_template: tuple[str, tuple[BindMount, ...]] | None = None,
     ) -> None:
         """python_path: sys.path inside sandboxes; python_path_map: (host
         prefix, sandbox prefix) pairs for modules the zygote imports;
         prefix, executable: sys.prefix and sys.executable inside (from
-        hostfs.sandbox_root_plan; empty keeps the host's)."""
+        hostfs.sandbox_root_plan; empty keeps the host's); runtime_template:
+        (an empty directory, the runtime's binds) the zygote holds mounted
+        for its sandboxes (mounts.build_runtime_template)."""
         self._python = python
         self._sandbox_python: dict[str, Any] = {
             "path": list(python_path),
@@ -48,6 +51,9 @@ class Zygote:
             self._sandbox_python["prefix"] = prefix
         if executable:
             self._sandbox_python["executable"] = executable
+        if runtime_template is not None:
+            template_dir, binds = runtime_template
+            self._sandbox_python["template"] = {"dir": template_dir, "binds": [vars(b) for b in binds]}
         self._sock: socket.socket | None = None
         self._proc: subprocess.Popen[bytes] | None = None
         self._pending: dict[int, asyncio.Future[SpawnReply]] = {}
