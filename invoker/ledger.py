@@ -14,7 +14,7 @@ import contextlib
 import sqlite3
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -146,12 +146,81 @@ def _where(since: float | None, until: float | None, function: str | None) -> tu
     return (" WHERE " + " AND ".join(clauses)) if clauses else "", args
 
 
+class GroupCommit:
+    """Group commit, shared by the SQLite and PostgreSQL ledgers: rows queued
+    while a batch is being written go in the next batch (one transaction
+    each), and every appender waits until its row is written.
+
+    `writer`: the thread batches are written in; None: on the event loop
+    itself, at the end of the loop iteration in which the rows arrived."""
+
+    def __init__(
+        self, write: Callable[[list[tuple[Any, ...]]], None], writer: ThreadPoolExecutor | None
+    ) -> None:
+        self._write = write
+        self._writer = writer
+        self._pending: list[tuple[Any, ...]] = []
+        self._waiters: list[asyncio.Future[None]] = []
+        self.flushing = False
+
+    async def add(self, row: tuple[Any, ...]) -> None:
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[None] = loop.create_future()
+        self._pending.append(row)
+        self._waiters.append(fut)
+        if not self.flushing:
+            self.flushing = True
+            if self._writer is None:
+                loop.call_soon(self._flush_inline)
+            else:
+                loop.create_task(self._flush())
+        # A caller cancelled here (client gone) cancels only its wait: the
+        # row is already queued, so the call is still billed.
+        await fut
+
+    async def drained(self) -> None:
+        """Once every queued row is written."""
+        while self.flushing:
+            await asyncio.sleep(0.001)
+
+    async def _flush(self) -> None:
+        """While one batch is being written, the next gathers."""
+        loop = asyncio.get_running_loop()
+        try:
+            while self._pending:
+                rows, waiters = self._take()
+                error: BaseException | None = None
+                try:
+                    await loop.run_in_executor(self._writer, self._write, rows)
+                except Exception as exc:  # whatever it is, every waiter must hear of it
+                    error = _failed(exc)
+                _settle(waiters, error)  # on the loop: futures are not thread-safe
+        finally:
+            self.flushing = False
+
+    def _flush_inline(self) -> None:
+        self.flushing = False
+        rows, waiters = self._take()
+        error: BaseException | None = None
+        try:
+            self._write(rows)
+        except Exception as exc:
+            error = _failed(exc)
+        _settle(waiters, error)
+
+    def _take(self) -> tuple[list[tuple[Any, ...]], list[asyncio.Future[None]]]:
+        rows, waiters = self._pending, self._waiters
+        self._pending, self._waiters = [], []
+        return rows, waiters
+
+
+def _failed(exc: Exception) -> LedgerError:
+    return LedgerError(f"usage ledger write failed: {exc}")
+
+
 class SqliteLedger(Ledger):
     def __init__(self, path: str, synchronous: str = "NORMAL") -> None:
         self.path = path
-        self._pending: list[tuple[Any, ...]] = []
-        self._waiters: list[asyncio.Future[None]] = []
-        self._flushing = False
         self._closed = False
         self.commits = 0  # transactions written, for the benchmark's batching figure
         setup = sqlite3.connect(path)
@@ -172,54 +241,16 @@ class SqliteLedger(Ledger):
         if self._inline:
             self._db.execute("PRAGMA wal_autocheckpoint=0")
         self._checkpoint_task: asyncio.Task[None] | None = None
+        self._group = GroupCommit(self._write, None if self._inline else self._writer)
         self._reader = sqlite3.connect(path, check_same_thread=False)
         self._reader_lock = threading.Lock()
 
     async def append(self, record: UsageRecord) -> None:
         if self._closed:
             raise LedgerError("ledger is closed")
-        loop = asyncio.get_running_loop()
-        fut: asyncio.Future[None] = loop.create_future()
-        self._pending.append(_row(record))
-        self._waiters.append(fut)
-        if not self._flushing:
-            self._flushing = True
-            if self._inline:
-                loop.call_soon(self._flush_inline)
-                if self._checkpoint_task is None:
-                    self._checkpoint_task = loop.create_task(self._checkpoints())
-            else:
-                loop.create_task(self._flush())
-        # A caller cancelled here (client gone) cancels only its wait: the
-        # row is already queued, so the call is still billed.
-        await fut
-
-    async def _flush(self) -> None:
-        """Group commit: while one batch is being written, the next gathers."""
-        loop = asyncio.get_running_loop()
-        try:
-            while self._pending:
-                rows, waiters = self._pending, self._waiters
-                self._pending, self._waiters = [], []
-                error: BaseException | None = None
-                try:
-                    await loop.run_in_executor(self._writer, self._write, rows)
-                except Exception as exc:  # whatever it is, every waiter must hear of it
-                    error = LedgerError(f"usage ledger write failed: {exc}")
-                _settle(waiters, error)
-        finally:
-            self._flushing = False
-
-    def _flush_inline(self) -> None:
-        rows, waiters = self._pending, self._waiters
-        self._pending, self._waiters = [], []
-        self._flushing = False
-        error: BaseException | None = None
-        try:
-            self._write(rows)
-        except Exception as exc:  # whatever it is, every waiter must hear of it
-            error = LedgerError(f"usage ledger write failed: {exc}")
-        _settle(waiters, error)
+        if self._inline and self._checkpoint_task is None:
+            self._checkpoint_task = asyncio.get_running_loop().create_task(self._checkpoints())
+        await self._group.add(_row(record))
 
     async def _checkpoints(self) -> None:
         """Fold the WAL into the database now and then, off the event loop."""
@@ -277,8 +308,7 @@ class SqliteLedger(Ledger):
 
     async def aclose(self) -> None:
         """Flush what is queued, then stop the writer."""
-        while self._flushing:
-            await asyncio.sleep(0.001)
+        await self._group.drained()
         self._closed = True
         if self._checkpoint_task is not None:
             self._checkpoint_task.cancel()

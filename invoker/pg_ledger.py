@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
-from .ledger import Ledger, LedgerError, _settle, record_from_row
+from .ledger import GroupCommit, Ledger, LedgerError, record_from_row
 from .metering import Totals, UsageRecord
 from .pg_schema import connect, ensure_partitions, migrate
 
@@ -78,14 +78,12 @@ class PostgresLedger(Ledger):
     def __init__(self, url: str, synchronous_commit: str = "on") -> None:
         migrate(url)
         self._url = url
-        self._pending: list[tuple[Any, ...]] = []
-        self._waiters: list[asyncio.Future[None]] = []
-        self._flushing = False
         self._closed = False
         self.commits = 0  # transactions written, for the benchmark's batching figure
         # One writer thread and its connection: a commit waits for the WAL
         # flush (and a standby, if synchronous_commit says so) off the event loop.
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pg-ledger-writer")
+        self._group = GroupCommit(self._write, self._writer)
         self._db = connect(url, synchronous_commit=synchronous_commit)
         self._reader = connect(url, autocommit=True)
         self._reader_lock = threading.Lock()
@@ -94,33 +92,9 @@ class PostgresLedger(Ledger):
     async def append(self, record: UsageRecord) -> None:
         if self._closed:
             raise LedgerError("ledger is closed")
-        loop = asyncio.get_running_loop()
-        fut: asyncio.Future[None] = loop.create_future()
-        self._pending.append(_row(record))
-        self._waiters.append(fut)
         if self._partitions_task is None:
-            self._partitions_task = loop.create_task(self._partitions())
-        if not self._flushing:
-            self._flushing = True
-            loop.create_task(self._flush())
-        # A caller cancelled here cancels only its wait: the row is queued, the call billed.
-        await fut
-
-    async def _flush(self) -> None:
-        """Group commit: while one batch is being written, the next gathers."""
-        loop = asyncio.get_running_loop()
-        try:
-            while self._pending:
-                rows, waiters = self._pending, self._waiters
-                self._pending, self._waiters = [], []
-                error: BaseException | None = None
-                try:
-                    await loop.run_in_executor(self._writer, self._write, rows)
-                except Exception as exc:  # whatever it is, every waiter must hear of it
-                    error = LedgerError(f"usage ledger write failed: {exc}")
-                _settle(waiters, error)
-        finally:
-            self._flushing = False
+            self._partitions_task = asyncio.get_running_loop().create_task(self._partitions())
+        await self._group.add(_row(record))
 
     def _write(self, rows: list[tuple[Any, ...]]) -> None:
         if self._db.closed or self._db.broken:  # the server restarted: reconnect once
@@ -163,8 +137,7 @@ class PostgresLedger(Ledger):
 
     async def aclose(self) -> None:
         """Flush what is queued, then stop the writer."""
-        while self._flushing:
-            await asyncio.sleep(0.001)
+        await self._group.drained()
         self._closed = True
         if self._partitions_task is not None:
             self._partitions_task.cancel()
