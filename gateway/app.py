@@ -23,6 +23,7 @@ from .cluster.invoker_side import make_cluster_auth_middleware, node_lease_conte
 from .cluster.wire import PATH as CHANNEL_PATH
 from .config import ServerConfig
 from .errors import Handler, error_middleware, http_status
+from .fast_path import add_function_routes
 from .guard import make_guard_middleware
 from .lambda_api.app import PREFIX as LAMBDA_PREFIX
 from .lambda_api.app import make_lambda_app
@@ -87,9 +88,8 @@ def create_app(config: ServerConfig) -> web.Application:
 
     bodies = BufferedBodies(config.max_buffered_bytes)
     invoke = make_invoke_handler(invoker, metrics, bodies, config.max_body_bytes, config.token)
-    app.router.add_route("*", "/function/{name}", invoke)
-    # [\s\S], not '.': a path may hold an (escaped) newline too.
-    app.router.add_route("*", "/function/{name}/{path:[\\s\\S]*}", invoke)
+    # An invoker of a cluster checks the cluster's token first: no fast path there.
+    add_function_routes(app, invoke, config.body_timeout_s, fast=config.role != "invoker")
     AsyncRoutes(invoker, bodies, config.max_body_bytes, config.token).add_to(app.router)
     FunctionRoutes(invoker).add_to(app.router)
     VersionRoutes(invoker).add_to(app.router)

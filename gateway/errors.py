@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from aiohttp import web
 
@@ -141,10 +142,19 @@ def error_response(
 
 @web.middleware
 async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    return await answer_errors(request, handler)
+
+
+async def answer_errors(
+    request: web.Request, handler: Callable[..., Awaitable[web.StreamResponse]], *args: Any
+) -> web.StreamResponse:
+    """`handler(request, *args)`'s response, or the error response of what it
+    raised; the request gets its call id first. The error middleware, and
+    the fast path of /function/* (gateway/fast_path.py) calls it directly."""
     call_id = request.get("call_id") or new_call_id()
     request["call_id"] = call_id
     try:
-        response = await handler(request)
+        response = await handler(request, *args)
     except FaasError as exc:
         response = error_response(http_status(exc), exc.message, call_id, exc.headers)
         if isinstance(exc, RequestTimeout):

@@ -19,6 +19,7 @@ headers arrived; past that the reader gets RequestTimeout (408).
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
@@ -55,21 +56,31 @@ def check_head(request: web.BaseRequest) -> None:
 def make_limits_middleware(body_timeout_s: float) -> web.Middleware:  # type: ignore[name-defined]
     @web.middleware
     async def limits(request: web.Request, handler: Handler) -> web.StreamResponse:
-        check_head(request)
-        content = request.content
-        if content.is_eof():
-            return await handler(request)
-
-        def expire() -> None:
-            if not content.is_eof():
-                content.set_exception(
-                    RequestTimeout(f"request body not received within {body_timeout_s:g} s")
-                )
-
-        timer = asyncio.get_running_loop().call_later(body_timeout_s, expire)
-        try:
-            return await handler(request)
-        finally:
-            timer.cancel()
+        return await within_limits(request, body_timeout_s, handler)
 
     return limits
+
+
+async def within_limits(
+    request: web.Request,
+    body_timeout_s: float,
+    handler: Callable[..., Awaitable[web.StreamResponse]],
+    *args: Any,
+) -> web.StreamResponse:
+    """`handler(request, *args)` once the request's head is within the
+    limits, its body given body_timeout_s to arrive. The limits middleware,
+    and the fast path of /function/* (gateway/fast_path.py) calls it directly."""
+    check_head(request)
+    content = request.content
+    if content.is_eof():
+        return await handler(request, *args)
+
+    def expire() -> None:
+        if not content.is_eof():
+            content.set_exception(RequestTimeout(f"request body not received within {body_timeout_s:g} s"))
+
+    timer = asyncio.get_running_loop().call_later(body_timeout_s, expire)
+    try:
+        return await handler(request, *args)
+    finally:
+        timer.cancel()

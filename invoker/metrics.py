@@ -3,12 +3,13 @@ globals): the gateway exposes `registry`, the invoker updates the rest."""
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Callable, Iterable
-from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 
 from .metering import BillingTotals
 
@@ -60,39 +61,92 @@ class BillingCollector(Collector):
         yield from (gb, cpu, requests, network)
 
 
+class Tally:
+    """One histogram series kept as plain numbers: its count of observations
+    in each bucket (not cumulative), and their sum."""
+
+    __slots__ = ("counts", "total")
+
+    def __init__(self, buckets: int) -> None:
+        self.counts = [0] * buckets
+        self.total = 0.0
+
+    def cumulative(self, bounds: tuple[float, ...]) -> list[tuple[str, float]]:
+        out, running = [], 0
+        for bound, count in zip((*bounds, float("inf")), self.counts, strict=True):
+            running += count
+            out.append((floatToGoString(bound), running))
+        return out
+
+
+class CallCollector(Collector):
+    """The per-call series (docs/METRICS.md), counted in plain dicts on the
+    event loop and turned into metrics at scrape time: prometheus_client's
+    own counters take a lock and walk a few objects per increment, and a
+    warm call updates four series (bench/PROFILE.md). Only the event loop
+    writes; a scrape copies the dicts first."""
+
+    def __init__(self) -> None:
+        self.done: dict[tuple[str, int], Tally] = {}  # (function, status code)
+        self.started: dict[str, int] = {}
+        self.queue_wait: dict[str, Tally] = {}
+        self._buckets = len(LATENCY_BUCKETS) + 1
+
+    def count_done(self, function: str, code: int, seconds: float) -> None:
+        tally = self.done.get((function, code))
+        if tally is None:
+            tally = self.done[(function, code)] = Tally(self._buckets)
+        tally.counts[bisect.bisect_left(LATENCY_BUCKETS, seconds)] += 1
+        tally.total += seconds
+
+    def count_wait(self, function: str, seconds: float) -> None:
+        tally = self.queue_wait.get(function)
+        if tally is None:
+            tally = self.queue_wait[function] = Tally(self._buckets)
+        tally.counts[bisect.bisect_left(LATENCY_BUCKETS, seconds)] += 1
+        tally.total += seconds
+
+    def collect(self) -> Iterable[Metric]:
+        done, started, waits = (
+            list(self.done.items()),
+            list(self.started.items()),
+            list(self.queue_wait.items()),
+        )
+        invocations = CounterMetricFamily(
+            "gateway_function_invocation", "Invocations by status code", labels=["function_name", "code"]
+        )
+        seconds = HistogramMetricFamily(
+            "gateway_functions_seconds", "Invocation latency", labels=["function_name", "code"]
+        )
+        for (function, code), tally in sorted(done):
+            labels = [function, str(code)]
+            invocations.add_metric(labels, sum(tally.counts))
+            seconds.add_metric(labels, tally.cumulative(LATENCY_BUCKETS), tally.total)
+        begun = CounterMetricFamily(
+            "gateway_function_invocation_started", "Invocations started", labels=["function_name"]
+        )
+        for function, count in sorted(started):
+            begun.add_metric([function], count)
+        queue_wait = HistogramMetricFamily(
+            "faas_queue_wait_seconds", "Time calls waited for a sandbox", labels=["function_name"]
+        )
+        for function, tally in sorted(waits):
+            queue_wait.add_metric([function], tally.cumulative(LATENCY_BUCKETS), tally.total)
+        yield from (invocations, seconds, begun, queue_wait)
+
+
 class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
-        self._done_children: dict[tuple[str, int], tuple[Any, Any]] = {}
-        self._started_children: dict[str, Any] = {}
-        self._queue_wait_children: dict[str, Any] = {}
         r = self.registry
-        self.invocations = Counter(
-            "gateway_function_invocation", "Invocations by status code", ["function_name", "code"], registry=r
-        )
-        self.seconds = Histogram(
-            "gateway_functions_seconds",
-            "Invocation latency",
-            ["function_name", "code"],
-            buckets=LATENCY_BUCKETS,
-            registry=r,
-        )
-        self.started = Counter(
-            "gateway_function_invocation_started", "Invocations started", ["function_name"], registry=r
-        )
+        self.calls = CallCollector()
+        r.register(self.calls)
         self.cold_starts = Counter(
             "faas_cold_starts", "Calls served by a new sandbox", ["function_name"], registry=r
         )
         self.init_seconds = Histogram(
             "faas_init_seconds",
             "Sandbox start plus module init",
-            ["function_name"],
-            buckets=LATENCY_BUCKETS,
-            registry=r,
-        )
-        self.queue_wait = Histogram(
-            "faas_queue_wait_seconds",
-            "Time calls waited for a sandbox",
             ["function_name"],
             buckets=LATENCY_BUCKETS,
             registry=r,
@@ -112,29 +166,14 @@ class Metrics:
         )
 
     def invocation_done(self, function: str, code: int, seconds: float) -> None:
-        """Count one answered invocation (children cached: labels() costs a lock and a hash per call)."""
-        key = (function, code)
-        children = self._done_children.get(key)
-        if children is None:
-            children = (
-                self.invocations.labels(function, str(code)),
-                self.seconds.labels(function, str(code)),
-            )
-            self._done_children[key] = children
-        children[0].inc()
-        children[1].observe(seconds)
+        self.calls.count_done(function, code, seconds)
 
     def invocation_started(self, function: str) -> None:
-        child = self._started_children.get(function)
-        if child is None:
-            child = self._started_children[function] = self.started.labels(function)
-        child.inc()
+        started = self.calls.started
+        started[function] = started.get(function, 0) + 1
 
     def queue_waited(self, function: str, seconds: float) -> None:
-        child = self._queue_wait_children.get(function)
-        if child is None:
-            child = self._queue_wait_children[function] = self.queue_wait.labels(function)
-        child.observe(seconds)
+        self.calls.count_wait(function, seconds)
 
     def watch_billing(self, billing: BillingTotals) -> None:
         self.registry.register(BillingCollector(billing))

@@ -25,6 +25,7 @@ from ..app import CHANNEL_OVERHEAD_BYTES, make_auth_middleware
 from ..bodies import BufferedBodies
 from ..config import ServerConfig
 from ..errors import error_middleware, http_status
+from ..fast_path import add_function_routes
 from ..guard import make_guard_middleware
 from ..limits import handler_args, make_limits_middleware
 from ..routes.invoke import invocation_of, result_response
@@ -44,11 +45,9 @@ class GatewayRoutes:
         self.watch: NodeWatch | None = None
         self.cluster: Cluster | None = None
 
-    async def invoke(self, request: web.Request) -> web.StreamResponse:
+    async def invoke(self, request: web.Request, name: str, path: str) -> web.StreamResponse:
         assert self.cluster is not None
         received = time.monotonic()
-        name = request.match_info["name"]
-        path = "/" + request.match_info.get("path", "")
         function = name.partition("@")[0]
         code = 500
         try:
@@ -127,8 +126,7 @@ def create_gateway_app(config: ServerConfig) -> web.Application:
     app.router.add_get("/readyz", routes.readyz)
     app.router.add_get("/metrics", routes.metrics_text)
     app.router.add_get("/system/nodes", routes.nodes)
-    app.router.add_route("*", "/function/{name}", routes.invoke)
-    app.router.add_route("*", "/function/{name}/{path:[\\s\\S]*}", routes.invoke)
+    add_function_routes(app, routes.invoke, config.body_timeout_s)
     app.router.add_route("*", "/{tail:[\\s\\S]*}", routes.forward)
 
     database, token = config.database, config.cluster_token

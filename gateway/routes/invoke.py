@@ -16,6 +16,7 @@ from invoker.model import VERSION_HEADER, Invocation
 
 from ..bodies import BufferedBodies
 from ..errors import http_status
+from ..fast_path import FunctionHandler
 
 # Set by aiohttp for the response it writes; a function may not override them.
 HOP_BY_HOP = {"connection", "content-length", "transfer-encoding", "keep-alive", "upgrade", "x-call-id"}
@@ -107,17 +108,15 @@ def invocation_of(
 
 def make_invoke_handler(
     invoker: Invoker, metrics: Metrics, bodies: BufferedBodies, max_body_bytes: int, token: str | None = None
-) -> web.RequestHandler:  # type: ignore[name-defined]
-    async def invoke(request: web.Request) -> web.StreamResponse:
+) -> FunctionHandler:
+    async def invoke(request: web.Request, name: str, path: str) -> web.StreamResponse:
         received = time.monotonic()
-        name = request.match_info["name"]
         call_id: str = request["call_id"]
         # 503 while draining, 404 for no such function, version or alias, 429
         # when full: all before a byte of the body is read.
         function = invoker.admit(name).name
         code = 500
         try:
-            path = "/" + request.match_info.get("path", "")
             if request.body_exists:
                 async with bodies.read(request, max_body_bytes) as body:
                     result = await invoker.invoke(invocation_of(request, name, body, received, token, path))

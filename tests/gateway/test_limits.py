@@ -4,7 +4,6 @@ and URL limits, the body deadline, and every error answered as JSON."""
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -17,6 +16,8 @@ from gateway.errors import HeadersTooLarge, UriTooLong, error_middleware
 from gateway.limits import URL_LIMIT, check_head, handler_args, make_limits_middleware
 from invoker.errors import BadRequest
 from sandbox.response import HEADER_FIELD_LIMIT
+
+from .raw_http import exchange
 
 pytestmark = pytest.mark.filterwarnings("ignore::aiohttp.web_exceptions.NotAppKeyWarning")
 
@@ -75,22 +76,6 @@ async def server() -> AsyncIterator[TestServer]:
     await srv.close()
 
 
-async def _exchange(
-    srv: TestServer, data: bytes, *more: bytes, pause_s: float = 0.0
-) -> tuple[int, dict[str, str], Any]:
-    reader, writer = await asyncio.open_connection(srv.host, srv.port)
-    writer.write(data)
-    for part in more:
-        await asyncio.sleep(pause_s)
-        writer.write(part)
-    raw = await asyncio.wait_for(reader.read(), 5)
-    writer.close()
-    head, _, body = raw.partition(b"\r\n\r\n")
-    lines = head.decode().split("\r\n")
-    headers = {k.lower(): v.strip() for k, _, v in (line.partition(":") for line in lines[1:])}
-    return int(lines[0].split()[1]), headers, json.loads(body)
-
-
 def _req(method: str, path: str, *headers: str) -> bytes:
     return "\r\n".join(
         [f"{method} {path} HTTP/1.1", "Host: t", *headers, "Connection: close", "", ""]
@@ -103,15 +88,15 @@ async def test_errors_are_json_with_a_call_id(server: TestServer) -> None:
         ("/bad", 400, "precise message"),
         ("/nope", 404, "Not Found"),
     ]:
-        code, headers, body = await _exchange(server, _req("GET", path))
+        code, headers, body = await exchange(server, _req("GET", path))
         assert (code, body["error"]) == (status, message)
         assert body["call_id"] == headers["x-call-id"]
-    code, headers, body = await _exchange(server, _req("PUT", "/read"))
+    code, headers, body = await exchange(server, _req("PUT", "/read"))
     assert code == 405 and headers["allow"] == "POST" and body["error"] == "Method Not Allowed"
 
 
 async def test_a_body_that_arrives_in_time_is_read(server: TestServer) -> None:
-    code, _, body = await _exchange(
+    code, _, body = await exchange(
         server, _req("POST", "/read", "Content-Length: 4"), b"ab", b"cd", pause_s=0.1
     )
     assert (code, body) == (200, {"size": 4})
@@ -119,12 +104,12 @@ async def test_a_body_that_arrives_in_time_is_read(server: TestServer) -> None:
 
 async def test_a_slow_body_is_408_and_closes_the_connection(server: TestServer) -> None:
     start = asyncio.get_running_loop().time()
-    code, headers, body = await _exchange(server, _req("POST", "/read", "Content-Length: 100"), b"ab")
+    code, headers, body = await exchange(server, _req("POST", "/read", "Content-Length: 100"), b"ab")
     assert code == 408 and "within 0.5 s" in body["error"]
     assert headers["connection"] == "close"
     assert asyncio.get_running_loop().time() - start < 2
 
 
 async def test_a_huge_header_is_431_json(server: TestServer) -> None:
-    code, _, body = await _exchange(server, _req("GET", "/bad", "X-Big: " + "a" * 9000))
+    code, _, body = await exchange(server, _req("GET", "/bad", "X-Big: " + "a" * 9000))
     assert code == 431 and "X-Big" in body["error"]
