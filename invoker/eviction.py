@@ -27,6 +27,8 @@ def evict_lru(
     """Idle leases to evict, least recently used first, until `needed_bytes`
     more fits in the budget; Unavailable (and nothing evicted) if it would
     not fit even with every idle one gone: only busy ones hold the rest."""
+    if used_bytes + needed_bytes <= budget_bytes:
+        return []  # the common case, on every cold start's path: nothing to sort
     idle = sorted(
         ((lease.last_used, id(lease), lease, state) for state in functions for lease in state.pool.idle),
         key=lambda entry: entry[:2],

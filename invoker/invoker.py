@@ -300,8 +300,7 @@ class Invoker(Releases, AsyncInvocations):
                 f"{b[0]}={(b[1] - a[1]) * 1e3:.2f}" for a, b in itertools.pairwise(sandbox.stamps)
             )
             log.debug("cold start of %s in %.2f ms: %s", config.name, sandbox.init_ms, stages)
-        self.metrics.cold_starts.labels(config.name).inc()
-        self.metrics.init_seconds.labels(config.name).observe(sandbox.init_ms / 1000)
+        self.metrics.cold_started(config.name, sandbox.init_ms / 1000)
         if sandbox.init_logs:
             self._logs.append(config.name, call_id, sandbox.init_logs)
         lease = Lease(sandbox, function.code_dir, state.memory_estimate, layer_dir=function.layer_dir)

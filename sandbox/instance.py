@@ -114,6 +114,7 @@ class Sandbox:
             if not isinstance(msg, protocol.Blank):
                 raise _protocol_error(f"expected blank, got {type(msg).__name__}")
             self.stamps = msg.stamps
+            self._make_output_area()  # here, off the cold start's path
             self._to(SandboxState.BLANK)
         except BaseException:
             ours.close()
@@ -136,8 +137,8 @@ class Sandbox:
         try:
             if self.preloaded_layer and function.layer_dir != self.preloaded_layer:
                 raise SetupError(f"a sandbox of layer {self.preloaded_layer} cannot run this function")
-            self._output_fd = os.memfd_create("faas-output", os.MFD_CLOEXEC)
-            os.ftruncate(self._output_fd, protocol.OUTPUT_AREA_BYTES)
+            if self._output_fd < 0:  # a blank made ahead has one already
+                self._make_output_area()
             mounts = [linux.clone_mount_readonly(function.code_dir)]
             try:
                 if function.layer_dir and not self.preloaded_layer:
@@ -171,6 +172,11 @@ class Sandbox:
             if isinstance(exc, SandboxDied):
                 raise SandboxDied(exc.reason, f"sandbox died during init: {exc.message}") from None
             raise
+
+    def _make_output_area(self) -> None:
+        """The memory the runtime writes a call's output into (a memfd it maps)."""
+        self._output_fd = os.memfd_create("faas-output", os.MFD_CLOEXEC)
+        os.ftruncate(self._output_fd, protocol.OUTPUT_AREA_BYTES)
 
     async def _send_rest(self, data: bytes, deadline: float) -> None:
         """The part of a frame the socket buffer did not take at once."""

@@ -39,6 +39,10 @@ def test_call_series_match_prometheus_client() -> None:
     waits = Histogram(
         "faas_queue_wait_seconds", "x", ["function_name"], buckets=LATENCY_BUCKETS, registry=reference
     )
+    colds = Counter("faas_cold_starts", "x", ["function_name"], registry=reference)
+    inits = Histogram(
+        "faas_init_seconds", "x", ["function_name"], buckets=LATENCY_BUCKETS, registry=reference
+    )
     rng = random.Random(7)
     # Values on the bucket bounds too: `le` includes the bound.
     values = [*LATENCY_BUCKETS, 0.0, 1e-6, 1000.0] + [rng.uniform(0, 2) ** 4 for _ in range(300)]
@@ -51,12 +55,17 @@ def test_call_series_match_prometheus_client() -> None:
         seconds.labels(function, str(code)).observe(value)
         metrics.queue_waited(function, value / 3)
         waits.labels(function).observe(value / 3)
+        if i % 5 == 0:
+            metrics.cold_started(function, value * 2)
+            colds.labels(function).inc()
+            inits.labels(function).observe(value * 2)
     names = {
         "gateway_function_invocation_total",
         "gateway_function_invocation_started_total",
+        "faas_cold_starts_total",
         *(
             f"{base}_{part}"
-            for base in ("gateway_functions_seconds", "faas_queue_wait_seconds")
+            for base in ("gateway_functions_seconds", "faas_queue_wait_seconds", "faas_init_seconds")
             for part in ("bucket", "count", "sum")
         ),
     }
