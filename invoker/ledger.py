@@ -240,6 +240,13 @@ class SqliteLedger(Ledger):
         self._db.execute(f"PRAGMA synchronous={synchronous}")
         if self._inline:
             self._db.execute("PRAGMA wal_autocheckpoint=0")
+        # Checkpoints on a connection of their own: on the writers' one, the
+        # checkpoint's fsyncs (~15 ms) held its mutex, and the event loop's
+        # next commit waited for them, stalling every call in flight every
+        # CHECKPOINT_EVERY_S. A PASSIVE checkpoint and a WAL writer do not
+        # wait for each other.
+        self._checkpointer = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self._checkpointer.execute(f"PRAGMA synchronous={synchronous}")
         self._checkpoint_task: asyncio.Task[None] | None = None
         self._group = GroupCommit(self._write, None if self._inline else self._writer)
         self._reader = sqlite3.connect(path, check_same_thread=False)
@@ -261,7 +268,7 @@ class SqliteLedger(Ledger):
 
     def _checkpoint(self) -> None:
         try:
-            self._db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            self._checkpointer.execute("PRAGMA wal_checkpoint(PASSIVE)")
         except sqlite3.Error:
             pass  # busy readers: the next one will do it
 
@@ -320,6 +327,7 @@ class SqliteLedger(Ledger):
         self._closed = True
         self._writer.shutdown(wait=True)
         self._checkpoint()
+        self._checkpointer.close()
         self._db.close()
         with self._reader_lock:
             self._reader.close()

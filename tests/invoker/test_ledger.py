@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import time
 from pathlib import Path
 
 import pytest
@@ -109,3 +110,42 @@ async def test_a_usage_db_made_before_network_metering_gains_its_columns(tmp_pat
     SqliteLedger(str(path)).close()
     columns = [row[1] for row in sqlite3.connect(path).execute("PRAGMA table_info(usage)")]
     assert columns[-2:] == ["net_rx_bytes", "net_tx_bytes"] and len(columns) == len(set(columns))
+
+
+async def test_appends_do_not_wait_for_a_checkpoint(tmp_path: Path) -> None:
+    """A checkpoint fsyncs (tens of ms on a real disk) in the writer thread;
+    the event loop's commits must not queue behind it. SQLite serializes the
+    statements of one connection: here the checkpoint's connection first
+    runs a statement that lasts a while, as a slow fsync would."""
+    path = str(tmp_path / "usage.db")
+    ledger = SqliteLedger(path)
+    await ledger.append(record(0))
+    checkpointer = ledger._checkpointer
+    started = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    long_statement = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 2000000) SELECT count(*) FROM c"
+
+    class SlowCheckpoints:
+        def execute(self, sql: str) -> sqlite3.Cursor:
+            loop.call_soon_threadsafe(started.set)
+            t0 = time.monotonic()
+            checkpointer.execute(long_statement).fetchone()
+            self.took = time.monotonic() - t0
+            return checkpointer.execute(sql)
+
+        def close(self) -> None:
+            checkpointer.close()
+
+    slow = SlowCheckpoints()
+    ledger._checkpointer = slow  # type: ignore[assignment]
+    checkpoint = loop.run_in_executor(ledger._writer, ledger._checkpoint)
+    await started.wait()
+    t0 = time.monotonic()
+    for i in range(1, 20):
+        await ledger.append(record(i))
+    appends = time.monotonic() - t0
+    await checkpoint
+    assert slow.took > 0.1  # else the statement proves nothing on this machine
+    assert appends < slow.took / 2
+    assert ledger.totals(None, None, None)["f"].requests == 20
+    await ledger.aclose()
