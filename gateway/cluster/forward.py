@@ -6,6 +6,7 @@ never sent twice, as it may have run."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
@@ -78,6 +79,33 @@ class Cluster:
             raise Unavailable("no invoker of the cluster could be reached")
         return last  # the answer, or every invoker was full: the last one's
 
+    async def gather(
+        self, method: str, path_qs: str, headers: Iterable[tuple[str, str]]
+    ) -> list[tuple[str, int, CIMultiDict[str], bytes]]:
+        """The same request to every reachable invoker at once, for what is
+        spread over them (a function's logs: each invoker keeps those of the
+        calls it served): (invoker id, status, headers, body) of each that
+        answered. One not reached, or failing, is left out."""
+        sent = end_to_end(headers)
+
+        async def ask(node: NodeInfo) -> tuple[str, int, CIMultiDict[str], bytes] | None:
+            try:
+                status, answer_headers, body = await self.client.send(
+                    node.address, method, path_qs, sent, b""
+                )
+            except NotSent:
+                self.router.unreachable(node.node_id, time.monotonic())
+                self.metrics.sent(node.node_id, "unreachable")
+                return None
+            except Lost:
+                self.metrics.sent(node.node_id, "lost")
+                return None
+            self.metrics.sent(node.node_id, "answered")
+            return node.node_id, status, answer_headers, body
+
+        answers = await asyncio.gather(*(ask(node) for node in self.router.reachable(time.monotonic())))
+        return [answer for answer in answers if answer is not None]
+
     async def _each(
         self, key: str, send: Callable[[NodeInfo], Awaitable[T]]
     ) -> AsyncIterator[tuple[NodeInfo, T]]:
@@ -105,7 +133,8 @@ class Cluster:
             yield node, answer
 
 
-def _relayed(status: int, headers: CIMultiDict[str], body: bytes) -> FaasError:
+def relayed_error(status: int, headers: CIMultiDict[str], body: bytes) -> FaasError:
+    """An invoker's error answer, as the error the gateway answers with."""
     try:
         message = str(json.loads(body)["error"])
     except (ValueError, KeyError, TypeError):

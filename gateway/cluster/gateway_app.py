@@ -11,13 +11,14 @@ node table (invoker/pg_nodes.py), read every 0.5 s.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import AsyncIterator
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from invoker.errors import FaasError
+from invoker.errors import FaasError, Unavailable
 from invoker.metrics import Metrics
 from invoker.pg_nodes import NodeWatch
 
@@ -29,9 +30,10 @@ from ..fast_path import add_function_routes
 from ..guard import make_guard_middleware
 from ..limits import handler_args, make_limits_middleware
 from ..routes.invoke import invocation_of, result_response
+from ..routes.logs import logs_query, merge_tails
 from .channels import Channels
 from .client import InvokerClient
-from .forward import Cluster, function_of
+from .forward import Cluster, function_of, relayed_error
 from .metrics import ClusterMetrics
 from .router import Router
 from .wire import NODE_HEADER
@@ -75,6 +77,20 @@ class GatewayRoutes:
         response = web.Response(status=status, body=data, headers=headers)
         response.headers[NODE_HEADER] = node
         return response
+
+    async def logs(self, request: web.Request) -> web.Response:
+        """A function's logs from every invoker (each keeps those of the calls
+        it served, the home invoker's and the spilled-over ones), merged by time."""
+        assert self.cluster is not None
+        name, tail = logs_query(request)
+        answers = await self.cluster.gather("GET", request.raw_path, request.headers.items())
+        tails = [json.loads(body)["lines"] for _, status, _, body in answers if status == 200]
+        if not tails:
+            if answers:  # e.g. 404 from every invoker: no such function
+                _, status, headers, body = answers[0]
+                raise relayed_error(status, headers, body)
+            raise Unavailable("no invoker of the cluster could be reached")
+        return web.json_response({"function": name, "lines": merge_tails(tails, tail)})
 
     async def nodes(self, request: web.Request) -> web.Response:
         assert self.watch is not None and self.cluster is not None
@@ -126,6 +142,7 @@ def create_gateway_app(config: ServerConfig) -> web.Application:
     app.router.add_get("/readyz", routes.readyz)
     app.router.add_get("/metrics", routes.metrics_text)
     app.router.add_get("/system/nodes", routes.nodes)
+    app.router.add_get("/system/logs", routes.logs)
     add_function_routes(app, routes.invoke, config.body_timeout_s)
     app.router.add_route("*", "/{tail:[\\s\\S]*}", routes.forward)
 

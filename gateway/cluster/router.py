@@ -49,6 +49,11 @@ class Router:
         usable = [node_id for node_id, node in nodes.items() if node.ready and self.healthy(node_id, now)]
         return [nodes[c.node_id] for c in candidates(self._ring, key, self.in_flight, self._epsilon, usable)]
 
+    def reachable(self, now: float) -> list[NodeInfo]:
+        """Every live invoker not suspected of being unreachable, ready or
+        not (a draining one still holds its logs)."""
+        return [node for node_id, node in self._live_nodes().items() if self.healthy(node_id, now)]
+
     def healthy(self, node_id: str, now: float) -> bool:
         return self._suspect_until.get(node_id, 0.0) <= now
 

@@ -163,6 +163,35 @@ def test_system_nodes_and_faas_nodes_list_the_invokers(cluster: Cluster) -> None
         assert cluster.node_of(server) in out.stdout
 
 
+def test_logs_through_a_gateway_hold_every_invokers_lines_in_time_order(cluster: Cluster) -> None:
+    gw0, gw1 = cluster.gateways
+    gw0.deploy_ok(
+        "logged", "def handle(event, context):\n    print('mark', event.query['m'])\n    return 'ok'\n"
+    )
+    # Each invoker serves one call (the gateways would send them all home):
+    # its logs hold that call's lines only.
+    for i, server in enumerate(cluster.invokers):
+        wait_until(
+            lambda server=server, i=i: server.request(
+                "GET", f"/function/logged?m={i}", headers={"X-Faas-Cluster-Token": TOKEN}
+            ).status == 200,
+            5,
+            "a direct call",
+        )  # fmt: skip
+        time.sleep(0.01)  # distinct stamps, so the expected order is the calls' order
+    for gateway in (gw0, gw1):
+        resp = gateway.request("GET", "/system/logs?name=logged&tail=100")
+        assert resp.status == 200, resp.text
+        marks = [line.split()[-1] for line in resp.json()["lines"] if " mark " in line]
+        assert marks == ["0", "1", "2"], resp.json()["lines"]
+        stamps = [line.split()[0] for line in resp.json()["lines"]]
+        assert stamps == sorted(stamps)
+    last = gw0.request("GET", "/system/logs?name=logged&tail=1").json()["lines"]
+    assert len(last) == 1 and "REPORT" in last[0]  # each call's REPORT line comes after its output
+    assert gw0.request("GET", "/system/logs?name=nobody").status == 404
+    assert gw0.request("GET", "/system/logs?name=logged&tail=x").status == 400
+
+
 def test_a_full_home_spills_over_to_the_next_invokers(cluster: Cluster) -> None:
     gw0 = cluster.gateways[0]
     gw0.deploy_ok("sleepy", SLEEPY)

@@ -1,0 +1,28 @@
+"""gateway/routes/logs.py merge_tails: a function's logs from several
+invokers as one log, oldest first."""
+
+from __future__ import annotations
+
+from gateway.routes.logs import merge_tails
+
+
+def _line(second: int, ms: int, call: str, text: str) -> str:
+    return f"2026-11-29T10:00:{second:02d}.{ms:03d}Z {call} {text}"
+
+
+def test_lines_interleave_by_time_and_the_tail_is_the_newest() -> None:
+    a = [_line(1, 0, "a1", "x"), _line(3, 0, "a2", "y"), _line(5, 999, "a3", "z")]
+    b = [_line(2, 500, "b1", "p"), _line(5, 100, "b2", "q")]
+    c: list[str] = []
+    merged = merge_tails([a, b, c], 100)
+    assert merged == [a[0], b[0], a[1], b[1], a[2]]
+    assert merge_tails([a, b, c], 2) == [b[1], a[2]]
+    assert merge_tails([a, b], 0) == []
+
+
+def test_one_stamp_in_two_logs_keeps_each_logs_own_order() -> None:
+    a = [_line(1, 0, "a", "out"), _line(1, 0, "a", "REPORT")]
+    b = [_line(1, 0, "b", "out"), _line(1, 0, "b", "REPORT")]
+    merged = merge_tails([a, b], 10)
+    assert merged.index(a[0]) < merged.index(a[1]) and merged.index(b[0]) < merged.index(b[1])
+    assert sorted(merged) == sorted(a + b)
