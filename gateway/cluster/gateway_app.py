@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import AsyncIterator
+from typing import Any
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -29,6 +30,7 @@ from ..errors import error_middleware, http_status
 from ..fast_path import add_function_routes
 from ..guard import make_guard_middleware
 from ..limits import handler_args, make_limits_middleware
+from ..routes.functions import instances_summed
 from ..routes.invoke import invocation_of, result_response
 from ..routes.logs import logs_query, merge_tails
 from .channels import Channels
@@ -78,19 +80,31 @@ class GatewayRoutes:
         response.headers[NODE_HEADER] = node
         return response
 
-    async def logs(self, request: web.Request) -> web.Response:
-        """A function's logs from every invoker (each keeps those of the calls
-        it served, the home invoker's and the spilled-over ones), merged by time."""
+    async def _gathered(self, request: web.Request) -> list[Any]:
+        """The request asked of every reachable invoker: the JSON of each
+        answer that succeeded; the first failure when none did (e.g. 404 from
+        every one: no such function)."""
         assert self.cluster is not None
-        name, tail = logs_query(request)
         answers = await self.cluster.gather("GET", request.raw_path, request.headers.items())
-        tails = [json.loads(body)["lines"] for _, status, _, body in answers if status == 200]
-        if not tails:
-            if answers:  # e.g. 404 from every invoker: no such function
+        bodies = [json.loads(body) for _, status, _, body in answers if status == 200]
+        if not bodies:
+            if answers:
                 _, status, headers, body = answers[0]
                 raise relayed_error(status, headers, body)
             raise Unavailable("no invoker of the cluster could be reached")
+        return bodies
+
+    async def logs(self, request: web.Request) -> web.Response:
+        """A function's logs from every invoker (each keeps those of the calls
+        it served, the home invoker's and the spilled-over ones), merged by time."""
+        name, tail = logs_query(request)
+        tails = [answer["lines"] for answer in await self._gathered(request)]
         return web.json_response({"function": name, "lines": merge_tails(tails, tail)})
+
+    async def functions(self, request: web.Request) -> web.Response:
+        """GET /system/functions[/NAME]: the records (the invokers share the
+        registry) with `instances` counted over every invoker."""
+        return web.json_response(instances_summed(await self._gathered(request)))
 
     async def nodes(self, request: web.Request) -> web.Response:
         assert self.watch is not None and self.cluster is not None
@@ -143,6 +157,8 @@ def create_gateway_app(config: ServerConfig) -> web.Application:
     app.router.add_get("/metrics", routes.metrics_text)
     app.router.add_get("/system/nodes", routes.nodes)
     app.router.add_get("/system/logs", routes.logs)
+    app.router.add_get("/system/functions", routes.functions)
+    app.router.add_get("/system/functions/{name}", routes.functions)
     add_function_routes(app, routes.invoke, config.body_timeout_s)
     app.router.add_route("*", "/{tail:[\\s\\S]*}", routes.forward)
 

@@ -22,6 +22,24 @@ def _record(invoker: Invoker, config: FunctionConfig) -> dict[str, Any]:
     }
 
 
+def instances_summed(answers: list[Any]) -> Any:
+    """Several servers' answers to GET /system/functions (a list of records,
+    by name) or /system/functions/NAME (one record), as one: each record as
+    the first server that has it gives it (the rest of a record comes from
+    the registry they share), with `instances` summed over all of them (warm
+    sandboxes are each server's own). A function that a server has not
+    heard of yet counts 0 there."""
+    first = answers[0]
+    if isinstance(first, dict):
+        return {**first, "instances": sum(answer.get("instances", 0) for answer in answers)}
+    records: dict[str, dict[str, Any]] = {}
+    for answer in answers:
+        for record in answer:
+            seen = records.setdefault(record["name"], {**record, "instances": 0})
+            seen["instances"] += record.get("instances", 0)
+    return [records[name] for name in sorted(records)]
+
+
 async def read_json(request: web.Request) -> Any:
     limit = request.client_max_size
     if request.content_length is not None and request.content_length > limit:

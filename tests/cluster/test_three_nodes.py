@@ -163,7 +163,7 @@ def test_system_nodes_and_faas_nodes_list_the_invokers(cluster: Cluster) -> None
         assert cluster.node_of(server) in out.stdout
 
 
-def test_logs_through_a_gateway_hold_every_invokers_lines_in_time_order(cluster: Cluster) -> None:
+def test_logs_and_instances_through_a_gateway_cover_every_invoker(cluster: Cluster) -> None:
     gw0, gw1 = cluster.gateways
     gw0.deploy_ok(
         "logged", "def handle(event, context):\n    print('mark', event.query['m'])\n    return 'ok'\n"
@@ -190,6 +190,11 @@ def test_logs_through_a_gateway_hold_every_invokers_lines_in_time_order(cluster:
     assert len(last) == 1 and "REPORT" in last[0]  # each call's REPORT line comes after its output
     assert gw0.request("GET", "/system/logs?name=nobody").status == 404
     assert gw0.request("GET", "/system/logs?name=logged&tail=x").status == 400
+    # Each invoker keeps the sandbox that served its call warm: 3 in all.
+    assert gw1.request("GET", "/system/functions/logged").json()["instances"] == 3
+    listed = {r["name"]: r for r in gw0.request("GET", "/system/functions").json()}
+    assert listed["logged"]["instances"] == 3
+    assert gw0.request("GET", "/system/functions/nobody").status == 404
 
 
 def test_a_full_home_spills_over_to_the_next_invokers(cluster: Cluster) -> None:

@@ -1,8 +1,11 @@
-"""gateway/routes/logs.py merge_tails: a function's logs from several
-invokers as one log, oldest first."""
+"""What a cluster's gateway makes of the answers of every invoker: a
+function's logs as one log, oldest first (routes/logs.py merge_tails), and
+function records with every invoker's warm sandboxes counted
+(routes/functions.py instances_summed)."""
 
 from __future__ import annotations
 
+from gateway.routes.functions import instances_summed
 from gateway.routes.logs import merge_tails
 
 
@@ -26,3 +29,15 @@ def test_one_stamp_in_two_logs_keeps_each_logs_own_order() -> None:
     merged = merge_tails([a, b], 10)
     assert merged.index(a[0]) < merged.index(a[1]) and merged.index(b[0]) < merged.index(b[1])
     assert sorted(merged) == sorted(a + b)
+
+
+def test_function_records_count_every_servers_instances() -> None:
+    a = [{"name": "f", "version": 2, "instances": 1}, {"name": "g", "version": 1, "instances": 0}]
+    b = [{"name": "f", "version": 2, "instances": 2}]  # has not heard of g yet
+    c = [{"name": "e", "version": 1, "instances": 1}, {"name": "f", "version": 2, "instances": 0}]
+    assert instances_summed([a, b, c]) == [
+        {"name": "e", "version": 1, "instances": 1},
+        {"name": "f", "version": 2, "instances": 3},
+        {"name": "g", "version": 1, "instances": 0},
+    ]
+    assert instances_summed([a[0], b[0], c[1]]) == {"name": "f", "version": 2, "instances": 3}
