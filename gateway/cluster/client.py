@@ -80,18 +80,28 @@ class InvokerClient:
             await self._session.close()
 
     async def send(
-        self, address: str, method: str, path_qs: str, headers: CIMultiDict[str], body: bytes
+        self,
+        address: str,
+        method: str,
+        path_qs: str,
+        headers: CIMultiDict[str],
+        body: bytes,
+        timeout_s: float | None = None,
     ) -> tuple[int, CIMultiDict[str], bytes]:
         """One request to the invoker at `address` (HOST:PORT): its status,
-        headers and body. NotSent or Lost when it fails."""
+        headers and body, within `timeout_s` (default: a call's longest).
+        NotSent or Lost when it fails."""
         assert self._session is not None
         headers = CIMultiDict(headers)
         headers[TOKEN_HEADER] = self._token
         # As the client sent it (a Lambda request's signature covers the path's encoding).
         url = URL(f"http://{address}{path_qs}", encoded=True)
         try:
+            timeout = (
+                aiohttp.ClientTimeout(total=timeout_s, sock_connect=CONNECT_TIMEOUT_S) if timeout_s else None
+            )
             async with self._session.request(
-                method, url, headers=headers, data=body, allow_redirects=False
+                method, url, headers=headers, data=body, allow_redirects=False, timeout=timeout
             ) as response:
                 return response.status, CIMultiDict(response.headers), await response.read()
         except (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError) as exc:

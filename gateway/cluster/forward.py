@@ -30,6 +30,8 @@ from .wire import Failure, RemoteResult
 # Answers after which the next invoker is tried: the call did not run there
 # (full: 429; shutting down, not ready or unable to start a sandbox: 503).
 TRY_NEXT = frozenset({429, 503})
+# How long a question asked of every invoker (Cluster.gather) waits for each.
+GATHER_TIMEOUT_S = 5.0
 LAMBDA_FUNCTIONS = "/2015-03-31/functions/"
 T = TypeVar("T")
 
@@ -85,13 +87,14 @@ class Cluster:
         """The same request to every reachable invoker at once, for what is
         spread over them (a function's logs: each invoker keeps those of the
         calls it served): (invoker id, status, headers, body) of each that
-        answered. One not reached, or failing, is left out."""
+        answered. One not reached, failing, or slower than GATHER_TIMEOUT_S
+        is left out: one stuck invoker must not stall the question."""
         sent = end_to_end(headers)
 
         async def ask(node: NodeInfo) -> tuple[str, int, CIMultiDict[str], bytes] | None:
             try:
                 status, answer_headers, body = await self.client.send(
-                    node.address, method, path_qs, sent, b""
+                    node.address, method, path_qs, sent, b"", GATHER_TIMEOUT_S
                 )
             except NotSent:
                 self.router.unreachable(node.node_id, time.monotonic())

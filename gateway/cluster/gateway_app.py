@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from aiohttp import web
@@ -80,31 +80,52 @@ class GatewayRoutes:
         response.headers[NODE_HEADER] = node
         return response
 
-    async def _gathered(self, request: web.Request) -> list[Any]:
+    async def _gathered(self, request: web.Request, valid: Callable[[Any], bool]) -> tuple[list[Any], str]:
         """The request asked of every reachable invoker: the JSON of each
-        answer that succeeded; the first failure when none did (e.g. 404 from
-        every one: no such function)."""
+        answer that succeeded and is `valid`, and the invokers that gave them
+        (for X-Faas-Node). When none did: 404 if any invoker said so (no
+        such function), else the first failure."""
         assert self.cluster is not None
-        answers = await self.cluster.gather("GET", request.raw_path, request.headers.items())
-        bodies = [json.loads(body) for _, status, _, body in answers if status == 200]
+        # rel_url: the path and query as sent, also for an absolute-form request target.
+        answers = await self.cluster.gather("GET", request.rel_url.raw_path_qs, request.headers.items())
+        bodies, nodes = [], []
+        for node, status, _, body in answers:
+            if status == 200:
+                try:
+                    answer = json.loads(body)
+                except ValueError:
+                    continue
+                if valid(answer):
+                    bodies.append(answer)
+                    nodes.append(node)
         if not bodies:
-            if answers:
-                _, status, headers, body = answers[0]
-                raise relayed_error(status, headers, body)
+            failures = [answer for answer in answers if answer[1] != 200]
+            failure = next((a for a in failures if a[1] == 404), failures[0] if failures else None)
+            if failure is not None:
+                raise relayed_error(failure[1], failure[2], failure[3])
             raise Unavailable("no invoker of the cluster could be reached")
-        return bodies
+        return bodies, ", ".join(nodes)
 
     async def logs(self, request: web.Request) -> web.Response:
         """A function's logs from every invoker (each keeps those of the calls
         it served, the home invoker's and the spilled-over ones), merged by time."""
         name, tail = logs_query(request)
-        tails = [answer["lines"] for answer in await self._gathered(request)]
-        return web.json_response({"function": name, "lines": merge_tails(tails, tail)})
+        answers, nodes = await self._gathered(
+            request, lambda answer: isinstance(answer, dict) and isinstance(answer.get("lines"), list)
+        )
+        response = web.json_response(
+            {"function": name, "lines": merge_tails([answer["lines"] for answer in answers], tail)}
+        )
+        response.headers[NODE_HEADER] = nodes
+        return response
 
     async def functions(self, request: web.Request) -> web.Response:
         """GET /system/functions[/NAME]: the records (the invokers share the
         registry) with `instances` counted over every invoker."""
-        return web.json_response(instances_summed(await self._gathered(request)))
+        answers, nodes = await self._gathered(request, lambda answer: isinstance(answer, (dict, list)))
+        response = web.json_response(instances_summed(answers))
+        response.headers[NODE_HEADER] = nodes
+        return response
 
     async def nodes(self, request: web.Request) -> web.Response:
         assert self.watch is not None and self.cluster is not None

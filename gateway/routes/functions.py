@@ -25,19 +25,26 @@ def _record(invoker: Invoker, config: FunctionConfig) -> dict[str, Any]:
 def instances_summed(answers: list[Any]) -> Any:
     """Several servers' answers to GET /system/functions (a list of records,
     by name) or /system/functions/NAME (one record), as one: each record as
-    the first server that has it gives it (the rest of a record comes from
-    the registry they share), with `instances` summed over all of them (warm
-    sandboxes are each server's own). A function that a server has not
-    heard of yet counts 0 there."""
-    first = answers[0]
-    if isinstance(first, dict):
-        return {**first, "instances": sum(answer.get("instances", 0) for answer in answers)}
-    records: dict[str, dict[str, Any]] = {}
+    the server with its newest version gives it (the rest of a record comes
+    from the registry they share; one may not have heard of a deploy yet),
+    with `instances` summed over all of them (warm sandboxes are each
+    server's own). A function that a server does not know yet counts 0 there."""
+
+    def newest(records: list[dict[str, Any]]) -> dict[str, Any]:
+        return max(records, key=lambda record: record.get("version", 0))
+
+    if isinstance(answers[0], dict):
+        records = [answer for answer in answers if isinstance(answer, dict)]
+        return {**newest(records), "instances": sum(record.get("instances", 0) for record in records)}
+    by_name: dict[str, list[dict[str, Any]]] = {}
     for answer in answers:
-        for record in answer:
-            seen = records.setdefault(record["name"], {**record, "instances": 0})
-            seen["instances"] += record.get("instances", 0)
-    return [records[name] for name in sorted(records)]
+        if isinstance(answer, list):
+            for record in answer:
+                by_name.setdefault(record["name"], []).append(record)
+    return [
+        {**newest(records), "instances": sum(record.get("instances", 0) for record in records)}
+        for _, records in sorted(by_name.items())
+    ]
 
 
 async def read_json(request: web.Request) -> Any:

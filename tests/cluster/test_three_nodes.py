@@ -186,6 +186,7 @@ def test_logs_and_instances_through_a_gateway_cover_every_invoker(cluster: Clust
         assert marks == ["0", "1", "2"], resp.json()["lines"]
         stamps = [line.split()[0] for line in resp.json()["lines"]]
         assert stamps == sorted(stamps)
+        assert sorted(resp.headers[NODE].split(", ")) == sorted(cluster.node_of(s) for s in cluster.invokers)
     last = gw0.request("GET", "/system/logs?name=logged&tail=1").json()["lines"]
     assert len(last) == 1 and "REPORT" in last[0]  # each call's REPORT line comes after its output
     assert gw0.request("GET", "/system/logs?name=nobody").status == 404

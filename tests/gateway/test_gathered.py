@@ -41,3 +41,10 @@ def test_function_records_count_every_servers_instances() -> None:
         {"name": "g", "version": 1, "instances": 0},
     ]
     assert instances_summed([a[0], b[0], c[1]]) == {"name": "f", "version": 2, "instances": 3}
+
+
+def test_a_server_behind_on_a_deploy_does_not_hide_the_new_version() -> None:
+    behind = [{"name": "f", "version": 1, "instances": 2}]
+    current = [{"name": "f", "version": 2, "instances": 1}]
+    assert instances_summed([behind, current]) == [{"name": "f", "version": 2, "instances": 3}]
+    assert instances_summed([behind[0], current[0]]) == {"name": "f", "version": 2, "instances": 3}
