@@ -15,7 +15,9 @@ The routes stay registered and serve the same handler: a request with an
 `Expect` header (the router's expect handler answers `100 Continue`) goes
 the routed way, as does every request to an app that must check more than
 that (an invoker of a cluster checks the cluster's token on every request:
-it gets no fast path).
+it gets no fast path). A middleware added later that must act on
+`/function/*` has to be called in `front` too: the fast path knows only
+these two.
 """
 
 from __future__ import annotations
