@@ -49,6 +49,19 @@ def test_an_answer_crosses_whole() -> None:
     assert decode_reply(encode_failure(4, 429, "full", {"Retry-After": "1"})) == (4, failure)
 
 
+# A call as encode_call writes it; each malformed case below breaks one field.
+WELL_FORMED_CALL = {
+    "f": "x", "id": "c", "m": "GET", "p": "/", "q": {}, "h": [], "b": b"",
+    "rq": "", "re": False, "ip": "", "a": 1,
+}  # fmt: skip
+
+
+def test_the_well_formed_call_decodes() -> None:
+    # So that each malformed case fails for its own field, not the frame's shape.
+    number, inv = decode_call(msgpack.packb([1, WELL_FORMED_CALL]), 0.0)
+    assert number == 1 and inv.function == "x"
+
+
 @pytest.mark.parametrize(
     "frame",
     [
@@ -57,51 +70,9 @@ def test_an_answer_crosses_whole() -> None:
         msgpack.packb([1, 2]),
         msgpack.packb({"f": "x"}),
         msgpack.packb(["1", {}]),
-        msgpack.packb(
-            {
-                "f": 1,
-                "id": "c",
-                "m": "GET",
-                "p": "/",
-                "q": {},
-                "h": [],
-                "b": b"",
-                "rq": "",
-                "re": False,
-                "ip": "",
-                "a": 1,
-            }
-        ),
-        msgpack.packb(
-            {
-                "f": "x",
-                "id": "c",
-                "m": "GET",
-                "p": "/",
-                "q": {"a": 1},
-                "h": [],
-                "b": b"",
-                "rq": "",
-                "re": False,
-                "ip": "",
-                "a": 1,
-            }
-        ),  # fmt: skip
-        msgpack.packb(
-            {
-                "f": "x",
-                "id": "c",
-                "m": "GET",
-                "p": "/",
-                "q": {},
-                "h": [],
-                "b": "text",
-                "rq": "",
-                "re": False,
-                "ip": "",
-                "a": 1,
-            }
-        ),  # fmt: skip
+        msgpack.packb([1, {**WELL_FORMED_CALL, "f": 1}]),
+        msgpack.packb([1, {**WELL_FORMED_CALL, "q": {"a": 1}}]),
+        msgpack.packb([1, {**WELL_FORMED_CALL, "b": "text"}]),
     ],
 )
 def test_a_malformed_call_frame_is_a_wire_error(frame: bytes) -> None:
