@@ -30,21 +30,18 @@ def instances_summed(answers: list[Any]) -> Any:
     with `instances` summed over all of them (warm sandboxes are each
     server's own). A function that a server does not know yet counts 0 there."""
 
-    def newest(records: list[dict[str, Any]]) -> dict[str, Any]:
-        return max(records, key=lambda record: record.get("version", 0))
+    def one(records: list[dict[str, Any]]) -> dict[str, Any]:
+        newest = max(records, key=lambda record: record.get("version", 0))
+        return {**newest, "instances": sum(record.get("instances", 0) for record in records)}
 
     if isinstance(answers[0], dict):
-        records = [answer for answer in answers if isinstance(answer, dict)]
-        return {**newest(records), "instances": sum(record.get("instances", 0) for record in records)}
+        return one([answer for answer in answers if isinstance(answer, dict)])
     by_name: dict[str, list[dict[str, Any]]] = {}
     for answer in answers:
         if isinstance(answer, list):
             for record in answer:
                 by_name.setdefault(record["name"], []).append(record)
-    return [
-        {**newest(records), "instances": sum(record.get("instances", 0) for record in records)}
-        for _, records in sorted(by_name.items())
-    ]
+    return [one(records) for _, records in sorted(by_name.items())]
 
 
 async def read_json(request: web.Request) -> Any:
